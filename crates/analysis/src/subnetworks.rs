@@ -1,0 +1,86 @@
+//! Concrete sub-networks drawn from a trained spike-and-slab network, and their ensemble.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+use credit_data::ImageSet;
+use credit_model::{DeterministicNet, SpikeSlabNet};
+use credit_train::accuracy_pct;
+use serde::{Deserialize, Serialize};
+
+/// Test accuracies of `K` sampled sub-networks and of their ensemble, in percent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubnetworkReport {
+    /// Accuracy of each sampled sub-network.
+    pub accuracies_pct: Vec<f64>,
+    /// Fraction of exactly-zero weights in each sampled sub-network.
+    pub zero_fractions: Vec<f64>,
+    /// Mean of `accuracies_pct`.
+    pub mean_pct: f64,
+    /// Sample standard deviation of `accuracies_pct` (0 for one sample).
+    pub sd_pct: f64,
+    /// Smallest accuracy.
+    pub min_pct: f64,
+    /// Largest accuracy.
+    pub max_pct: f64,
+    /// Accuracy of the ensemble that averages the `K` networks' softmax outputs.
+    pub ensemble_pct: f64,
+}
+
+/// Fraction of exactly-zero weights over all layers of a network.
+pub fn zero_fraction(net: &DeterministicNet) -> f64 {
+    let (zeros, total) = net.layers.iter().fold((0usize, 0usize), |(z, t), layer| {
+        let w = layer.weight.val();
+        let n = w.dims().iter().product::<usize>();
+        let z_layer: i64 = w.equal_elem(0.0).int().sum().into_scalar();
+        (z + z_layer as usize, t + n)
+    });
+    zeros as f64 / total as f64
+}
+
+/// Draws `samples` sub-networks from `net` (seed the device first for reproducibility) and
+/// evaluates each, and their softmax-averaged ensemble, on `test`.
+pub fn evaluate_subnetworks(
+    net: &SpikeSlabNet,
+    test: &ImageSet,
+    device: &Device,
+    samples: usize,
+) -> SubnetworkReport {
+    assert!(samples > 0, "at least one sub-network");
+    let batch = test.all(device);
+    let mut accuracies = Vec::with_capacity(samples);
+    let mut zero_fractions = Vec::with_capacity(samples);
+    let mut probabilities: Option<Tensor<2>> = None;
+    for _ in 0..samples {
+        let sub = net.sample_network();
+        zero_fractions.push(zero_fraction(&sub));
+        let logits = sub.forward(batch.images.clone());
+        accuracies.push(accuracy_pct(logits.clone(), batch.targets.clone()));
+        let p = softmax(logits, 1);
+        probabilities = Some(match probabilities {
+            Some(sum) => sum + p,
+            None => p,
+        });
+    }
+    let ensemble_pct = accuracy_pct(probabilities.expect("samples > 0"), batch.targets);
+    let (mean, sd) = mean_sd(&accuracies);
+    SubnetworkReport {
+        mean_pct: mean,
+        sd_pct: sd,
+        min_pct: accuracies.iter().copied().fold(f64::INFINITY, f64::min),
+        max_pct: accuracies.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        accuracies_pct: accuracies,
+        zero_fractions,
+        ensemble_pct,
+    }
+}
+
+/// Mean and sample standard deviation (0 for fewer than two values).
+pub fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}

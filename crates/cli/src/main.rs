@@ -1,0 +1,244 @@
+//! `credit`: train spike-and-slab networks and see which connections they rely on.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use credit_analysis::evaluate_subnetworks;
+use credit_train::{Backend, RunConfig, RunDir, TrainOptions, load_data, test_accuracies};
+
+#[derive(Parser)]
+#[command(name = "credit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network described by a config file into a run directory.
+    Train(TrainArgs),
+    /// Reload a run and report its test accuracies.
+    Eval(EvalArgs),
+    /// Time training epochs and test-set forward passes of a config.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BackendArg {
+    /// Backend to run on (flex, ndarray, wgpu; whichever this build contains). Default: the
+    /// first compiled in, in that order.
+    #[arg(long)]
+    backend: Option<Backend>,
+}
+
+impl BackendArg {
+    fn resolve(&self) -> Result<Backend> {
+        match self.backend {
+            Some(backend) => Ok(backend),
+            None => Backend::default_available().context("this build contains no backend"),
+        }
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// TOML run configuration, e.g. configs/mnist.toml.
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Run directory. Default: runs/<config file stem>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override a config value, e.g. --set train.epochs=5 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue the run in --out from its latest checkpoint, with its saved config.
+    #[arg(long, requires = "out")]
+    resume: bool,
+    /// Plain per-epoch lines even on a terminal, instead of burn's dashboard.
+    #[arg(long)]
+    no_dashboard: bool,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Run directory written by `credit train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Number of sub-networks to sample (0 skips them).
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// Seed of the noise and of the sampled sub-networks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// TOML run configuration to time.
+    #[arg(long, default_value = "configs/mnist.toml")]
+    config: PathBuf,
+    /// Override a config value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Training epochs to time, after one warm-up epoch.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Forward passes over the test images to time, after one warm-up pass.
+    #[arg(long, default_value_t = 10)]
+    eval_repeats: usize,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => run_train(args),
+        Command::Eval(args) => run_eval(args),
+        Command::Bench(args) => run_bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let backend = args.backend.resolve()?;
+    let (config, run) = if args.resume {
+        let run = RunDir::new(args.out.expect("clap requires --out with --resume"));
+        (run.config_with(&args.overrides)?, run)
+    } else {
+        let path = args
+            .config
+            .expect("clap requires --config without --resume");
+        let out = args.out.unwrap_or_else(|| {
+            let stem = path.file_stem().unwrap_or_default();
+            PathBuf::from("runs").join(stem)
+        });
+        (RunConfig::load(&path, &args.overrides)?, RunDir::new(out))
+    };
+    let mut options = TrainOptions::new(backend);
+    options.resume = args.resume;
+    options.dashboard &= !args.no_dashboard;
+    println!(
+        "credit {}: training {:?} {:?} for {} epochs on {backend} into {}",
+        env!("CARGO_PKG_VERSION"),
+        config.model.kind,
+        config.model.sizes,
+        config.train.epochs,
+        run.path().display()
+    );
+    let summary = credit_train::train(&config, &run, &options)?;
+    println!(
+        "done: {} epochs, {:.3} s/epoch; test accuracy {:.2}% mean-field, {:.2}% mean network ({})",
+        summary.epochs,
+        summary.seconds_per_epoch,
+        summary.test_accuracy_mean_field_pct,
+        summary.test_accuracy_mean_network_pct,
+        run.path().display()
+    );
+    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    let backend = args.backend.resolve()?;
+    let run = RunDir::new(&args.run);
+    let config = run.config()?;
+    let device = backend.device()?;
+    device.seed(args.seed);
+    let model = run.load_model(&config, &device, None)?;
+    let data = load_data(&config)?;
+    let accuracies = test_accuracies(&model, &data, &device);
+    let subnetworks = match model.spike_slab() {
+        Some(net) if args.samples > 0 => {
+            Some(evaluate_subnetworks(net, &data.test, &device, args.samples))
+        }
+        _ => None,
+    };
+    if args.json {
+        let report = serde_json::json!({
+            "run": args.run,
+            "backend": backend.name(),
+            "device": format!("{device:?}"),
+            "seed": args.seed,
+            "test_images": data.test.len(),
+            "test_accuracy_mean_field_pct": accuracies.test_mean_field_pct,
+            "test_accuracy_mean_network_pct": accuracies.test_mean_network_pct,
+            "subnetworks": subnetworks,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} on {backend}, {} test images",
+        args.run.display(),
+        data.test.len()
+    );
+    println!(
+        "  mean-field (noise on)      {:6.2}%",
+        accuracies.test_mean_field_pct
+    );
+    println!(
+        "  mean network (noise off)   {:6.2}%",
+        accuracies.test_mean_network_pct
+    );
+    if let Some(s) = subnetworks {
+        let k = s.accuracies_pct.len();
+        let zeros = s.zero_fractions.iter().sum::<f64>() / k as f64;
+        println!(
+            "  {k} sampled sub-networks    {:6.2}% mean, sd {:.2}, min {:.2}, max {:.2} ({:.1}% zero weights)",
+            s.mean_pct,
+            s.sd_pct,
+            s.min_pct,
+            s.max_pct,
+            100.0 * zeros
+        );
+        println!("  {k}-ensemble (mean softmax) {:6.2}%", s.ensemble_pct);
+    }
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> Result<()> {
+    let backend = args.backend.resolve()?;
+    let config = RunConfig::load(&args.config, &args.overrides)?;
+    anyhow::ensure!(args.epochs > 0, "--epochs must be positive");
+    anyhow::ensure!(args.eval_repeats > 0, "--eval-repeats must be positive");
+    let report = credit_train::bench(&config, backend, args.epochs, args.eval_repeats)?;
+    println!(
+        "{} on {} ({})",
+        args.config.display(),
+        report.backend,
+        report.device
+    );
+    println!(
+        "  training   {:.4} s/epoch median of {} ({:.0} images/s, {} images/epoch)",
+        report.epoch_seconds_median,
+        report.epoch_seconds.len(),
+        report.train_images_per_second,
+        report.train_images
+    );
+    println!(
+        "  evaluation {:.4} s per mean-field pass over {} test images ({:.0} images/s)",
+        report.eval_seconds_median, report.test_images, report.eval_images_per_second
+    );
+    if let Some(path) = args.json {
+        credit_train::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    Ok(())
+}

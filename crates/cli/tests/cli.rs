@@ -1,0 +1,102 @@
+//! The `credit` binary as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn credit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_credit"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("credit runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn train_then_eval_the_smoke_config() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("smoke");
+    let out = out.to_str().unwrap();
+    let trained = credit(&[
+        "train",
+        "--config",
+        "configs/smoke.toml",
+        "--out",
+        out,
+        "--set",
+        "train.epochs=2",
+    ]);
+    let stdout = text(&trained.stdout);
+    assert!(
+        trained.status.success(),
+        "{stdout}{}",
+        text(&trained.stderr)
+    );
+    assert!(
+        stdout.contains("epoch   1/2"),
+        "one plain line per epoch: {stdout}"
+    );
+    assert!(stdout.contains("epoch   2/2"), "{stdout}");
+    assert!(stdout.contains("on flex"), "names the backend: {stdout}");
+
+    let evaluated = credit(&["eval", "--run", out, "--samples", "3", "--json"]);
+    assert!(evaluated.status.success(), "{}", text(&evaluated.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+    let accuracy = report["test_accuracy_mean_network_pct"].as_f64().unwrap();
+    assert!(accuracy > 70.0, "mean network {accuracy}%");
+    let samples = report["subnetworks"]["accuracies_pct"].as_array().unwrap();
+    assert_eq!(samples.len(), 3);
+    let ensemble = report["subnetworks"]["ensemble_pct"].as_f64().unwrap();
+    assert!(ensemble > 70.0, "ensemble {ensemble}%");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_panic() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "train",
+                "--config",
+                "configs/smoke.toml",
+                "--set",
+                "optimizer.lr=-1",
+            ],
+            "optimizer.lr must be positive",
+        ),
+        (
+            &[
+                "train",
+                "--config",
+                "configs/smoke.toml",
+                "--set",
+                "train.epoch=3",
+            ],
+            "unknown field `epoch`",
+        ),
+        (
+            &["train", "--config", "configs/missing.toml"],
+            "configs/missing.toml",
+        ),
+        (
+            &["eval", "--run", "runs/does-not-exist"],
+            "runs/does-not-exist",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = credit(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: {stderr:?} should say {expected:?}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}

@@ -1,0 +1,10 @@
+//! The models of "Learning credit assignment" (Li & Huang, PRL 125, 178301, 2020) as burn
+//! modules: the spike-and-slab mean-field layer ([`SpikeSlabLinear`]), networks of such layers
+//! ([`SpikeSlabNet`]) and the deterministic baseline ([`DeterministicNet`]), which is also the
+//! form of every concrete sub-network sampled from a trained model.
+
+mod network;
+mod spike_slab;
+
+pub use network::{DeterministicLinear, DeterministicNet, NetworkConfig, SpikeSlabNet};
+pub use spike_slab::{DELTA_FLOOR, Noise, SpikeSlabLinear, SpikeSlabLinearConfig};

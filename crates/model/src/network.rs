@@ -1,0 +1,206 @@
+//! Multi-layer networks: the spike-and-slab model and the deterministic baseline.
+//!
+//! Both map `[batch, sizes[0]]` inputs to `[batch, sizes.last()]` logits through bias-free
+//! layers scaled by `1/sqrt(N)`, with ReLU between layers and none after the last.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::spike_slab::{Noise, SpikeSlabLinear, SpikeSlabLinearConfig};
+
+/// Configuration shared by both networks; the defaults are the reference code's.
+#[derive(Config, Debug)]
+pub struct NetworkConfig {
+    /// Layer widths, input first: `[784, 100, 100, 10]` is two hidden layers.
+    pub sizes: Vec<usize>,
+    /// Standard deviation of the Gaussian init of `m` (or of the baseline's weights).
+    #[config(default = 0.050_507_627_227_610_54)]
+    pub m_init_std: f64,
+    /// `xi` starts uniform in `[0, xi_init_max)`.
+    #[config(default = 0.01)]
+    pub xi_init_max: f64,
+    /// Initial value of every `pi`.
+    #[config(default = 0.0)]
+    pub pi_init: f64,
+}
+
+impl NetworkConfig {
+    /// `(d_input, d_output)` of each layer.
+    fn layer_dims(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.sizes.windows(2).map(|pair| (pair[0], pair[1]))
+    }
+
+    /// A spike-and-slab network with freshly drawn parameters.
+    pub fn init_spike_slab(&self, device: &Device) -> SpikeSlabNet {
+        let layers = self
+            .layer_dims()
+            .map(|(d_input, d_output)| {
+                SpikeSlabLinearConfig::new(d_input, d_output)
+                    .with_m_init_std(self.m_init_std)
+                    .with_xi_init_max(self.xi_init_max)
+                    .with_pi_init(self.pi_init)
+                    .init(device)
+            })
+            .collect();
+        SpikeSlabNet { layers }
+    }
+
+    /// A deterministic network whose weights are drawn like the spike-and-slab `m`.
+    pub fn init_deterministic(&self, device: &Device) -> DeterministicNet {
+        let layers = self
+            .layer_dims()
+            .map(|(d_input, d_output)| {
+                DeterministicLinear::new(Tensor::random(
+                    [d_output, d_input],
+                    Distribution::Normal(0.0, self.m_init_std),
+                    device,
+                ))
+            })
+            .collect();
+        DeterministicNet { layers }
+    }
+}
+
+/// Applies `layer` to each layer in turn with ReLU in between.
+fn chain<L>(
+    layers: &[L],
+    input: Tensor<2>,
+    mut layer: impl FnMut(usize, &L, Tensor<2>) -> Tensor<2>,
+) -> Tensor<2> {
+    let last = layers.len() - 1;
+    layers.iter().enumerate().fold(input, |x, (i, l)| {
+        let h = layer(i, l, x);
+        if i == last { h } else { relu(h) }
+    })
+}
+
+/// The spike-and-slab network.
+#[derive(Module, Debug)]
+pub struct SpikeSlabNet {
+    /// Layers, input side first.
+    pub layers: Vec<SpikeSlabLinear>,
+}
+
+impl SpikeSlabNet {
+    /// Layer widths, input first.
+    pub fn sizes(&self) -> Vec<usize> {
+        layer_sizes(self.layers.iter().map(SpikeSlabLinear::dims))
+    }
+
+    /// Logits, with the pre-activation noise sampled (mean-field) or off (mean network).
+    ///
+    /// # Shapes
+    /// - input: `[batch, sizes[0]]`
+    /// - output: `[batch, sizes.last()]`
+    pub fn forward(&self, input: Tensor<2>, noise: Noise) -> Tensor<2> {
+        chain(&self.layers, input, |_, layer, x| layer.forward(x, noise))
+    }
+
+    /// Logits with given standard-normal draws, one `[batch, d_output]` tensor per layer.
+    ///
+    /// # Shapes
+    /// - input: `[batch, sizes[0]]`
+    /// - eps\[l\]: `[batch, sizes[l + 1]]`
+    /// - output: `[batch, sizes.last()]`
+    pub fn forward_with_eps(&self, input: Tensor<2>, eps: &[Tensor<2>]) -> Tensor<2> {
+        assert_eq!(eps.len(), self.layers.len(), "one eps tensor per layer");
+        chain(&self.layers, input, |i, layer, x| {
+            layer.forward_with_eps(x, eps[i].clone())
+        })
+    }
+
+    /// Every `pi` clamped into `[0, 1]` and every `xi` to `>= 0`.
+    pub fn project(self) -> Self {
+        Self {
+            layers: self
+                .layers
+                .into_iter()
+                .map(SpikeSlabLinear::project)
+                .collect(),
+        }
+    }
+
+    /// One concrete sub-network drawn from the learned weight distribution.
+    pub fn sample_network(&self) -> DeterministicNet {
+        DeterministicNet {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| DeterministicLinear::new(l.sample_weights()))
+                .collect(),
+        }
+    }
+
+    /// The network of expected weights `(1 - pi) m`; its logits equal `forward(x, Noise::Off)`.
+    pub fn mean_network(&self) -> DeterministicNet {
+        DeterministicNet {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| DeterministicLinear::new(l.weight_moments().0.inner()))
+                .collect(),
+        }
+    }
+}
+
+/// A bias-free linear layer `h = a · w^T / sqrt(N)`.
+#[derive(Module, Debug)]
+pub struct DeterministicLinear {
+    /// Weights, `[d_output, d_input]`.
+    pub weight: Param<Tensor<2>>,
+}
+
+impl DeterministicLinear {
+    /// Wraps a `[d_output, d_input]` weight matrix.
+    pub fn new(weight: Tensor<2>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+        }
+    }
+
+    /// # Shapes
+    /// - input: `[batch, d_input]`
+    /// - output: `[batch, d_output]`
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        let scale = (input.dims()[1] as f64).sqrt().recip();
+        input
+            .matmul(self.weight.val().transpose())
+            .mul_scalar(scale)
+    }
+}
+
+/// An ordinary network with fixed weights: the "traditional BP" baseline, and the form of
+/// every sub-network sampled from a [`SpikeSlabNet`].
+#[derive(Module, Debug)]
+pub struct DeterministicNet {
+    /// Layers, input side first.
+    pub layers: Vec<DeterministicLinear>,
+}
+
+impl DeterministicNet {
+    /// Layer widths, input first.
+    pub fn sizes(&self) -> Vec<usize> {
+        layer_sizes(self.layers.iter().map(|l| l.weight.val().dims()))
+    }
+
+    /// # Shapes
+    /// - input: `[batch, sizes[0]]`
+    /// - output: `[batch, sizes.last()]`
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        chain(&self.layers, input, |_, layer, x| layer.forward(x))
+    }
+}
+
+/// Widths `[in_0, out_0, out_1, ...]` from `[out, in]` weight shapes.
+fn layer_sizes(dims: impl Iterator<Item = [usize; 2]>) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    for [d_output, d_input] in dims {
+        if sizes.is_empty() {
+            sizes.push(d_input);
+        }
+        sizes.push(d_output);
+    }
+    sizes
+}

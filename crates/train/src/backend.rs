@@ -1,0 +1,98 @@
+//! Backends compiled in by cargo feature, chosen at run time by name.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+/// A burn backend this build may contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// burn-flex: pure-Rust CPU backend (feature `flex`).
+    Flex,
+    /// burn-ndarray: the older CPU backend, deprecated in burn 0.22 (feature `ndarray`).
+    Ndarray,
+    /// wgpu: GPUs through Vulkan, Metal or DX12 (feature `wgpu`).
+    Wgpu,
+}
+
+impl Backend {
+    /// Every backend, fastest CPU backend first (measured with `credit bench`).
+    pub const ALL: [Backend; 3] = [Backend::Flex, Backend::Ndarray, Backend::Wgpu];
+
+    /// The backends compiled into this build.
+    pub fn available() -> Vec<Backend> {
+        Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
+    }
+
+    /// The default: the first compiled one of [`Backend::ALL`].
+    pub fn default_available() -> Option<Backend> {
+        Self::available().into_iter().next()
+    }
+
+    /// Whether this build contains the backend.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Backend::Flex => cfg!(feature = "flex"),
+            Backend::Ndarray => cfg!(feature = "ndarray"),
+            Backend::Wgpu => cfg!(feature = "wgpu"),
+        }
+    }
+
+    /// The cargo feature that compiles it in.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Ndarray => "ndarray",
+            Backend::Wgpu => "wgpu",
+        }
+    }
+
+    /// The backend's default device (no autodiff), or an error if it is not compiled in.
+    pub fn device(self) -> Result<Device, BackendError> {
+        match self {
+            #[cfg(feature = "flex")]
+            Backend::Flex => Ok(Device::flex()),
+            #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
+            Backend::Ndarray => Ok(Device::ndarray()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[allow(unreachable_patterns)]
+            other => Err(BackendError::NotCompiled(other)),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = BackendError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| BackendError::Unknown(s.to_string()))
+    }
+}
+
+/// A backend that cannot be used in this build.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Not one of the names in [`Backend::ALL`].
+    #[error("unknown backend `{0}` (known: flex, ndarray, wgpu)")]
+    Unknown(String),
+    /// Known, but its cargo feature was not enabled.
+    #[error(
+        "backend `{0}` is not compiled into this build (available: {list}); rebuild with `--features {0}`",
+        list = Backend::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+    )]
+    NotCompiled(Backend),
+}

@@ -1,0 +1,104 @@
+//! `credit bench`: training and evaluation throughput of a config on one backend.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use credit_model::Noise;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::classifier::Classifier;
+use crate::config::RunConfig;
+use crate::evaluate::set_accuracy_pct;
+use crate::run::RunDir;
+use crate::training::{TrainOptions, load_data, train};
+
+/// Timings of one benchmark; seconds are wall-clock, medians over the timed repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// Backend name.
+    pub backend: String,
+    /// Device, as burn names it.
+    pub device: String,
+    /// Training images per epoch.
+    pub train_images: usize,
+    /// Seconds of each timed training epoch (the first epoch, a warm-up, is left out).
+    pub epoch_seconds: Vec<f64>,
+    /// Median of `epoch_seconds`.
+    pub epoch_seconds_median: f64,
+    /// Training images per second at the median.
+    pub train_images_per_second: f64,
+    /// Test images per evaluation pass.
+    pub test_images: usize,
+    /// Seconds of each mean-field forward pass over the test images.
+    pub eval_seconds: Vec<f64>,
+    /// Median of `eval_seconds`.
+    pub eval_seconds_median: f64,
+    /// Test images per second at the median.
+    pub eval_images_per_second: f64,
+}
+
+/// Trains `config` for `1 + epochs` epochs in a temporary run directory through the full
+/// training path (Learner, metrics, clamp, checkpoints) and times the last `epochs`; then
+/// times `eval_repeats` mean-field passes over the test images.
+pub fn bench(
+    config: &RunConfig,
+    backend: Backend,
+    epochs: usize,
+    eval_repeats: usize,
+) -> Result<BenchReport> {
+    let mut config = config.clone();
+    config.train.epochs = epochs + 1;
+    let scratch = tempfile::tempdir()?;
+    let run = RunDir::new(scratch.path().join("bench"));
+    let mut options = TrainOptions::new(backend);
+    options.dashboard = false;
+    train(&config, &run, &options)?;
+    let epoch_seconds: Vec<f64> = run
+        .metrics()?
+        .iter()
+        .skip(1)
+        .map(|m| m.train_seconds)
+        .collect();
+
+    let data = load_data(&config)?;
+    let device = backend.device()?;
+    let model = run.load_model(&config, &device, None)?;
+    let eval_once = |model: &Classifier| {
+        let start = Instant::now();
+        set_accuracy_pct(&data.test, &device, |x| model.forward(x, Noise::Sampled));
+        start.elapsed().as_secs_f64()
+    };
+    eval_once(&model);
+    let eval_seconds: Vec<f64> = (0..eval_repeats).map(|_| eval_once(&model)).collect();
+
+    let epoch_median = median(&epoch_seconds);
+    let eval_median = median(&eval_seconds);
+    Ok(BenchReport {
+        backend: backend.name().to_string(),
+        device: format!("{device:?}"),
+        train_images: data.train.len(),
+        epoch_seconds,
+        epoch_seconds_median: epoch_median,
+        train_images_per_second: data.train.len() as f64 / epoch_median,
+        test_images: data.test.len(),
+        eval_seconds,
+        eval_seconds_median: eval_median,
+        eval_images_per_second: data.test.len() as f64 / eval_median,
+    })
+}
+
+/// Median of a non-empty list (mean of the middle two for even lengths).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}

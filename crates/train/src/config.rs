@@ -1,0 +1,358 @@
+//! Run configuration: TOML files in `configs/`, `--set key=value` overrides, validation.
+//!
+//! Every field has a default (the reference code's MNIST setup), so a config file only states
+//! what differs. Unknown keys are rejected by name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use credit_data::Format;
+use credit_model::NetworkConfig;
+use serde::{Deserialize, Serialize};
+
+/// A whole run: what to train, on what, how.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seed of parameter init, noise and shuffling.
+    pub seed: u64,
+    /// The network.
+    pub model: ModelConfig,
+    /// The data set.
+    pub data: DataConfig,
+    /// The training loop.
+    pub train: TrainConfig,
+    /// AdamW settings.
+    pub optimizer: OptimizerConfig,
+}
+
+/// Which network, which sizes, which init.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `spike-slab` (the paper's model) or `deterministic` (plain backprop baseline).
+    pub kind: ModelKind,
+    /// Layer widths, input first.
+    pub sizes: Vec<usize>,
+    /// Standard deviation of the Gaussian init of `m`: `sqrt(2/784)` in the reference code,
+    /// for every layer.
+    pub m_init_std: f64,
+    /// `xi` starts uniform in `[0, xi_init_max)`.
+    pub xi_init_max: f64,
+    /// Initial `pi`.
+    pub pi_init: f64,
+}
+
+/// The two trainable networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Spike-and-slab mean-field network.
+    SpikeSlab,
+    /// Ordinary network with deterministic weights.
+    Deterministic,
+}
+
+/// Where the data is and how much of it is used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Folder layout: `idx` (MNIST, Fashion-MNIST) or `cifar10`.
+    pub format: Format,
+    /// The folder, relative to the working directory.
+    pub dir: PathBuf,
+    /// Train on the first this many training images (the paper: 10,000); 0 means all.
+    pub train_size: usize,
+    /// Test on the first this many test images; 0 means all.
+    pub test_size: usize,
+}
+
+/// The training loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training images.
+    pub epochs: usize,
+    /// Images per optimizer step.
+    pub batch_size: usize,
+    /// Reshuffle the training images every epoch (seeded).
+    pub shuffle: bool,
+    /// Checkpoints kept in the run's `checkpoint/` folder (the latest ones).
+    pub keep_checkpoints: usize,
+}
+
+/// AdamW with decoupled weight decay on every parameter tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Added to the root of the second moment.
+    pub epsilon: f32,
+    /// Decoupled weight decay: each step multiplies parameters by `1 - lr * weight_decay`.
+    pub weight_decay: f32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::SpikeSlab,
+            sizes: vec![784, 100, 100, 10],
+            m_init_std: (2.0f64 / 784.0).sqrt(),
+            xi_init_max: 0.01,
+            pi_init: 0.0,
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            format: Format::Idx,
+            dir: PathBuf::from("data/mnist"),
+            train_size: 10_000,
+            test_size: 0,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 100,
+            batch_size: 500,
+            shuffle: true,
+            keep_checkpoints: 2,
+        }
+    }
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 1e-4,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The burn-side network configuration.
+    pub fn network(&self) -> NetworkConfig {
+        NetworkConfig::new(self.sizes.clone())
+            .with_m_init_std(self.m_init_std)
+            .with_xi_init_max(self.xi_init_max)
+            .with_pi_init(self.pi_init)
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML file, applies `key=value` overrides (dotted keys, TOML values; bare words
+    /// are taken as strings) and validates the result.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text, overrides).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Parses TOML text, applies overrides and validates.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        for assignment in overrides {
+            apply_override(&mut table, assignment)?;
+        }
+        let config: Self = toml::Value::Table(table).try_into()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as TOML, as saved beside a run.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serializes")
+    }
+
+    /// Checks every field that has a valid range; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        ensure!(
+            m.sizes.len() >= 2,
+            "model.sizes needs at least an input and an output width, got {:?}",
+            m.sizes
+        );
+        ensure!(
+            m.sizes.iter().all(|&s| s > 0),
+            "model.sizes must all be positive, got {:?}",
+            m.sizes
+        );
+        ensure!(
+            m.m_init_std.is_finite() && m.m_init_std >= 0.0,
+            "model.m_init_std must be >= 0, got {}",
+            m.m_init_std
+        );
+        ensure!(
+            m.xi_init_max.is_finite() && m.xi_init_max >= 0.0,
+            "model.xi_init_max must be >= 0, got {}",
+            m.xi_init_max
+        );
+        ensure!(
+            (0.0..=1.0).contains(&m.pi_init),
+            "model.pi_init must be in [0, 1], got {}",
+            m.pi_init
+        );
+        let t = &self.train;
+        ensure!(t.epochs > 0, "train.epochs must be positive");
+        ensure!(t.batch_size > 0, "train.batch_size must be positive");
+        ensure!(
+            t.keep_checkpoints > 0,
+            "train.keep_checkpoints must be positive"
+        );
+        let o = &self.optimizer;
+        ensure!(
+            o.lr.is_finite() && o.lr > 0.0,
+            "optimizer.lr must be positive, got {}",
+            o.lr
+        );
+        for (name, beta) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
+            ensure!(
+                (0.0..1.0).contains(&beta),
+                "{name} must be in [0, 1), got {beta}"
+            );
+        }
+        ensure!(
+            o.epsilon.is_finite() && o.epsilon > 0.0,
+            "optimizer.epsilon must be positive, got {}",
+            o.epsilon
+        );
+        ensure!(
+            o.weight_decay.is_finite() && o.weight_decay >= 0.0,
+            "optimizer.weight_decay must be >= 0, got {}",
+            o.weight_decay
+        );
+        Ok(())
+    }
+
+    /// Checks the network's widths against the data: `model.sizes` must start with the number
+    /// of pixels per image and end with the number of classes.
+    pub fn check_against_data(&self, features: usize, classes: usize) -> Result<()> {
+        let sizes = &self.model.sizes;
+        if sizes[0] != features {
+            bail!(
+                "model.sizes starts with {} but the images in {} have {features} pixels",
+                sizes[0],
+                self.data.dir.display()
+            );
+        }
+        if sizes[sizes.len() - 1] != classes {
+            bail!(
+                "model.sizes ends with {} but the data has {classes} classes",
+                sizes[sizes.len() - 1]
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Sets `a.b.c = value` in a TOML table, creating intermediate tables.
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .with_context(|| format!("override {assignment:?} is not of the form key=value"))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|k| !k.is_empty());
+    let last = last.with_context(|| format!("override {assignment:?} has an empty key"))?;
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .with_context(|| format!("override {key}: `{part}` is not a table"))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str, overrides: &[&str]) -> String {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        format!("{:#}", RunConfig::parse(text, &overrides).unwrap_err())
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_reference_setup() {
+        let config = RunConfig::parse("", &[]).unwrap();
+        assert_eq!(config.model.sizes, vec![784, 100, 100, 10]);
+        assert!((config.model.m_init_std - 0.050_507_627).abs() < 1e-8);
+        assert_eq!(config.data.train_size, 10_000);
+        assert_eq!(config.train.batch_size, 500);
+        assert_eq!(config.train.epochs, 100);
+        assert_eq!(config.optimizer.lr, 0.1);
+        assert_eq!(config.optimizer.epsilon, 1e-8);
+        assert_eq!(config.optimizer.weight_decay, 1e-4);
+    }
+
+    #[test]
+    fn overrides_take_toml_values_and_create_tables() {
+        let config = RunConfig::parse(
+            "[train]\nepochs = 3\n",
+            &[
+                "train.epochs=5".into(),
+                "optimizer.lr = 0.01".into(),
+                "model.sizes=[784, 10]".into(),
+                "data.dir=/tmp/x".into(),
+                "model.kind=deterministic".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.train.epochs, 5);
+        assert_eq!(config.optimizer.lr, 0.01);
+        assert_eq!(config.model.sizes, vec![784, 10]);
+        assert_eq!(config.data.dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.model.kind, ModelKind::Deterministic);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        assert!(error_of("[train]\nepoch = 3\n", &[]).contains("unknown field `epoch`"));
+        assert!(error_of("", &["optimizer.lr=-0.1"]).contains("optimizer.lr must be positive"));
+        assert!(error_of("", &["model.sizes=[784]"]).contains("model.sizes"));
+        assert!(error_of("", &["model.pi_init=1.5"]).contains("model.pi_init"));
+        assert!(error_of("", &["train.batch_size=0"]).contains("train.batch_size"));
+        assert!(error_of("seed = 3\n", &["seed.x=1"]).contains("`seed` is not a table"));
+        assert!(error_of("", &["train.epochs"]).contains("key=value"));
+        assert!(error_of("[model]\nkind = \"bayes\"\n", &[]).contains("unknown variant `bayes`"));
+    }
+
+    #[test]
+    fn sizes_must_match_the_data() {
+        let config = RunConfig::parse("", &["model.sizes=[3072, 10]".into()]).unwrap();
+        let err = config.check_against_data(784, 10).unwrap_err().to_string();
+        assert!(err.contains("model.sizes starts with 3072"), "{err}");
+        let config = RunConfig::parse("", &["model.sizes=[784, 7]".into()]).unwrap();
+        let err = config.check_against_data(784, 10).unwrap_err().to_string();
+        assert!(err.contains("ends with 7"), "{err}");
+    }
+
+    #[test]
+    fn the_saved_form_reads_back_identically() {
+        let config = RunConfig::parse("seed = 7\n", &["train.epochs=2".into()]).unwrap();
+        assert_eq!(RunConfig::parse(&config.to_toml(), &[]).unwrap(), config);
+    }
+}

@@ -1,0 +1,22 @@
+//! Training for credit: run configuration (TOML with `--set` overrides), backend selection by
+//! cargo feature, training on burn's `Learner` (AdamW, then the projection of `pi` and `xi`
+//! after every step), checkpoints and resume, and the run directory that holds the result.
+
+mod backend;
+mod bench;
+mod checkpoint;
+mod classifier;
+mod config;
+mod evaluate;
+mod progress;
+mod run;
+mod training;
+
+pub use backend::{Backend, BackendError};
+pub use bench::{BenchReport, bench, median};
+pub use classifier::Classifier;
+pub use config::{DataConfig, ModelConfig, ModelKind, OptimizerConfig, RunConfig, TrainConfig};
+pub use evaluate::{Accuracies, accuracy_pct, set_accuracy_pct, test_accuracies};
+pub use progress::{EpochMetrics, TrainingRecord};
+pub use run::{RunDir, RunSummary, write_atomic};
+pub use training::{TrainOptions, load_data, train};

@@ -1,0 +1,160 @@
+//! Training through burn's Learner on the committed MNIST: learning, the projection after
+//! every step, reloading, resuming and stopping on a diverging loss.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::AdamWConfig;
+use burn::tensor::Tensor;
+use burn::train::TrainStep;
+use common::{device, values};
+use credit_model::Noise;
+use credit_train::{Classifier, RunConfig, RunDir, TrainOptions, load_data, train};
+
+fn smoke(overrides: &[&str]) -> RunConfig {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/smoke.toml"));
+    let mut all = vec![format!(
+        "data.dir={}",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/mnist")
+            .display()
+    )];
+    all.extend(overrides.iter().map(|s| s.to_string()));
+    RunConfig::load(path, &all).unwrap()
+}
+
+fn options() -> TrainOptions {
+    let mut options = TrainOptions::new(credit_train::Backend::default_available().unwrap());
+    options.dashboard = false;
+    options
+}
+
+fn run_dir(root: &tempfile::TempDir, name: &str) -> RunDir {
+    RunDir::new(PathBuf::from(root.path()).join(name))
+}
+
+/// Every `pi` in [0, 1] and `xi >= 0`; returns how many sit exactly on a bound that
+/// initialisation does not produce (`pi = 1` or `xi = 0`).
+fn assert_in_support(model: &Classifier) -> usize {
+    let net = model.spike_slab().expect("a spike-and-slab model");
+    let mut on_bounds = 0;
+    for layer in &net.layers {
+        let pi = values(layer.pi.val());
+        let xi = values(layer.xi.val());
+        assert!(pi.iter().all(|p| (0.0..=1.0).contains(p)), "pi left [0, 1]");
+        assert!(xi.iter().all(|&x| x >= 0.0), "xi went negative");
+        on_bounds += pi.iter().filter(|&&p| p == 1.0).count();
+        on_bounds += xi.iter().filter(|&&x| x == 0.0).count();
+    }
+    on_bounds
+}
+
+#[test]
+fn the_smoke_config_learns_and_reloads_identically() {
+    let root = tempfile::tempdir().unwrap();
+    let config = smoke(&[]);
+    let run = run_dir(&root, "smoke");
+    let summary = train(&config, &run, &options()).unwrap();
+    assert_eq!(summary.epochs, 3);
+    assert!(
+        summary.test_accuracy_mean_field_pct > 80.0,
+        "mean-field test accuracy {}%",
+        summary.test_accuracy_mean_field_pct
+    );
+    assert!(summary.test_accuracy_mean_network_pct > 80.0);
+
+    let metrics = run.metrics().unwrap();
+    assert_eq!(
+        metrics.iter().map(|m| m.epoch).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        metrics[2].train_loss < metrics[0].train_loss,
+        "training loss falls"
+    );
+    assert!(metrics.iter().all(|m| m.test_accuracy_pct > 50.0));
+    assert_eq!(
+        RunConfig::load(&run.file("config.toml"), &[]).unwrap(),
+        config
+    );
+
+    let device = device();
+    let data = load_data(&config).unwrap();
+    let final_model = run.load_model(&config, &device, None).unwrap();
+    let checkpoint = run.load_model(&config, &device, Some(3)).unwrap();
+    let images = data.test.all(&device).images;
+    let logits = values(final_model.forward(images.clone(), Noise::Off));
+    assert_eq!(logits, values(checkpoint.forward(images, Noise::Off)));
+    let reloaded = credit_train::test_accuracies(&final_model, &data, &device);
+    assert_eq!(
+        reloaded.test_mean_network_pct,
+        summary.test_accuracy_mean_network_pct
+    );
+    assert_in_support(&final_model);
+}
+
+#[test]
+fn resume_continues_after_the_saved_epoch() {
+    let root = tempfile::tempdir().unwrap();
+    let run = run_dir(&root, "resumed");
+    train(&smoke(&["train.epochs=2"]), &run, &options()).unwrap();
+    assert_eq!(run.latest_checkpoint(), Some(2));
+
+    let again = train(&smoke(&["train.epochs=2"]), &run, &options()).unwrap_err();
+    assert!(format!("{again:#}").contains("is not empty"), "{again:#}");
+
+    let mut resume = options();
+    resume.resume = true;
+    let finished = train(&smoke(&["train.epochs=2"]), &run, &resume).unwrap_err();
+    assert!(
+        format!("{finished:#}").contains("already holds epoch 2"),
+        "{finished:#}"
+    );
+
+    let summary = train(&smoke(&["train.epochs=4"]), &run, &resume).unwrap();
+    assert_eq!(summary.epochs, 4);
+    assert_eq!(run.latest_checkpoint(), Some(4));
+    let epochs: Vec<usize> = run.metrics().unwrap().iter().map(|m| m.epoch).collect();
+    assert_eq!(epochs, [1, 2, 3, 4]);
+    assert!(summary.test_accuracy_mean_network_pct > 80.0);
+}
+
+#[test]
+fn a_diverging_loss_stops_training_with_its_epoch_and_batch() {
+    let root = tempfile::tempdir().unwrap();
+    let run = run_dir(&root, "diverged");
+    // Weights of order 1e20 overflow float32 in the variance at the first batch.
+    let error = train(&smoke(&["model.m_init_std=1e20"]), &run, &options()).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("not finite at epoch 1, batch 1"),
+        "{message}"
+    );
+    assert!(
+        !run.file("model.bpk").exists(),
+        "no final model from a diverged run"
+    );
+}
+
+#[test]
+fn every_optimizer_step_keeps_pi_and_xi_in_their_support() {
+    let device = device().autodiff();
+    device.seed(9);
+    let config = smoke(&[]);
+    let data = load_data(&config).unwrap();
+    let mut model = Classifier::init(&config.model, &device);
+    let mut optimizer = AdamWConfig::new().init();
+    let mut on_bounds = 0;
+    for step in 0..20 {
+        let batch = data.train.batch(step * 50..(step + 1) * 50, &device);
+        let output = TrainStep::step(&model, batch);
+        // A learning rate of 1 pushes many parameters past their bounds at every step.
+        model = model.optimize(&mut optimizer, 1.0.into(), output.grads);
+        on_bounds = assert_in_support(&model.valid());
+    }
+    assert!(on_bounds > 100, "only {on_bounds} parameters on a bound");
+    let logits: Tensor<2> = model.forward(data.test.batch(0..10, &device).images, Noise::Sampled);
+    assert!(values(logits).iter().all(|v| v.is_finite()));
+}
