@@ -1,6 +1,19 @@
-//! Analysis of trained credit runs: concrete sub-networks sampled from the learned weight
-//! distribution and their ensemble.
+//! Analysis of trained credit runs: which connections a spike-and-slab network relies on.
+//!
+//! Connection classes ([`classes`]), the entropy of each weight's distribution ([`entropy`]),
+//! concrete sub-networks sampled from the learned distribution and their ensemble
+//! ([`subnetworks`]), the targeted perturbation experiment ([`perturb`]), and the report that
+//! puts them together ([`analyze`], [`report`]).
 
-mod subnetworks;
+pub mod analyze;
+pub mod classes;
+pub mod entropy;
+mod figures;
+pub mod params;
+pub mod perturb;
+pub mod report;
+pub mod subnetworks;
 
+pub use analyze::{Analysis, AnalysisConfig, analyze};
+pub use report::write_report;
 pub use subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd, zero_fraction};

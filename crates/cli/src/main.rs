@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use credit_analysis::evaluate_subnetworks;
+use credit_analysis::{Analysis, AnalysisConfig, evaluate_subnetworks};
 use credit_train::{Backend, RunConfig, RunDir, TrainOptions, load_data, test_accuracies};
 
 #[derive(Parser)]
@@ -21,8 +21,26 @@ enum Command {
     Train(TrainArgs),
     /// Reload a run and report its test accuracies.
     Eval(EvalArgs),
+    /// Analyse a run: connection classes, distributions, sub-networks, perturbation,
+    /// entropy; writes analysis.json, CSV tables, SVG figures and report.html.
+    Analyze(AnalyzeArgs),
     /// Time training epochs and test-set forward passes of a config.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// Run directory written by `credit train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Output folder. Default: RUN/analysis.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Analysis settings (TOML): seed, samples, repetitions, fractions, tolerance, ...
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArg,
 }
 
 #[derive(Args)]
@@ -107,6 +125,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
+        Command::Analyze(args) => run_analyze(args),
         Command::Bench(args) => run_bench(args),
     };
     match result {
@@ -241,4 +260,81 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         credit_train::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     Ok(())
+}
+
+fn run_analyze(args: AnalyzeArgs) -> Result<()> {
+    let backend = args.backend.resolve()?;
+    let config = match &args.config {
+        Some(path) => AnalysisConfig::load(path)?,
+        None => AnalysisConfig::default(),
+    };
+    let run = RunDir::new(&args.run);
+    let out = args.out.unwrap_or_else(|| args.run.join("analysis"));
+    let analysed = credit_analysis::analyze(&run, &config, backend)?;
+    let written = credit_analysis::write_report(&analysed, &out)?;
+    print_analysis(&analysed.analysis);
+    println!(
+        "wrote {} files to {} (open {})",
+        written.len(),
+        out.display(),
+        out.join("report.html").display()
+    );
+    Ok(())
+}
+
+fn print_analysis(a: &Analysis) {
+    use credit_analysis::classes::ConnectionClass;
+    println!(
+        "{}: {:?} {:?}, analysed on {} in {:.2} s",
+        a.run, a.model_kind, a.sizes, a.backend, a.seconds
+    );
+    println!(
+        "  accuracy: mean-field {:.2}%, mean network {:.2}%",
+        a.accuracy.mean_field_pct, a.accuracy.mean_network_pct
+    );
+    if let Some(s) = &a.accuracy.subnetworks {
+        println!(
+            "  {} sampled sub-networks {:.2}% (sd {:.2}), ensemble {:.2}%",
+            s.accuracies_pct.len(),
+            s.mean_pct,
+            s.sd_pct,
+            s.ensemble_pct
+        );
+    }
+    if let Some(p) = &a.accuracy.pruned {
+        println!(
+            "  pruned (1-pi) m network {:.2}% with {} of {} weights",
+            p.accuracy_pct, p.nonzero, p.total
+        );
+    }
+    for l in &a.layers {
+        println!(
+            "  layer {}: very important {:5.1}%  unimportant {:5.1}%  variable {:5.1}%  entropy {:.3} ± {:.3}",
+            l.layer,
+            100.0 * l.classes.fraction(ConnectionClass::VeryImportant),
+            100.0 * l.classes.fraction(ConnectionClass::Unimportant),
+            100.0 * l.classes.fraction(ConnectionClass::Variable),
+            l.entropy_mean,
+            l.entropy_sd
+        );
+    }
+    for p in &a.perturbation {
+        let fmt = |c: &credit_analysis::perturb::Curve| {
+            c.error_mean_pct
+                .iter()
+                .map(|e| format!("{e:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!("  layer {} error (%) at f = 0, 0.1, ..., 1:", p.layer);
+        println!(
+            "    very important removed    {}",
+            fmt(&p.very_important_removed)
+        );
+        println!("    as many variable removed  {}", fmt(&p.variable_removed));
+        println!(
+            "    unimportant randomised    {}",
+            fmt(&p.unimportant_randomised)
+        );
+    }
 }

@@ -1,0 +1,279 @@
+//! `credit analyze`: every number of the paper's story for one trained run.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use credit_train::{Backend, ModelKind, RunConfig, RunDir, load_data, test_accuracies};
+use serde::{Deserialize, Serialize};
+
+use crate::classes::{ClassCounts, Tolerance, count_classes, layer_classes};
+use crate::entropy::{entropy_closed_form, layer_entropies};
+use crate::params::LayerParams;
+use crate::perturb::{LayerPerturbation, perturb_layer};
+use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd};
+
+/// Settings of an analysis (TOML, every key optional).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// Seed of every random draw of the analysis.
+    pub seed: u64,
+    /// Sub-networks sampled for the accuracy ensemble (K).
+    pub samples: usize,
+    /// Sampled networks averaged at each point of a perturbation curve (S).
+    pub repetitions: usize,
+    /// Perturbed fractions `f`.
+    pub fractions: Vec<f64>,
+    /// Tolerance of the connection classes (exact by default, as in the paper).
+    pub tolerance: Tolerance,
+    /// A looser tolerance, reported beside, to show how sharp the classes are.
+    pub loose_tolerance: Tolerance,
+    /// Monte Carlo draws per connection for the entropy.
+    pub entropy_samples: usize,
+    /// Histogram bins.
+    pub bins: usize,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            samples: 20,
+            repetitions: 10,
+            fractions: (0..=10).map(|i| f64::from(i) / 10.0).collect(),
+            tolerance: Tolerance::default(),
+            loose_tolerance: Tolerance { pi: 1e-3, xi: 1e-6 },
+            entropy_samples: 100,
+            bins: 50,
+        }
+    }
+}
+
+impl AnalysisConfig {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Self =
+            toml::from_str(&text).with_context(|| format!("analysis config {}", path.display()))?;
+        anyhow::ensure!(
+            config.samples > 0,
+            "{}: samples must be positive",
+            path.display()
+        );
+        anyhow::ensure!(
+            config.repetitions > 0,
+            "{}: repetitions must be positive",
+            path.display()
+        );
+        anyhow::ensure!(
+            config.fractions.iter().all(|f| (0.0..=1.0).contains(f)),
+            "{}: fractions must lie in [0, 1]",
+            path.display()
+        );
+        Ok(config)
+    }
+}
+
+/// Per-layer findings of a spike-and-slab run. Layers are numbered from 1 at the input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// Layer number.
+    pub layer: usize,
+    /// Input width.
+    pub d_input: usize,
+    /// Output width.
+    pub d_output: usize,
+    /// Classes at the configured tolerance.
+    pub classes: ClassCounts,
+    /// Classes at the loose tolerance.
+    pub classes_loose: ClassCounts,
+    /// Mean `pi`: the expected fraction of absent connections.
+    pub mean_pi: f64,
+    /// Mean `xi`.
+    pub mean_xi: f64,
+    /// Mean per-connection entropy (Monte Carlo slab term), nats.
+    pub entropy_mean: f64,
+    /// Standard deviation of the per-connection entropy.
+    pub entropy_sd: f64,
+    /// Mean entropy with the slab term in closed form (box neglected).
+    pub entropy_closed_form_mean: f64,
+}
+
+/// The deterministic network of expected weights `(1 - pi) m`, unimportant connections dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrunedReport {
+    /// Test accuracy, percent.
+    pub accuracy_pct: f64,
+    /// Non-zero weights.
+    pub nonzero: usize,
+    /// All weights.
+    pub total: usize,
+}
+
+/// Accuracies on the test set, percent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyReport {
+    /// Noise sampled (mean-field); equals the mean network for a deterministic run.
+    pub mean_field_pct: f64,
+    /// Noise off.
+    pub mean_network_pct: f64,
+    /// Sampled sub-networks and their ensemble (spike-and-slab runs).
+    pub subnetworks: Option<SubnetworkReport>,
+    /// The pruned expected-weight network (spike-and-slab runs).
+    pub pruned: Option<PrunedReport>,
+}
+
+/// Everything `analysis.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// The run directory.
+    pub run: String,
+    /// Backend the analysis ran on.
+    pub backend: String,
+    /// Device, as burn names it.
+    pub device: String,
+    /// Which network the run trained.
+    pub model_kind: ModelKind,
+    /// Layer widths.
+    pub sizes: Vec<usize>,
+    /// Training images the run used.
+    pub train_images: usize,
+    /// Test images evaluated.
+    pub test_images: usize,
+    /// The settings used.
+    pub config: AnalysisConfig,
+    /// Test accuracies.
+    pub accuracy: AccuracyReport,
+    /// Per-layer classes and entropy (spike-and-slab runs).
+    pub layers: Vec<LayerReport>,
+    /// Per-layer perturbation curves (spike-and-slab runs).
+    pub perturbation: Vec<LayerPerturbation>,
+    /// Wall-clock seconds of the analysis, loading included.
+    pub seconds: f64,
+}
+
+/// What an analysis needs beside its numbers to draw figures: the parameters.
+pub struct AnalysedRun {
+    /// The numbers.
+    pub analysis: Analysis,
+    /// Spike-and-slab parameters per layer (empty for a deterministic run).
+    pub params: Vec<LayerParams>,
+    /// Weights per layer of a deterministic run (empty otherwise).
+    pub deterministic_weights: Vec<Vec<f32>>,
+}
+
+/// Analyses the run in `run` on `backend`.
+pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: Backend) -> Result<AnalysedRun> {
+    let started = Instant::now();
+    let run_config: RunConfig = run.config()?;
+    let device: Device = backend.device()?;
+    device.seed(config.seed);
+    let model = run.load_model(&run_config, &device, None)?;
+    let data = load_data(&run_config)?;
+    let accuracies = test_accuracies(&model, &data, &device);
+
+    let mut analysis = Analysis {
+        run: run.path().display().to_string(),
+        backend: backend.name().to_string(),
+        device: format!("{device:?}"),
+        model_kind: run_config.model.kind,
+        sizes: run_config.model.sizes.clone(),
+        train_images: data.train.len(),
+        test_images: data.test.len(),
+        config: config.clone(),
+        accuracy: AccuracyReport {
+            mean_field_pct: accuracies.test_mean_field_pct,
+            mean_network_pct: accuracies.test_mean_network_pct,
+            subnetworks: None,
+            pruned: None,
+        },
+        layers: Vec::new(),
+        perturbation: Vec::new(),
+        seconds: 0.0,
+    };
+
+    let Some(net) = model.spike_slab() else {
+        let weights = match &model {
+            credit_train::Classifier::Deterministic(net) => net
+                .layers
+                .iter()
+                .map(|l| {
+                    l.weight
+                        .val()
+                        .into_data()
+                        .convert::<f32>()
+                        .try_to_vec::<f32>()
+                        .expect("float weights")
+                })
+                .collect(),
+            credit_train::Classifier::SpikeSlab(_) => unreachable!("handled above"),
+        };
+        analysis.seconds = started.elapsed().as_secs_f64();
+        return Ok(AnalysedRun {
+            analysis,
+            params: Vec::new(),
+            deterministic_weights: weights,
+        });
+    };
+
+    let params = LayerParams::of(net);
+    analysis.accuracy.subnetworks = Some(evaluate_subnetworks(
+        net,
+        &data.test,
+        &device,
+        config.samples,
+    ));
+    let (nonzero, total) = params.iter().fold((0, 0), |(nz, t), p| {
+        let kept = (0..p.len())
+            .filter(|&k| (1.0 - p.pi[k]) * p.m[k] != 0.0)
+            .count();
+        (nz + kept, t + p.len())
+    });
+    analysis.accuracy.pruned = Some(PrunedReport {
+        accuracy_pct: accuracies.test_mean_network_pct,
+        nonzero,
+        total,
+    });
+
+    for (l, p) in params.iter().enumerate() {
+        let classes = layer_classes(p, config.tolerance);
+        let entropies = layer_entropies(p, config.entropy_samples, config.seed + l as u64);
+        let (entropy_mean, entropy_sd) = mean_sd(&entropies);
+        let closed: f64 = (0..p.len())
+            .map(|k| entropy_closed_form(f64::from(p.m[k]), f64::from(p.xi[k]), f64::from(p.pi[k])))
+            .sum::<f64>()
+            / p.len() as f64;
+        let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+        analysis.layers.push(LayerReport {
+            layer: l + 1,
+            d_input: p.d_input,
+            d_output: p.d_output,
+            classes: count_classes(&classes),
+            classes_loose: count_classes(&layer_classes(p, config.loose_tolerance)),
+            mean_pi: mean(&p.pi),
+            mean_xi: mean(&p.xi),
+            entropy_mean,
+            entropy_sd,
+            entropy_closed_form_mean: closed,
+        });
+        analysis.perturbation.push(perturb_layer(
+            &params,
+            &classes,
+            l,
+            &data.test,
+            &config.fractions,
+            config.repetitions,
+            config.seed.wrapping_add(1000 + l as u64),
+            &device,
+        ));
+    }
+    analysis.seconds = started.elapsed().as_secs_f64();
+    Ok(AnalysedRun {
+        analysis,
+        params,
+        deterministic_weights: Vec::new(),
+    })
+}

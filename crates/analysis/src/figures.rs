@@ -1,0 +1,211 @@
+//! SVG figures (plotters): histograms with log-scaled counts and curves with error bars.
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+
+/// Figure size in pixels.
+const SIZE: (u32, u32) = (640, 400);
+/// Series colours, in order.
+pub const PALETTE: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
+/// One histogram series: a legend label and its values.
+pub struct HistogramSeries<'a> {
+    /// Legend label.
+    pub label: String,
+    /// Values to bin.
+    pub values: &'a [f32],
+}
+
+/// One curve: legend label, x, y and the half-height of each error bar.
+pub struct CurveSeries {
+    /// Legend label.
+    pub label: String,
+    /// Abscissae.
+    pub x: Vec<f64>,
+    /// Ordinates.
+    pub y: Vec<f64>,
+    /// Error bar half-heights (standard deviations).
+    pub error: Vec<f64>,
+}
+
+fn plot_error<E: std::error::Error + Send + Sync + 'static>(
+    e: DrawingAreaErrorKind<E>,
+) -> anyhow::Error {
+    anyhow!("cannot draw figure: {e}")
+}
+
+/// Bin counts of `values` over `[lo, hi]` into `bins` equal bins.
+pub fn bin_counts(values: &[f32], lo: f64, hi: f64, bins: usize) -> Vec<usize> {
+    let mut counts = vec![0; bins];
+    let width = (hi - lo) / bins as f64;
+    for &v in values {
+        let v = f64::from(v);
+        if !(lo..=hi).contains(&v) {
+            continue;
+        }
+        let b = if width > 0.0 {
+            (((v - lo) / width) as usize).min(bins - 1)
+        } else {
+            0
+        };
+        counts[b] += 1;
+    }
+    counts
+}
+
+/// Overlaid histograms with counts on a log axis, so that mass at the bounds (pi at 0 and 1,
+/// xi at 0) does not hide the rest. Empty bins are not drawn.
+pub fn histogram_svg(
+    title: &str,
+    x_label: &str,
+    series: &[HistogramSeries],
+    bins: usize,
+) -> Result<String> {
+    let all = series
+        .iter()
+        .flat_map(|s| s.values.iter().map(|&v| f64::from(v)));
+    let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    let counts: Vec<Vec<usize>> = series
+        .iter()
+        .map(|s| bin_counts(s.values, lo, hi, bins))
+        .collect();
+    let max = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    let width = (hi - lo) / bins as f64;
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(65)
+            .build_cartesian_2d(lo..hi, (0.5f64..max * 2.0).log_scale())
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc("connections (log scale)")
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()
+            .map_err(plot_error)?;
+        for (i, (s, counts)) in series.iter().zip(&counts).enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(
+                    counts
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &c)| c > 0)
+                        .map(|(b, &c)| {
+                            let x0 = lo + b as f64 * width;
+                            Rectangle::new(
+                                [(x0, 0.5), (x0 + width, c as f64)],
+                                color.mix(0.55).filled(),
+                            )
+                        }),
+                )
+                .map_err(plot_error)?
+                .label(format!("{} (n = {})", s.label, s.values.len()))
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperMiddle)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+/// Curves with error bars on linear axes; `y` starts at zero.
+pub fn curves_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[CurveSeries],
+) -> Result<String> {
+    let x_lo = series
+        .iter()
+        .flat_map(|s| s.x.iter().copied())
+        .fold(f64::INFINITY, f64::min);
+    let x_hi = series
+        .iter()
+        .flat_map(|s| s.x.iter().copied())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let y_hi = series
+        .iter()
+        .flat_map(|s| s.y.iter().zip(&s.error).map(|(y, e)| y + e))
+        .fold(1.0f64, f64::max);
+    let pad = ((x_hi - x_lo) * 0.03).max(1e-9);
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(65)
+            .build_cartesian_2d(x_lo - pad..x_hi + pad, 0.0..y_hi * 1.08)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()
+            .map_err(plot_error)?;
+        for (i, s) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let points: Vec<(f64, f64)> = s.x.iter().copied().zip(s.y.iter().copied()).collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+                )
+                .map_err(plot_error)?;
+            chart
+                .draw_series(s.x.iter().zip(&s.y).zip(&s.error).map(|((&x, &y), &e)| {
+                    ErrorBar::new_vertical(x, (y - e).max(0.0), y, y + e, color.stroke_width(1), 6)
+                }))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}

@@ -1,0 +1,72 @@
+//! Host copies of a spike-and-slab network's parameters, for analyses that look at every
+//! connection.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use credit_model::{SpikeSlabLinear, SpikeSlabNet};
+
+/// One layer's `m`, `xi` and `pi`, row-major `[d_output, d_input]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerParams {
+    /// Output width.
+    pub d_output: usize,
+    /// Input width.
+    pub d_input: usize,
+    /// Slab means.
+    pub m: Vec<f32>,
+    /// Slab variances.
+    pub xi: Vec<f32>,
+    /// Spike probabilities.
+    pub pi: Vec<f32>,
+}
+
+fn host(tensor: Tensor<2>) -> Vec<f32> {
+    tensor
+        .inner()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("float parameters")
+}
+
+impl LayerParams {
+    /// Every layer of `net`, input side first.
+    pub fn of(net: &SpikeSlabNet) -> Vec<Self> {
+        net.layers
+            .iter()
+            .map(|layer| {
+                let [d_output, d_input] = layer.dims();
+                Self {
+                    d_output,
+                    d_input,
+                    m: host(layer.m.val()),
+                    xi: host(layer.xi.val()),
+                    pi: host(layer.pi.val()),
+                }
+            })
+            .collect()
+    }
+
+    /// Number of connections.
+    pub fn len(&self) -> usize {
+        self.m.len()
+    }
+
+    /// Whether the layer has no connection.
+    pub fn is_empty(&self) -> bool {
+        self.m.is_empty()
+    }
+
+    /// The layer as a burn module on `device`.
+    pub fn to_layer(&self, device: &Device) -> SpikeSlabLinear {
+        let shape = [self.d_output, self.d_input];
+        let tensor = |v: &[f32]| Tensor::from_data(TensorData::new(v.to_vec(), shape), device);
+        SpikeSlabLinear::from_tensors(tensor(&self.m), tensor(&self.xi), tensor(&self.pi))
+    }
+}
+
+/// A network built from host parameters.
+pub fn to_network(layers: &[LayerParams], device: &Device) -> SpikeSlabNet {
+    SpikeSlabNet {
+        layers: layers.iter().map(|l| l.to_layer(device)).collect(),
+    }
+}

@@ -1,0 +1,313 @@
+//! The paper's targeted perturbation of one layer: remove growing fractions of its very
+//! important connections, or as many of its variable ones, or give growing fractions of its
+//! unimportant connections `N(0, 1)` weights, and measure the test error of sampled networks.
+//!
+//! Removing a connection (`pi = 1`) sets its weight to zero in every sampled network, and the
+//! other weights keep their distribution, so a perturbed network is sampled by drawing the
+//! unperturbed one and zeroing (or re-drawing) the chosen weights. The chosen sets grow by
+//! nesting (the first `f n` of one random order), so each repetition updates the layer's
+//! pre-activations incrementally instead of recomputing the layer for every `f`.
+
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use credit_data::ImageSet;
+use credit_model::{DeterministicLinear, DeterministicNet};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+use serde::{Deserialize, Serialize};
+
+use crate::classes::ConnectionClass;
+use crate::params::LayerParams;
+use crate::subnetworks::mean_sd;
+
+/// Test error (percent) against the perturbed fraction, mean and sd over repetitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    /// Fractions `f`.
+    pub fractions: Vec<f64>,
+    /// Connections changed at each fraction.
+    pub changed: Vec<usize>,
+    /// Mean test error over repetitions, percent.
+    pub error_mean_pct: Vec<f64>,
+    /// Standard deviation of the test error over repetitions.
+    pub error_sd_pct: Vec<f64>,
+}
+
+/// The three curves of one layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerPerturbation {
+    /// Layer number, 1 for the weights on the input.
+    pub layer: usize,
+    /// (a) a fraction `f` of the very important connections removed.
+    pub very_important_removed: Curve,
+    /// (b) as many randomly chosen variable connections removed.
+    pub variable_removed: Curve,
+    /// (c) a fraction `f` of the unimportant connections given `N(0, 1)` weights.
+    pub unimportant_randomised: Curve,
+}
+
+/// One sampled weight matrix per layer, row-major `[d_output, d_input]`.
+type Weights = Vec<Vec<f32>>;
+
+/// Draws every layer's weights on the host: 0 with probability `pi`, else `m + sqrt(xi) z`.
+pub fn sample_weights(params: &[LayerParams], rng: &mut StdRng) -> Weights {
+    let unit = Uniform::new(0.0f32, 1.0).expect("valid range");
+    params
+        .iter()
+        .map(|p| {
+            (0..p.len())
+                .map(|k| {
+                    if unit.sample(rng) < p.pi[k] {
+                        0.0
+                    } else {
+                        let z: f32 = StandardNormal.sample(rng);
+                        p.m[k] + p.xi[k].sqrt() * z
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn linear(weights: &[f32], p: &LayerParams, device: &Device) -> DeterministicLinear {
+    DeterministicLinear::new(Tensor::from_data(
+        TensorData::new(weights.to_vec(), [p.d_output, p.d_input]),
+        device,
+    ))
+}
+
+fn host(tensor: Tensor<2>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("float tensor")
+}
+
+/// Row-major `[rows, cols]` to row-major `[cols, rows]`.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// A sampled network split at one layer: the input of that layer and its pre-activation
+/// (both transposed, one contiguous row per unit) and the layers above it.
+struct SplitNetwork {
+    /// Layer input, `[d_input][images]`.
+    input_t: Vec<f32>,
+    /// Layer pre-activation, `[d_output][images]`.
+    preactivation_t: Vec<f32>,
+    /// The layers above, empty for the last layer.
+    above: DeterministicNet,
+    images: usize,
+}
+
+impl SplitNetwork {
+    fn new(
+        params: &[LayerParams],
+        weights: &Weights,
+        layer: usize,
+        images: &Tensor<2>,
+        device: &Device,
+    ) -> Self {
+        let mut x = images.clone();
+        for l in 0..layer {
+            x = relu(linear(&weights[l], &params[l], device).forward(x));
+        }
+        let h = linear(&weights[layer], &params[layer], device).forward(x.clone());
+        let n = images.dims()[0];
+        let above = DeterministicNet {
+            layers: (layer + 1..params.len())
+                .map(|l| linear(&weights[l], &params[l], device))
+                .collect(),
+        };
+        Self {
+            input_t: transpose(&host(x), n, params[layer].d_input),
+            preactivation_t: transpose(&host(h), n, params[layer].d_output),
+            above,
+            images: n,
+        }
+    }
+
+    /// Test error (percent) of the network with the given pre-activations at the split.
+    fn error_pct(&self, preactivation_t: &[f32], targets: &[u8], device: &Device) -> f64 {
+        let units = preactivation_t.len() / self.images;
+        let h = transpose(preactivation_t, units, self.images);
+        let logits = if self.above.layers.is_empty() {
+            h
+        } else {
+            let h = Tensor::from_data(TensorData::new(h, [self.images, units]), device);
+            host(self.above.forward(relu(h)))
+        };
+        let classes = logits.len() / self.images;
+        let wrong = logits
+            .chunks_exact(classes)
+            .zip(targets)
+            .filter(|&(row, &target)| {
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i);
+                best != target as usize
+            })
+            .count();
+        100.0 * wrong as f64 / self.images as f64
+    }
+}
+
+/// What one curve does to its chosen connections.
+#[derive(Clone, Copy)]
+enum Change {
+    /// Weight set to zero.
+    Remove,
+    /// Weight replaced by a fresh `N(0, 1)` draw.
+    Randomise,
+}
+
+/// Errors at each fraction for one repetition of one curve; `chosen` in the order they are
+/// changed, `counts[f]` how many are changed at fraction index `f`.
+#[allow(clippy::too_many_arguments)]
+fn curve_errors(
+    split: &SplitNetwork,
+    weights: &[f32],
+    d_input: usize,
+    chosen: &[usize],
+    counts: &[usize],
+    change: Change,
+    targets: &[u8],
+    rng: &mut StdRng,
+    device: &Device,
+) -> Vec<f64> {
+    let n = split.images;
+    let scale = 1.0 / (d_input as f32).sqrt();
+    let mut h = split.preactivation_t.clone();
+    let mut done = 0;
+    counts
+        .iter()
+        .map(|&count| {
+            for &k in &chosen[done..count] {
+                let (i, j) = (k / d_input, k % d_input);
+                let new_weight = match change {
+                    Change::Remove => 0.0,
+                    Change::Randomise => StandardNormal.sample(rng),
+                };
+                let delta = (new_weight - weights[k]) * scale;
+                if delta != 0.0 {
+                    let a = &split.input_t[j * n..(j + 1) * n];
+                    for (h, &a) in h[i * n..(i + 1) * n].iter_mut().zip(a) {
+                        *h += delta * a;
+                    }
+                }
+            }
+            done = count;
+            split.error_pct(&h, targets, device)
+        })
+        .collect()
+}
+
+/// Runs the three perturbation curves on layer index `layer` (0 for the weights on the
+/// input) with `repetitions` sampled networks each; `classes` are that layer's.
+#[allow(clippy::too_many_arguments)]
+pub fn perturb_layer(
+    params: &[LayerParams],
+    classes: &[ConnectionClass],
+    layer: usize,
+    test: &ImageSet,
+    fractions: &[f64],
+    repetitions: usize,
+    seed: u64,
+    device: &Device,
+) -> LayerPerturbation {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let members = |class| -> Vec<usize> {
+        (0..classes.len())
+            .filter(|&k| classes[k] == class)
+            .collect()
+    };
+    let very_important = members(ConnectionClass::VeryImportant);
+    let variable = members(ConnectionClass::Variable);
+    let unimportant = members(ConnectionClass::Unimportant);
+    let counts_of = |total: usize, available: usize| -> Vec<usize> {
+        fractions
+            .iter()
+            .map(|f| ((f * total as f64).round() as usize).min(available))
+            .collect()
+    };
+    let counts_a = counts_of(very_important.len(), very_important.len());
+    let counts_b = counts_of(very_important.len(), variable.len());
+    let counts_c = counts_of(unimportant.len(), unimportant.len());
+
+    let batch = test.all(device);
+    let targets = test.labels();
+    let mut errors: [Vec<Vec<f64>>; 3] = Default::default();
+    for _ in 0..repetitions {
+        let weights = sample_weights(params, &mut rng);
+        let split = SplitNetwork::new(params, &weights, layer, &batch.images, device);
+        let d_input = params[layer].d_input;
+        let w = &weights[layer];
+        let curves = [
+            (&very_important, &counts_a, Change::Remove),
+            (&variable, &counts_b, Change::Remove),
+            (&unimportant, &counts_c, Change::Randomise),
+        ];
+        for (c, (set, counts, change)) in curves.into_iter().enumerate() {
+            let mut order = set.clone();
+            order.shuffle(&mut rng);
+            errors[c].push(curve_errors(
+                &split, w, d_input, &order, counts, change, targets, &mut rng, device,
+            ));
+        }
+    }
+    let curve = |runs: &[Vec<f64>], changed: &[usize]| {
+        let (mean, sd): (Vec<f64>, Vec<f64>) = (0..fractions.len())
+            .map(|f| mean_sd(&runs.iter().map(|r| r[f]).collect::<Vec<_>>()))
+            .unzip();
+        Curve {
+            fractions: fractions.to_vec(),
+            changed: changed.to_vec(),
+            error_mean_pct: mean,
+            error_sd_pct: sd,
+        }
+    };
+    LayerPerturbation {
+        layer: layer + 1,
+        very_important_removed: curve(&errors[0], &counts_a),
+        variable_removed: curve(&errors[1], &counts_b),
+        unimportant_randomised: curve(&errors[2], &counts_c),
+    }
+}
+
+/// The error (percent) of the unperturbed sampled networks drawn with `seed`, as
+/// [`perturb_layer`] draws them: what every curve starts from at `f = 0`.
+pub fn sampled_error_pct(
+    params: &[LayerParams],
+    test: &ImageSet,
+    repetitions: usize,
+    seed: u64,
+    device: &Device,
+) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let batch = test.all(device);
+    (0..repetitions)
+        .map(|_| {
+            let weights = sample_weights(params, &mut rng);
+            let net = DeterministicNet {
+                layers: weights
+                    .iter()
+                    .zip(params)
+                    .map(|(w, p)| linear(w, p, device))
+                    .collect(),
+            };
+            let logits = net.forward(batch.images.clone());
+            100.0 - credit_train::accuracy_pct(logits, batch.targets.clone())
+        })
+        .collect()
+}

@@ -1,0 +1,353 @@
+//! Writing an analysis: `analysis.json`, CSV tables, SVG figures and a self-contained
+//! `report.html` with the figures inline.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use credit_train::write_atomic;
+
+use crate::analyze::{AnalysedRun, Analysis};
+use crate::classes::{ConnectionClass, layer_classes};
+use crate::figures::{CurveSeries, HistogramSeries, curves_svg, histogram_svg};
+use crate::perturb::Curve;
+
+/// One figure: file name, caption, SVG text.
+pub struct Figure {
+    /// File name inside the output folder.
+    pub file: String,
+    /// Caption in the report.
+    pub caption: String,
+    /// The SVG document.
+    pub svg: String,
+}
+
+/// Draws every figure of an analysis.
+pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
+    let a = &run.analysis;
+    let bins = a.config.bins;
+    let mut figures = Vec::new();
+    for (l, weights) in run.deterministic_weights.iter().enumerate() {
+        let series = [HistogramSeries {
+            label: "w".into(),
+            values: weights,
+        }];
+        figures.push(Figure {
+            file: format!("layer{}-weights.svg", l + 1),
+            caption: format!("Layer {}: weights of the deterministic network.", l + 1),
+            svg: histogram_svg(
+                &format!("Layer {}: weights", l + 1),
+                "weight w",
+                &series,
+                bins,
+            )?,
+        });
+    }
+    for (l, p) in run.params.iter().enumerate() {
+        let n = l + 1;
+        for (name, values, axis, note) in [
+            (
+                "pi",
+                &p.pi,
+                "spike probability pi",
+                "mass at pi = 0 and pi = 1 is exact",
+            ),
+            ("xi", &p.xi, "slab variance xi", "mass at xi = 0 is exact"),
+            ("m", &p.m, "slab mean m", "all connections"),
+        ] {
+            let series = [HistogramSeries {
+                label: name.into(),
+                values,
+            }];
+            figures.push(Figure {
+                file: format!("layer{n}-{name}.svg"),
+                caption: format!("Layer {n}: distribution of {name} ({note})."),
+                svg: histogram_svg(&format!("Layer {n}: {name}"), axis, &series, bins)?,
+            });
+        }
+        let classes = layer_classes(p, a.config.tolerance);
+        let by_class: Vec<(ConnectionClass, Vec<f32>)> = ConnectionClass::ALL
+            .iter()
+            .map(|&c| {
+                let values = (0..p.len())
+                    .filter(|&k| classes[k] == c)
+                    .map(|k| p.m[k])
+                    .collect();
+                (c, values)
+            })
+            .collect();
+        let series: Vec<HistogramSeries> = by_class
+            .iter()
+            .map(|(c, v)| HistogramSeries {
+                label: c.label().into(),
+                values: v,
+            })
+            .collect();
+        figures.push(Figure {
+            file: format!("layer{n}-m-by-class.svg"),
+            caption: format!("Layer {n}: slab mean m within each class of connection."),
+            svg: histogram_svg(
+                &format!("Layer {n}: m by class"),
+                "slab mean m",
+                &series,
+                bins,
+            )?,
+        });
+    }
+    for p in &a.perturbation {
+        let n = p.layer;
+        let series = |label: &str, c: &Curve| CurveSeries {
+            label: label.to_string(),
+            x: c.fractions.clone(),
+            y: c.error_mean_pct.clone(),
+            error: c.error_sd_pct.clone(),
+        };
+        let all = [
+            series("very important removed", &p.very_important_removed),
+            series("as many variable removed", &p.variable_removed),
+            series(
+                "unimportant given N(0,1) weights",
+                &p.unimportant_randomised,
+            ),
+        ];
+        figures.push(Figure {
+            file: format!("layer{n}-perturbation.svg"),
+            caption: format!(
+                "Layer {n}: test error of sampled networks against the perturbed fraction f \
+                 (mean and sd over {} sampled networks).",
+                a.config.repetitions
+            ),
+            svg: curves_svg(
+                &format!("Layer {n}: targeted perturbation"),
+                "fraction f of the class perturbed",
+                "test error (%)",
+                &all,
+            )?,
+        });
+    }
+    Ok(figures)
+}
+
+/// CSV tables: `(file name, contents)`.
+pub fn tables(a: &Analysis) -> Vec<(String, String)> {
+    let mut tables = Vec::new();
+    if !a.layers.is_empty() {
+        let mut classes = String::from("layer,class,count,fraction,count_loose,fraction_loose\n");
+        let mut entropy = String::from(
+            "layer,entropy_mean,entropy_sd,entropy_closed_form_mean,mean_pi,mean_xi\n",
+        );
+        for l in &a.layers {
+            for c in ConnectionClass::ALL {
+                let _ = writeln!(
+                    classes,
+                    "{},{},{},{},{},{}",
+                    l.layer,
+                    c.label(),
+                    l.classes.get(c),
+                    l.classes.fraction(c),
+                    l.classes_loose.get(c),
+                    l.classes_loose.fraction(c)
+                );
+            }
+            let _ = writeln!(
+                entropy,
+                "{},{},{},{},{},{}",
+                l.layer,
+                l.entropy_mean,
+                l.entropy_sd,
+                l.entropy_closed_form_mean,
+                l.mean_pi,
+                l.mean_xi
+            );
+        }
+        tables.push(("classes.csv".to_string(), classes));
+        tables.push(("entropy.csv".to_string(), entropy));
+    }
+    if !a.perturbation.is_empty() {
+        let mut csv = String::from("layer,curve,fraction,changed,error_mean_pct,error_sd_pct\n");
+        for p in &a.perturbation {
+            for (name, c) in [
+                ("very_important_removed", &p.very_important_removed),
+                ("variable_removed", &p.variable_removed),
+                ("unimportant_randomised", &p.unimportant_randomised),
+            ] {
+                for i in 0..c.fractions.len() {
+                    let _ = writeln!(
+                        csv,
+                        "{},{name},{},{},{},{}",
+                        p.layer,
+                        c.fractions[i],
+                        c.changed[i],
+                        c.error_mean_pct[i],
+                        c.error_sd_pct[i]
+                    );
+                }
+            }
+        }
+        tables.push(("perturbation.csv".to_string(), csv));
+    }
+    if let Some(s) = &a.accuracy.subnetworks {
+        let mut csv = String::from("sample,accuracy_pct,zero_fraction\n");
+        for (i, (acc, zeros)) in s.accuracies_pct.iter().zip(&s.zero_fractions).enumerate() {
+            let _ = writeln!(csv, "{},{acc},{zeros}", i + 1);
+        }
+        tables.push(("subnetworks.csv".to_string(), csv));
+    }
+    tables
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The self-contained HTML report.
+pub fn html(a: &Analysis, figures: &[Figure]) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>credit analysis: {run}</title><style>\
+         body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}\
+         th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}\
+         figure{{display:inline-block;margin:0.5em;vertical-align:top;width:640px}}\
+         figcaption{{font-size:0.9em;color:#444}}</style></head><body>\n\
+         <h1>Analysis of <code>{run}</code></h1>\n\
+         <p>{kind:?} network {sizes:?}, trained on {train} images; {test} test images; \
+         analysed on {backend} ({device}) in {secs:.1} s; seed {seed}.</p>\n",
+        run = escape(&a.run),
+        kind = a.model_kind,
+        sizes = a.sizes,
+        train = a.train_images,
+        test = a.test_images,
+        backend = a.backend,
+        device = escape(&a.device),
+        secs = a.seconds,
+        seed = a.config.seed,
+    );
+    h.push_str("<h2>Test accuracy</h2>\n<table><tr><th>network</th><th>accuracy (%)</th></tr>\n");
+    let mut row = |name: &str, value: String| {
+        let _ = writeln!(h, "<tr><td>{name}</td><td>{value}</td></tr>");
+    };
+    row(
+        "mean-field (noise on)",
+        format!("{:.2}", a.accuracy.mean_field_pct),
+    );
+    row(
+        "mean network (noise off)",
+        format!("{:.2}", a.accuracy.mean_network_pct),
+    );
+    if let Some(s) = &a.accuracy.subnetworks {
+        let k = s.accuracies_pct.len();
+        row(
+            &format!("{k} sampled sub-networks: mean ± sd [min, max]"),
+            format!(
+                "{:.2} ± {:.2} [{:.2}, {:.2}]",
+                s.mean_pct, s.sd_pct, s.min_pct, s.max_pct
+            ),
+        );
+        row(
+            &format!("{k}-ensemble (mean softmax)"),
+            format!("{:.2}", s.ensemble_pct),
+        );
+        let zeros = 100.0 * s.zero_fractions.iter().sum::<f64>() / k as f64;
+        row(
+            "zero weights in a sampled sub-network (%)",
+            format!("{zeros:.1}"),
+        );
+    }
+    if let Some(p) = &a.accuracy.pruned {
+        row(
+            &format!(
+                "pruned (1-pi) m network, {} of {} weights non-zero",
+                p.nonzero, p.total
+            ),
+            format!("{:.2}", p.accuracy_pct),
+        );
+    }
+    h.push_str("</table>\n");
+
+    if !a.layers.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Connection classes</h2>\n<p>Very important: pi = 0 and xi = 0; unimportant: \
+             pi = 1; variable: the rest. Exact comparisons{}; in brackets with the loose \
+             tolerance pi within {:e} of a bound, xi ≤ {:e}.</p>\n<table><tr><th>layer</th>\
+             <th>connections</th><th>very important (%)</th><th>unimportant (%)</th>\
+             <th>variable (%)</th><th>mean pi</th><th>entropy (nats, mean ± sd)</th></tr>\n",
+            if a.config.tolerance == Default::default() {
+                String::new()
+            } else {
+                format!(" (tolerance {:?})", a.config.tolerance)
+            },
+            a.config.loose_tolerance.pi,
+            a.config.loose_tolerance.xi,
+        );
+        for l in &a.layers {
+            let pct = |c| 100.0 * l.classes.fraction(c);
+            let loose = |c| 100.0 * l.classes_loose.fraction(c);
+            let _ = writeln!(
+                h,
+                "<tr><td>{} ({}→{})</td><td>{}</td><td>{:.1} [{:.1}]</td><td>{:.1} [{:.1}]</td>\
+                 <td>{:.1} [{:.1}]</td><td>{:.3}</td><td>{:.3} ± {:.3}</td></tr>",
+                l.layer,
+                l.d_input,
+                l.d_output,
+                l.classes.total(),
+                pct(ConnectionClass::VeryImportant),
+                loose(ConnectionClass::VeryImportant),
+                pct(ConnectionClass::Unimportant),
+                loose(ConnectionClass::Unimportant),
+                pct(ConnectionClass::Variable),
+                loose(ConnectionClass::Variable),
+                l.mean_pi,
+                l.entropy_mean,
+                l.entropy_sd
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Figures</h2>\n");
+    for f in figures {
+        // Inline the <svg> element itself, without any XML prolog.
+        let svg = f
+            .svg
+            .find("<svg")
+            .map_or(f.svg.as_str(), |start| &f.svg[start..]);
+        let _ = writeln!(
+            h,
+            "<figure id=\"{id}\">{svg}<figcaption>{caption} <a href=\"{file}\">{file}</a></figcaption></figure>",
+            id = f.file.trim_end_matches(".svg"),
+            caption = escape(&f.caption),
+            file = f.file
+        );
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// Writes everything into `out` and returns the paths written.
+pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+        let path = out.join(name);
+        write_atomic(&path, bytes)?;
+        written.push(path);
+        Ok(())
+    };
+    put(
+        "analysis.json",
+        serde_json::to_string_pretty(&run.analysis)?.as_bytes(),
+    )?;
+    for (name, csv) in tables(&run.analysis) {
+        put(&name, csv.as_bytes())?;
+    }
+    let figures = figures(run)?;
+    for f in &figures {
+        put(&f.file, f.svg.as_bytes())?;
+    }
+    put("report.html", html(&run.analysis, &figures).as_bytes())?;
+    Ok(written)
+}

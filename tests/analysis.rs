@@ -1,0 +1,153 @@
+//! Analysis of a trained smoke run: perturbation, sampled sub-networks, the written report.
+
+mod common;
+
+use std::path::Path;
+
+use credit_analysis::classes::{Tolerance, layer_classes};
+use credit_analysis::params::LayerParams;
+use credit_analysis::perturb::{perturb_layer, sampled_error_pct};
+use credit_analysis::{AnalysisConfig, analyze, write_report, zero_fraction};
+use credit_train::{Backend, RunConfig, RunDir, TrainOptions, load_data, train};
+
+/// Trains the smoke config into a temporary run.
+fn smoke_run() -> (tempfile::TempDir, RunDir, RunConfig) {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data_dir = format!("data.dir={}", manifest.join("data/mnist").display());
+    let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &[data_dir]).unwrap();
+    let run = RunDir::new(root.path().join("smoke"));
+    let mut options = TrainOptions::new(Backend::default_available().unwrap());
+    options.dashboard = false;
+    train(&config, &run, &options).unwrap();
+    (root, run, config)
+}
+
+fn spike_slab_params(run: &RunDir, config: &RunConfig) -> Vec<LayerParams> {
+    let model = run.load_model(config, &common::device(), None).unwrap();
+    LayerParams::of(model.spike_slab().unwrap())
+}
+
+#[test]
+fn removing_very_important_connections_hurts_far_more_than_variable_ones() {
+    let (_root, run, config) = smoke_run();
+    let device = common::device();
+    let params = spike_slab_params(&run, &config);
+    let test = load_data(&config).unwrap().test;
+    let classes = layer_classes(&params[0], Tolerance::default());
+
+    // With one repetition, f = 0 is exactly the first unperturbed sampled network.
+    let single = perturb_layer(&params, &classes, 0, &test, &[0.0, 1.0], 1, 5, &device);
+    let base = sampled_error_pct(&params, &test, 1, 5, &device)[0];
+    for curve in [
+        &single.very_important_removed,
+        &single.variable_removed,
+        &single.unimportant_randomised,
+    ] {
+        assert!(
+            (curve.error_mean_pct[0] - base).abs() < 1e-9,
+            "{} vs {base}",
+            curve.error_mean_pct[0]
+        );
+        assert_eq!(curve.changed[0], 0);
+    }
+
+    let curves = perturb_layer(&params, &classes, 0, &test, &[0.0, 1.0], 5, 6, &device);
+    let (a, b) = (&curves.very_important_removed, &curves.variable_removed);
+    assert!(
+        a.changed[1] > 100,
+        "{} very important connections",
+        a.changed[1]
+    );
+    assert_eq!(a.changed[1], b.changed[1], "the same number removed");
+    let hurt_important = a.error_mean_pct[1] - a.error_mean_pct[0];
+    let hurt_variable = b.error_mean_pct[1] - b.error_mean_pct[0];
+    assert!(
+        hurt_important > 2.0 && hurt_variable < 1.0,
+        "error rises {hurt_important} pp without the very important, {hurt_variable} pp without as many variable"
+    );
+}
+
+#[test]
+fn sampled_sub_networks_drop_a_fraction_pi_of_their_weights() {
+    let (_root, run, config) = smoke_run();
+    let device = common::device();
+    device.seed(3);
+    let model = run.load_model(&config, &device, None).unwrap();
+    let net = model.spike_slab().unwrap();
+    let params = LayerParams::of(net);
+    let total: usize = params.iter().map(LayerParams::len).sum();
+    let expected: f64 = params
+        .iter()
+        .flat_map(|p| p.pi.iter().map(|&pi| f64::from(pi)))
+        .sum::<f64>()
+        / total as f64;
+    let variance: f64 = params
+        .iter()
+        .flat_map(|p| p.pi.iter().map(|&pi| f64::from(pi) * (1.0 - f64::from(pi))))
+        .sum::<f64>()
+        / (total as f64).powi(2);
+    for _ in 0..5 {
+        let zeros = zero_fraction(&net.sample_network());
+        assert!(
+            (zeros - expected).abs() < 5.0 * variance.sqrt() + 1e-6,
+            "zero fraction {zeros} vs mean pi {expected}"
+        );
+    }
+}
+
+#[test]
+fn analyze_writes_json_and_a_report_with_every_figure() {
+    let (root, run, _config) = smoke_run();
+    let config = AnalysisConfig {
+        samples: 3,
+        repetitions: 2,
+        ..AnalysisConfig::default()
+    };
+    let analysed = analyze(&run, &config, Backend::default_available().unwrap()).unwrap();
+    let out = root.path().join("analysis");
+    let written = write_report(&analysed, &out).unwrap();
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
+    assert_eq!(json["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(json["perturbation"].as_array().unwrap().len(), 2);
+    let subnetworks = &json["accuracy"]["subnetworks"]["accuracies_pct"];
+    assert_eq!(subnetworks.as_array().unwrap().len(), 3);
+    let fractions: f64 = ["very_important", "unimportant", "variable"]
+        .iter()
+        .map(|c| json["layers"][0]["classes"][c].as_f64().unwrap())
+        .sum();
+    assert_eq!(fractions as usize, 784 * 32, "classes partition the layer");
+
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let figures: Vec<_> = written
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    assert_eq!(
+        figures.len(),
+        2 * 5,
+        "pi, xi, m, m by class, perturbation per layer"
+    );
+    for figure in figures {
+        let name = figure.file_name().unwrap().to_str().unwrap();
+        assert!(
+            html.contains(&format!("href=\"{name}\"")),
+            "report links {name}"
+        );
+        let id = name.trim_end_matches(".svg");
+        assert!(
+            html.contains(&format!("<figure id=\"{id}\"><svg")),
+            "report inlines {name}"
+        );
+    }
+    for table in [
+        "classes.csv",
+        "entropy.csv",
+        "perturbation.csv",
+        "subnetworks.csv",
+    ] {
+        assert!(out.join(table).is_file(), "{table}");
+    }
+}
