@@ -151,3 +151,35 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
         assert!(out.join(table).is_file(), "{table}");
     }
 }
+
+#[test]
+fn exported_tensors_reload_to_identical_values() {
+    use credit_analysis::export::{
+        ExportFormat, decode, encode, pruned_tensors, spike_slab_tensors,
+    };
+    let (root, run, config) = smoke_run();
+    let params = spike_slab_params(&run, &config);
+    for (set, name) in [
+        (spike_slab_tensors(&params), "full"),
+        (pruned_tensors(&params), "pruned"),
+    ] {
+        for format in [ExportFormat::Safetensors, ExportFormat::Npz] {
+            let path = root.path().join(format!("{name}-{format:?}"));
+            std::fs::write(&path, encode(&set, format, Default::default()).unwrap()).unwrap();
+            assert_eq!(decode(&path).unwrap(), set, "{name} as {format:?}");
+        }
+    }
+    let full = spike_slab_tensors(&params);
+    assert_eq!(full["layer1.m"].shape, vec![32, 784]);
+    assert_eq!(full["layer2.pi"].values, params[1].pi);
+    let pruned = pruned_tensors(&params);
+    let p = &params[0];
+    for k in 0..p.len() {
+        let expected = if p.pi[k] >= 1.0 {
+            0.0
+        } else {
+            (1.0 - p.pi[k]) * p.m[k]
+        };
+        assert_eq!(pruned["layer1.weight"].values[k], expected);
+    }
+}

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use credit_train::{Backend, ModelKind, RunConfig, RunDir, load_data, test_accuracies};
+use credit_train::{Backend, Classifier, ModelKind, RunConfig, RunDir, load_data, test_accuracies};
 use serde::{Deserialize, Serialize};
 
 use crate::classes::{ClassCounts, Tolerance, count_classes, layer_classes};
 use crate::entropy::{entropy_closed_form, layer_entropies};
-use crate::params::LayerParams;
+use crate::params::{LayerParams, deterministic_weights};
 use crate::perturb::{LayerPerturbation, perturb_layer};
 use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd};
 
@@ -161,8 +161,8 @@ pub struct AnalysedRun {
     pub analysis: Analysis,
     /// Spike-and-slab parameters per layer (empty for a deterministic run).
     pub params: Vec<LayerParams>,
-    /// Weights per layer of a deterministic run (empty otherwise).
-    pub deterministic_weights: Vec<Vec<f32>>,
+    /// Shape and weights per layer of a deterministic run (empty otherwise).
+    pub deterministic_weights: Vec<(Vec<usize>, Vec<f32>)>,
 }
 
 /// Analyses the run in `run` on `backend`.
@@ -195,28 +195,16 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: Backend) -> Resul
         seconds: 0.0,
     };
 
-    let Some(net) = model.spike_slab() else {
-        let weights = match &model {
-            credit_train::Classifier::Deterministic(net) => net
-                .layers
-                .iter()
-                .map(|l| {
-                    l.weight
-                        .val()
-                        .into_data()
-                        .convert::<f32>()
-                        .try_to_vec::<f32>()
-                        .expect("float weights")
-                })
-                .collect(),
-            credit_train::Classifier::SpikeSlab(_) => unreachable!("handled above"),
-        };
-        analysis.seconds = started.elapsed().as_secs_f64();
-        return Ok(AnalysedRun {
-            analysis,
-            params: Vec::new(),
-            deterministic_weights: weights,
-        });
+    let net = match &model {
+        Classifier::SpikeSlab(net) => net,
+        Classifier::Deterministic(net) => {
+            analysis.seconds = started.elapsed().as_secs_f64();
+            return Ok(AnalysedRun {
+                analysis,
+                params: Vec::new(),
+                deterministic_weights: deterministic_weights(net),
+            });
+        }
     };
 
     let params = LayerParams::of(net);

@@ -2,7 +2,7 @@
 //! connection.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use credit_model::{SpikeSlabLinear, SpikeSlabNet};
+use credit_model::{DeterministicNet, SpikeSlabLinear, SpikeSlabNet};
 
 /// One layer's `m`, `xi` and `pi`, row-major `[d_output, d_input]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,4 +69,15 @@ pub fn to_network(layers: &[LayerParams], device: &Device) -> SpikeSlabNet {
     SpikeSlabNet {
         layers: layers.iter().map(|l| l.to_layer(device)).collect(),
     }
+}
+
+/// Shape `[d_output, d_input]` and row-major values of each layer of a deterministic network.
+pub fn deterministic_weights(net: &DeterministicNet) -> Vec<(Vec<usize>, Vec<f32>)> {
+    net.layers
+        .iter()
+        .map(|l| {
+            let w = l.weight.val();
+            (w.dims().to_vec(), host(w))
+        })
+        .collect()
 }

@@ -27,7 +27,7 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
     let a = &run.analysis;
     let bins = a.config.bins;
     let mut figures = Vec::new();
-    for (l, weights) in run.deterministic_weights.iter().enumerate() {
+    for (l, (_, weights)) in run.deterministic_weights.iter().enumerate() {
         let series = [HistogramSeries {
             label: "w".into(),
             values: weights,

@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use credit_analysis::export::{
+    ExportFormat, encode, pruned_tensors, spike_slab_tensors, weight_tensors,
+};
+use credit_analysis::params::{LayerParams, deterministic_weights, to_network};
 use credit_analysis::{Analysis, AnalysisConfig, evaluate_subnetworks};
-use credit_train::{Backend, RunConfig, RunDir, TrainOptions, load_data, test_accuracies};
+use credit_train::{
+    Backend, Classifier, RunConfig, RunDir, TrainOptions, load_data, test_accuracies,
+};
 
 #[derive(Parser)]
 #[command(name = "credit", version, about)]
@@ -26,6 +32,27 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Time training epochs and test-set forward passes of a config.
     Bench(BenchArgs),
+    /// Write a run's parameters as safetensors or npz, for numpy and PyTorch.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Run directory written by `credit train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// safetensors or npz.
+    #[arg(long, default_value = "safetensors")]
+    format: ExportFormat,
+    /// Export the deterministic network of expected weights (1-pi) m with every unimportant
+    /// connection (pi = 1) dropped, instead of m, xi, pi.
+    #[arg(long)]
+    pruned: bool,
+    /// Output file. Default: RUN/export.EXT or RUN/pruned.EXT.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArg,
 }
 
 #[derive(Args)]
@@ -127,6 +154,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => run_eval(args),
         Command::Analyze(args) => run_analyze(args),
         Command::Bench(args) => run_bench(args),
+        Command::Export(args) => run_export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -337,4 +365,78 @@ fn print_analysis(a: &Analysis) {
             fmt(&p.unimportant_randomised)
         );
     }
+}
+
+fn run_export(args: ExportArgs) -> Result<()> {
+    let backend = args.backend.resolve()?;
+    let run = RunDir::new(&args.run);
+    let config = run.config()?;
+    let device = backend.device()?;
+    let model = run.load_model(&config, &device, None)?;
+    let mut metadata = std::collections::HashMap::from([
+        ("run".to_string(), args.run.display().to_string()),
+        ("sizes".to_string(), format!("{:?}", config.model.sizes)),
+        (
+            "layer".to_string(),
+            "h = a @ weight.T / sqrt(d_input), ReLU between layers, no biases".to_string(),
+        ),
+    ]);
+    let tensors = match (&model, args.pruned) {
+        (Classifier::SpikeSlab(net), false) => {
+            metadata.insert(
+                "model".into(),
+                "spike-slab: w = 0 w.p. pi, else N(m, xi)".into(),
+            );
+            spike_slab_tensors(&LayerParams::of(net))
+        }
+        (Classifier::SpikeSlab(net), true) => {
+            let params = LayerParams::of(net);
+            let pruned = pruned_tensors(&params);
+            let total: usize = params.iter().map(LayerParams::len).sum();
+            let nonzero = pruned
+                .values()
+                .map(|t| t.values.iter().filter(|&&w| w != 0.0).count())
+                .sum::<usize>();
+            let data = load_data(&config)?;
+            let accuracy = credit_train::set_accuracy_pct(&data.test, &device, |x| {
+                to_network(&params, &device).mean_network().forward(x)
+            });
+            println!(
+                "pruned network: {accuracy:.2}% test accuracy, {nonzero} of {total} weights non-zero"
+            );
+            metadata.insert(
+                "model".into(),
+                "pruned: weight = (1-pi) m, 0 where pi = 1".into(),
+            );
+            metadata.insert("test_accuracy_pct".into(), format!("{accuracy:.4}"));
+            metadata.insert("nonzero_weights".into(), nonzero.to_string());
+            pruned
+        }
+        (Classifier::Deterministic(net), false) => {
+            metadata.insert("model".into(), "deterministic".into());
+            weight_tensors(&deterministic_weights(net))
+        }
+        (Classifier::Deterministic(_), true) => {
+            anyhow::bail!(
+                "--pruned needs a spike-and-slab run; {} is deterministic",
+                args.run.display()
+            )
+        }
+    };
+    let extension = match args.format {
+        ExportFormat::Safetensors => "safetensors",
+        ExportFormat::Npz => "npz",
+    };
+    let stem = if args.pruned { "pruned" } else { "export" };
+    let out = args
+        .out
+        .unwrap_or_else(|| args.run.join(format!("{stem}.{extension}")));
+    credit_train::write_atomic(&out, &encode(&tensors, args.format, metadata)?)?;
+    println!(
+        "wrote {} tensors ({}) to {}",
+        tensors.len(),
+        tensors.keys().cloned().collect::<Vec<_>>().join(", "),
+        out.display()
+    );
+    Ok(())
 }

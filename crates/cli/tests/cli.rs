@@ -55,6 +55,18 @@ fn train_then_eval_the_smoke_config() {
     assert_eq!(samples.len(), 3);
     let ensemble = report["subnetworks"]["ensemble_pct"].as_f64().unwrap();
     assert!(ensemble > 70.0, "ensemble {ensemble}%");
+
+    let analysed = credit(&["analyze", "--run", out]);
+    let stdout = text(&analysed.stdout);
+    assert!(analysed.status.success(), "{}", text(&analysed.stderr));
+    assert!(stdout.contains("layer 1: very important"), "{stdout}");
+    assert!(Path::new(out).join("analysis/report.html").is_file());
+
+    let exported = credit(&["export", "--run", out, "--format", "npz", "--pruned"]);
+    let stdout = text(&exported.stdout);
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    assert!(stdout.contains("pruned network:"), "{stdout}");
+    assert!(Path::new(out).join("pruned.npz").is_file());
 }
 
 #[test]

@@ -1,0 +1,252 @@
+//! Exporting a run's parameters for numpy and PyTorch: safetensors or npz.
+//!
+//! Tensor names: `layer{L}.m`, `layer{L}.xi`, `layer{L}.pi` (spike-and-slab), or
+//! `layer{L}.weight` (deterministic and pruned networks); every tensor is float32
+//! `[d_output, d_input]`, layers numbered from 1 at the input. A layer computes
+//! `h = a @ weight.T / sqrt(d_input)`, ReLU between layers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::params::LayerParams;
+
+/// The file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExportFormat {
+    /// `safetensors` (PyTorch: `safetensors.torch.load_file`).
+    Safetensors,
+    /// numpy's `.npz` (`numpy.load`), uncompressed.
+    Npz,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "safetensors" => Ok(Self::Safetensors),
+            "npz" => Ok(Self::Npz),
+            other => Err(format!("unknown format `{other}` (safetensors, npz)")),
+        }
+    }
+}
+
+/// A named float32 tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub values: Vec<f32>,
+}
+
+/// Tensors by name, in name order.
+pub type TensorSet = BTreeMap<String, NamedTensor>;
+
+/// `m`, `xi`, `pi` of every layer.
+pub fn spike_slab_tensors(params: &[LayerParams]) -> TensorSet {
+    let mut set = TensorSet::new();
+    for (l, p) in params.iter().enumerate() {
+        for (name, values) in [("m", &p.m), ("xi", &p.xi), ("pi", &p.pi)] {
+            set.insert(
+                format!("layer{}.{name}", l + 1),
+                NamedTensor {
+                    shape: vec![p.d_output, p.d_input],
+                    values: values.clone(),
+                },
+            );
+        }
+    }
+    set
+}
+
+/// The pruned deterministic network: expected weights `(1 - pi) m`, and zero wherever
+/// `pi = 1` (unimportant connections dropped).
+pub fn pruned_tensors(params: &[LayerParams]) -> TensorSet {
+    params
+        .iter()
+        .enumerate()
+        .map(|(l, p)| {
+            let values = (0..p.len())
+                .map(|k| {
+                    if p.pi[k] >= 1.0 {
+                        0.0
+                    } else {
+                        (1.0 - p.pi[k]) * p.m[k]
+                    }
+                })
+                .collect();
+            (
+                format!("layer{}.weight", l + 1),
+                NamedTensor {
+                    shape: vec![p.d_output, p.d_input],
+                    values,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Weights of a deterministic network, each `[d_output, d_input]`.
+pub fn weight_tensors(weights: &[(Vec<usize>, Vec<f32>)]) -> TensorSet {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(l, (shape, values))| {
+            (
+                format!("layer{}.weight", l + 1),
+                NamedTensor {
+                    shape: shape.clone(),
+                    values: values.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Encodes tensors in a format, with string metadata (safetensors only; npz has none).
+pub fn encode(
+    set: &TensorSet,
+    format: ExportFormat,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    match format {
+        ExportFormat::Safetensors => {
+            let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = set
+                .iter()
+                .map(|(name, t)| (name.clone(), t.shape.clone(), le_bytes(&t.values)))
+                .collect();
+            let views = bytes
+                .iter()
+                .map(|(name, shape, data)| {
+                    safetensors::tensor::TensorView::new(
+                        safetensors::Dtype::F32,
+                        shape.clone(),
+                        data,
+                    )
+                    .map(|view| (name.clone(), view))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(safetensors::serialize(views, Some(metadata))?)
+        }
+        ExportFormat::Npz => {
+            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            for (name, t) in set {
+                zip.start_file(format!("{name}.npy"), options)?;
+                zip.write_all(&npy(t))?;
+            }
+            Ok(zip.finish()?.into_inner())
+        }
+    }
+}
+
+/// One array in numpy's `.npy` format (version 1.0, little-endian float32, C order).
+fn npy(t: &NamedTensor) -> Vec<u8> {
+    let shape = match t.shape.as_slice() {
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64.
+    let total = (10 + header.len() + 1).div_ceil(64) * 64;
+    header.push_str(&" ".repeat(total - 10 - header.len() - 1));
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&le_bytes(&t.values));
+    bytes
+}
+
+/// Reads back a file written by [`encode`] (either format).
+pub fn decode(path: &Path) -> Result<TensorSet> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let from_le = |data: &[u8]| -> Vec<f32> {
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    if bytes.starts_with(b"PK") {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .with_context(|| format!("{}: not a valid npz archive", path.display()))?;
+        let mut set = TensorSet::new();
+        for i in 0..archive.len() {
+            let mut file = archive.by_index(i)?;
+            let name = file.name()?.trim_end_matches(".npy").to_string();
+            let mut data = Vec::new();
+            file.read_to_end(&mut data)?;
+            let (shape, offset) = parse_npy_header(&data)
+                .with_context(|| format!("{}: member {name}", path.display()))?;
+            set.insert(
+                name,
+                NamedTensor {
+                    shape,
+                    values: from_le(&data[offset..]),
+                },
+            );
+        }
+        Ok(set)
+    } else {
+        let tensors = safetensors::SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+        let mut set = TensorSet::new();
+        for (name, view) in tensors.tensors() {
+            if view.dtype() != safetensors::Dtype::F32 {
+                bail!(
+                    "{}: tensor {name} is {:?}, not F32",
+                    path.display(),
+                    view.dtype()
+                );
+            }
+            set.insert(
+                name,
+                NamedTensor {
+                    shape: view.shape().to_vec(),
+                    values: from_le(view.data()),
+                },
+            );
+        }
+        Ok(set)
+    }
+}
+
+/// Shape and data offset of a float32 `.npy` array.
+fn parse_npy_header(data: &[u8]) -> Result<(Vec<usize>, usize)> {
+    if !data.starts_with(b"\x93NUMPY") || data.len() < 10 {
+        bail!("not an npy array");
+    }
+    let len = u16::from_le_bytes([data[8], data[9]]) as usize;
+    let header = std::str::from_utf8(data.get(10..10 + len).context("truncated npy header")?)?;
+    if !header.contains("'<f4'") {
+        bail!("not little-endian float32: {header}");
+    }
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .context("no shape in npy header")?;
+    let shape = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().context("bad npy shape"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((shape, 10 + len))
+}
