@@ -15,6 +15,7 @@ pub mod params;
 pub mod perturb;
 pub mod report;
 pub mod subnetworks;
+pub mod sweep;
 
 pub use analyze::{Analysis, AnalysisConfig, analyze};
 pub use report::write_report;

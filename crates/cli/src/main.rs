@@ -1,5 +1,7 @@
 //! `credit`: train spike-and-slab networks and see which connections they rely on.
 
+mod sweep;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,6 +36,9 @@ enum Command {
     Bench(BenchArgs),
     /// Write a run's parameters as safetensors or npz, for numpy and PyTorch.
     Export(ExportArgs),
+    /// Train and analyse a config over settings and seeds, with the deterministic baseline,
+    /// and compare them in one report; complete runs are skipped, so a sweep resumes.
+    Sweep(sweep::SweepArgs),
 }
 
 #[derive(Args)]
@@ -71,7 +76,7 @@ struct AnalyzeArgs {
 }
 
 #[derive(Args)]
-struct BackendArg {
+pub(crate) struct BackendArg {
     /// Backend to run on (flex, ndarray, wgpu; whichever this build contains). Default: the
     /// first compiled in, in that order.
     #[arg(long)]
@@ -79,7 +84,7 @@ struct BackendArg {
 }
 
 impl BackendArg {
-    fn resolve(&self) -> Result<Backend> {
+    pub(crate) fn resolve(&self) -> Result<Backend> {
         match self.backend {
             Some(backend) => Ok(backend),
             None => Backend::default_available().context("this build contains no backend"),
@@ -155,6 +160,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => run_analyze(args),
         Command::Bench(args) => run_bench(args),
         Command::Export(args) => run_export(args),
+        Command::Sweep(args) => sweep::run_sweep(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -112,3 +112,58 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+#[test]
+fn a_sweep_trains_analyses_compares_and_resumes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("sweep");
+    let out = out.to_str().unwrap();
+    let args = [
+        "sweep",
+        "--config",
+        "configs/smoke.toml",
+        "--set",
+        "data.train_size=500,1000",
+        "--set",
+        "train.epochs=2",
+        "--out",
+        out,
+        "--jobs",
+        "2",
+    ];
+    let first = credit(&args);
+    let stdout = text(&first.stdout);
+    assert!(first.status.success(), "{stdout}{}", text(&first.stderr));
+    assert!(
+        stdout.contains("training 4 runs (0 already complete)"),
+        "{stdout}"
+    );
+    let summaries: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(out).join("sweep.json")).unwrap())
+            .unwrap();
+    let summaries = summaries.as_array().unwrap();
+    assert_eq!(summaries.len(), 2);
+    assert_eq!(summaries[1]["setting"], "data.train_size=1000");
+    assert!(summaries[1]["deterministic_pct"]["mean"].as_f64().unwrap() > 50.0);
+    let html = std::fs::read_to_string(Path::new(out).join("report.html")).unwrap();
+    for figure in [
+        "entropy-by-layer",
+        "classes-layer1",
+        "classes-layer2",
+        "accuracy",
+    ] {
+        assert!(
+            html.contains(&format!("<figure id=\"{figure}\">")),
+            "{figure}"
+        );
+    }
+
+    let again = credit(&args);
+    let stdout = text(&again.stdout);
+    assert!(again.status.success());
+    assert!(
+        stdout.contains("training 0 runs (4 already complete)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("analysing 0 runs"), "{stdout}");
+}

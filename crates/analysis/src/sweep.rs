@@ -1,0 +1,447 @@
+//! Sweeps: many runs of one config over settings (training-set sizes, say) and seeds, each
+//! with its deterministic baseline, compared in one report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use credit_train::{ModelKind, RunSummary, write_atomic};
+use serde::{Deserialize, Serialize};
+
+use crate::analyze::Analysis;
+use crate::classes::ConnectionClass;
+use crate::figures::{CurveSeries, curves_svg};
+use crate::report::Figure;
+use crate::subnetworks::mean_sd;
+
+/// One training run of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRun {
+    /// Path of the run below the sweep folder, e.g. `data.train_size=20000/seed1/spike-slab`.
+    pub name: String,
+    /// The setting, e.g. `data.train_size=20000` (`base` when nothing is swept).
+    pub setting: String,
+    /// Abscissa of the setting in figures: the first swept value if numeric, else its index.
+    pub x: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Network trained.
+    pub kind: ModelKind,
+    /// `--set` overrides of this run, seed and kind included.
+    pub overrides: Vec<String>,
+}
+
+/// Splits `a,b,[c,d]` at the commas outside brackets and quotes.
+fn split_values(raw: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    let (mut depth, mut quoted, mut current) = (0i32, false, String::new());
+    for c in raw.chars() {
+        match c {
+            '"' | '\'' => quoted = !quoted,
+            '[' | '{' if !quoted => depth += 1,
+            ']' | '}' if !quoted => depth -= 1,
+            ',' if depth == 0 && !quoted => {
+                values.push(current.trim().to_string());
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    values.push(current.trim().to_string());
+    values
+}
+
+/// Every run of a sweep: the product of the swept values (`key=v1,v2,...`; a single value is
+/// a plain override), `seeds` seeds (0, 1, ...) and the spike-and-slab model plus, with
+/// `baseline`, the deterministic one.
+pub fn plan(sets: &[String], seeds: usize, baseline: bool) -> Result<Vec<SweepRun>> {
+    if seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let mut fixed = Vec::new();
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for set in sets {
+        let (key, raw) = set
+            .split_once('=')
+            .with_context(|| format!("--set {set:?} is not of the form key=value"))?;
+        let values = split_values(raw);
+        if values.iter().any(String::is_empty) {
+            bail!("--set {set:?} has an empty value");
+        }
+        if values.len() == 1 {
+            fixed.push(set.clone());
+        } else {
+            axes.push((key.trim().to_string(), values));
+        }
+    }
+    let mut settings: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (key, values) in &axes {
+        settings = settings
+            .into_iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut s = prefix.clone();
+                    s.push((key.clone(), v.clone()));
+                    s
+                })
+            })
+            .collect();
+    }
+    let kinds: &[ModelKind] = if baseline {
+        &[ModelKind::SpikeSlab, ModelKind::Deterministic]
+    } else {
+        &[ModelKind::SpikeSlab]
+    };
+    let mut runs = Vec::new();
+    for (index, setting) in settings.iter().enumerate() {
+        let label = if setting.is_empty() {
+            "base".to_string()
+        } else {
+            setting
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let x = setting
+            .first()
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .unwrap_or(index as f64);
+        let folder: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "=._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        for seed in 0..seeds as u64 {
+            for &kind in kinds {
+                let kind_name = match kind {
+                    ModelKind::SpikeSlab => "spike-slab",
+                    ModelKind::Deterministic => "deterministic",
+                };
+                let mut overrides = fixed.clone();
+                overrides.extend(setting.iter().map(|(k, v)| format!("{k}={v}")));
+                overrides.push(format!("seed={seed}"));
+                overrides.push(format!("model.kind={kind_name}"));
+                runs.push(SweepRun {
+                    name: format!("{folder}/seed{seed}/{kind_name}"),
+                    setting: label.clone(),
+                    x,
+                    seed,
+                    kind,
+                    overrides,
+                });
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Mean and standard deviation over seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (0 for one seed).
+    pub sd: f64,
+}
+
+fn stat(values: &[f64]) -> Stat {
+    let (mean, sd) = mean_sd(values);
+    Stat { mean, sd }
+}
+
+/// One setting of a sweep, aggregated over seeds. Layers are numbered from 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingSummary {
+    /// The setting.
+    pub setting: String,
+    /// Its abscissa.
+    pub x: f64,
+    /// Seeds aggregated.
+    pub seeds: usize,
+    /// Mean per-connection entropy of each layer.
+    pub entropy: Vec<Stat>,
+    /// Fractions per layer: very important, unimportant, variable.
+    pub very_important: Vec<Stat>,
+    /// Fraction of unimportant connections per layer.
+    pub unimportant: Vec<Stat>,
+    /// Fraction of variable connections per layer.
+    pub variable: Vec<Stat>,
+    /// Test accuracy with noise (percent).
+    pub mean_field_pct: Stat,
+    /// Test accuracy of the mean network.
+    pub mean_network_pct: Stat,
+    /// Mean accuracy of sampled sub-networks.
+    pub subnetwork_pct: Stat,
+    /// Accuracy of the sub-network ensemble.
+    pub ensemble_pct: Stat,
+    /// Test accuracy of the deterministic baseline, when trained.
+    pub deterministic_pct: Option<Stat>,
+}
+
+/// Aggregates analyses of spike-and-slab runs and summaries of deterministic runs by setting.
+pub fn summarise(
+    analyses: &[(SweepRun, Analysis)],
+    baselines: &[(SweepRun, RunSummary)],
+) -> Vec<SettingSummary> {
+    let mut settings: BTreeMap<(i64, String), Vec<&(SweepRun, Analysis)>> = BTreeMap::new();
+    for entry in analyses {
+        let key = ((entry.0.x * 1e6) as i64, entry.0.setting.clone());
+        settings.entry(key).or_default().push(entry);
+    }
+    settings
+        .into_values()
+        .map(|group| {
+            let first = &group[0].0;
+            let layers = group[0].1.layers.len();
+            let per_layer = |f: &dyn Fn(&Analysis, usize) -> f64| -> Vec<Stat> {
+                (0..layers)
+                    .map(|l| stat(&group.iter().map(|(_, a)| f(a, l)).collect::<Vec<_>>()))
+                    .collect()
+            };
+            let over = |f: &dyn Fn(&Analysis) -> f64| {
+                stat(&group.iter().map(|(_, a)| f(a)).collect::<Vec<_>>())
+            };
+            let fraction = |c: ConnectionClass| per_layer(&|a, l| a.layers[l].classes.fraction(c));
+            let subnetworks = |a: &Analysis, f: &dyn Fn(&crate::SubnetworkReport) -> f64| {
+                a.accuracy.subnetworks.as_ref().map_or(f64::NAN, f)
+            };
+            let baseline: Vec<f64> = baselines
+                .iter()
+                .filter(|(run, _)| run.setting == first.setting)
+                .map(|(_, s)| s.test_accuracy_mean_network_pct)
+                .collect();
+            SettingSummary {
+                setting: first.setting.clone(),
+                x: first.x,
+                seeds: group.len(),
+                entropy: per_layer(&|a, l| a.layers[l].entropy_mean),
+                very_important: fraction(ConnectionClass::VeryImportant),
+                unimportant: fraction(ConnectionClass::Unimportant),
+                variable: fraction(ConnectionClass::Variable),
+                mean_field_pct: over(&|a| a.accuracy.mean_field_pct),
+                mean_network_pct: over(&|a| a.accuracy.mean_network_pct),
+                subnetwork_pct: over(&|a| subnetworks(a, &|s| s.mean_pct)),
+                ensemble_pct: over(&|a| subnetworks(a, &|s| s.ensemble_pct)),
+                deterministic_pct: (!baseline.is_empty()).then(|| stat(&baseline)),
+            }
+        })
+        .collect()
+}
+
+/// Writes `sweep.json`, `sweep.csv`, the comparison figures and `report.html` into `out`.
+pub fn write_sweep_report(
+    summaries: &[SettingSummary],
+    x_label: &str,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut figures = Vec::new();
+    let layers = summaries.first().map_or(0, |s| s.entropy.len());
+    let entropy: Vec<CurveSeries> = summaries
+        .iter()
+        .map(|s| CurveSeries {
+            label: s.setting.clone(),
+            x: (1..=layers).map(|l| l as f64).collect(),
+            y: s.entropy.iter().map(|e| e.mean).collect(),
+            error: s.entropy.iter().map(|e| e.sd).collect(),
+        })
+        .collect();
+    figures.push(Figure {
+        file: "entropy-by-layer.svg".into(),
+        caption: "Mean entropy of the weight distribution in each layer, one curve per setting \
+                  (mean and sd over seeds)."
+            .into(),
+        svg: curves_svg(
+            "Entropy per layer",
+            "layer",
+            "mean entropy (nats)",
+            &entropy,
+        )?,
+    });
+    let xs: Vec<f64> = summaries.iter().map(|s| s.x).collect();
+    for l in 0..layers {
+        let series = |label: &str, f: &dyn Fn(&SettingSummary) -> Stat| CurveSeries {
+            label: label.to_string(),
+            x: xs.clone(),
+            y: summaries.iter().map(|s| 100.0 * f(s).mean).collect(),
+            error: summaries.iter().map(|s| 100.0 * f(s).sd).collect(),
+        };
+        let all = [
+            series("very important", &|s| s.very_important[l]),
+            series("unimportant", &|s| s.unimportant[l]),
+            series("variable", &|s| s.variable[l]),
+        ];
+        figures.push(Figure {
+            file: format!("classes-layer{}.svg", l + 1),
+            caption: format!("Layer {}: connection classes against {x_label}.", l + 1),
+            svg: curves_svg(
+                &format!("Layer {}: connection classes", l + 1),
+                x_label,
+                "connections (%)",
+                &all,
+            )?,
+        });
+    }
+    let accuracy_series = |label: &str, f: &dyn Fn(&SettingSummary) -> Option<Stat>| {
+        let points: Vec<(f64, Stat)> = summaries
+            .iter()
+            .filter_map(|s| f(s).map(|v| (s.x, v)))
+            .collect();
+        CurveSeries {
+            label: label.to_string(),
+            x: points.iter().map(|p| p.0).collect(),
+            y: points.iter().map(|p| p.1.mean).collect(),
+            error: points.iter().map(|p| p.1.sd).collect(),
+        }
+    };
+    let accuracies = [
+        accuracy_series("mean-field", &|s| Some(s.mean_field_pct)),
+        accuracy_series("mean network", &|s| Some(s.mean_network_pct)),
+        accuracy_series("sub-network ensemble", &|s| Some(s.ensemble_pct)),
+        accuracy_series("deterministic baseline", &|s| s.deterministic_pct),
+    ];
+    figures.push(Figure {
+        file: "accuracy.svg".into(),
+        caption: format!("Test accuracy against {x_label} (mean and sd over seeds)."),
+        svg: curves_svg("Test accuracy", x_label, "test accuracy (%)", &accuracies)?,
+    });
+
+    let mut csv = String::from(
+        "setting,x,seeds,layer,entropy_mean,entropy_sd,very_important,unimportant,variable,mean_field_pct,mean_network_pct,subnetwork_pct,ensemble_pct,deterministic_pct\n",
+    );
+    for s in summaries {
+        for l in 0..layers {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                s.setting,
+                s.x,
+                s.seeds,
+                l + 1,
+                s.entropy[l].mean,
+                s.entropy[l].sd,
+                s.very_important[l].mean,
+                s.unimportant[l].mean,
+                s.variable[l].mean,
+                s.mean_field_pct.mean,
+                s.mean_network_pct.mean,
+                s.subnetwork_pct.mean,
+                s.ensemble_pct.mean,
+                s.deterministic_pct.map_or(f64::NAN, |d| d.mean)
+            );
+        }
+    }
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>credit sweep</title>\
+         <style>body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}\
+         table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}\
+         th{background:#eee}figure{display:inline-block;margin:0.5em;width:640px;vertical-align:top}\
+         figcaption{font-size:0.9em;color:#444}</style></head><body>\n<h1>Sweep</h1>\n\
+         <table><tr><th>setting</th><th>seeds</th><th>mean-field (%)</th><th>mean network (%)</th>\
+         <th>ensemble (%)</th><th>deterministic (%)</th><th>entropy per layer (nats)</th></tr>\n",
+    );
+    for s in summaries {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{:.2} ± {:.2}</td><td>{:.2} ± {:.2}</td><td>{:.2} ± {:.2}</td><td>{}</td><td>{}</td></tr>",
+            s.setting,
+            s.seeds,
+            s.mean_field_pct.mean,
+            s.mean_field_pct.sd,
+            s.mean_network_pct.mean,
+            s.mean_network_pct.sd,
+            s.ensemble_pct.mean,
+            s.ensemble_pct.sd,
+            s.deterministic_pct
+                .map_or("-".to_string(), |d| format!("{:.2} ± {:.2}", d.mean, d.sd)),
+            s.entropy
+                .iter()
+                .map(|e| format!("{:.3}", e.mean))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    html.push_str("</table>\n");
+    for f in &figures {
+        let svg = f.svg.find("<svg").map_or(f.svg.as_str(), |i| &f.svg[i..]);
+        let _ = writeln!(
+            html,
+            "<figure id=\"{}\">{svg}<figcaption>{} <a href=\"{}\">{}</a></figcaption></figure>",
+            f.file.trim_end_matches(".svg"),
+            f.caption,
+            f.file,
+            f.file
+        );
+    }
+    html.push_str("</body></html>\n");
+
+    let mut written = Vec::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+        let path = out.join(name);
+        write_atomic(&path, bytes)?;
+        written.push(path);
+        Ok(())
+    };
+    put(
+        "sweep.json",
+        serde_json::to_string_pretty(summaries)?.as_bytes(),
+    )?;
+    put("sweep.csv", csv.as_bytes())?;
+    for f in &figures {
+        put(&f.file, f.svg.as_bytes())?;
+    }
+    put("report.html", html.as_bytes())?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_is_the_product_of_settings_seeds_and_models() {
+        let runs = plan(
+            &[
+                "data.train_size=10000,20000".into(),
+                "train.epochs=5".into(),
+                "model.sizes=[784,10],[784,30,10]".into(),
+            ],
+            3,
+            true,
+        )
+        .unwrap();
+        assert_eq!(runs.len(), 2 * 2 * 3 * 2);
+        let first = &runs[0];
+        assert_eq!(first.setting, "data.train_size=10000 model.sizes=[784,10]");
+        assert_eq!(first.x, 10000.0);
+        assert_eq!(
+            first.overrides,
+            [
+                "train.epochs=5",
+                "data.train_size=10000",
+                "model.sizes=[784,10]",
+                "seed=0",
+                "model.kind=spike-slab"
+            ]
+        );
+        assert_eq!(
+            first.name,
+            "data.train_size=10000_model.sizes=_784_10_/seed0/spike-slab"
+        );
+        assert_eq!(runs[1].kind, ModelKind::Deterministic);
+        assert!(plan(&["a=1,".into()], 1, false).is_err());
+        assert!(plan(&[], 0, false).is_err());
+        assert_eq!(
+            plan(&[], 2, false).unwrap()[1].name,
+            "base/seed1/spike-slab"
+        );
+    }
+}
