@@ -171,6 +171,7 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: Backend) -> Resul
     let run_config: RunConfig = run.config()?;
     let device: Device = backend.device()?;
     device.seed(config.seed);
+    credit_model::seed_noise(config.seed);
     let model = run.load_model(&run_config, &device, None)?;
     let data = load_data(&run_config)?;
     let accuracies = test_accuracies(&model, &data, &device);

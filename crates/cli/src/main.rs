@@ -215,6 +215,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     let config = run.config()?;
     let device = backend.device()?;
     device.seed(args.seed);
+    credit_model::seed_noise(args.seed);
     let model = run.load_model(&config, &device, None)?;
     let data = load_data(&config)?;
     let accuracies = test_accuracies(&model, &data, &device);

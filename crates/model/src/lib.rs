@@ -4,7 +4,9 @@
 //! form of every concrete sub-network sampled from a trained model.
 
 mod network;
+mod noise;
 mod spike_slab;
 
 pub use network::{DeterministicLinear, DeterministicNet, NetworkConfig, SpikeSlabNet};
+pub use noise::{seed_noise, standard_normal};
 pub use spike_slab::{DELTA_FLOOR, Noise, SpikeSlabLinear, SpikeSlabLinearConfig};

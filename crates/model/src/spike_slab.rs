@@ -15,6 +15,8 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
+use crate::noise::standard_normal;
+
 /// `Delta` is floored here before its square root, so that a unit whose inputs carry no
 /// variance (all `pi` in {0, 1} and `xi = 0`, or an all-zero input row) keeps finite gradients.
 /// Far below any variance a trained layer produces (about 1e-3 and up in the paper's runs).
@@ -110,9 +112,14 @@ impl SpikeSlabLinear {
         let scale = (input.dims()[1] as f64).sqrt().recip();
         let (mean, variance) = self.weight_moments();
         let g = input.clone().matmul(mean.transpose());
-        let delta = input.square().matmul(variance.transpose());
-        let std = delta.clamp_min(DELTA_FLOOR).sqrt();
-        (g.mul_scalar(scale), std.mul_scalar(scale))
+        let delta = input
+            .square()
+            .matmul(variance.transpose())
+            .clamp_min(DELTA_FLOOR);
+        (
+            g.mul_scalar(scale),
+            sqrt_with_cheap_gradient(delta).mul_scalar(scale),
+        )
     }
 
     /// Pre-activation `h = (G + sqrt(Delta) eps) / sqrt(N)` with the given noise treatment.
@@ -129,7 +136,7 @@ impl SpikeSlabLinear {
             }
             Noise::Sampled => {
                 let (mean, std) = self.preactivation_moments(input);
-                let eps = Tensor::random(std.dims(), Distribution::Normal(0.0, 1.0), &std.device());
+                let eps = standard_normal(std.dims(), &std.device());
                 mean + std * eps
             }
         }
@@ -186,6 +193,15 @@ impl SpikeSlabLinear {
         let z = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
         kept * (m + xi.sqrt() * z)
     }
+}
+
+/// `sqrt(x)` for `x > 0`, written as `(x / s + s) / 2` with `s = sqrt(x)` detached from the
+/// graph: the same value, and the same gradient `1 / (2 sqrt(x))`, but autodiff then
+/// differentiates a division instead of evaluating `x^(-1/2)` with `powf`, which dominated
+/// the backward pass of this layer on CPU backends.
+fn sqrt_with_cheap_gradient(x: Tensor<2>) -> Tensor<2> {
+    let s = x.clone().sqrt().detach();
+    (x / s.clone() + s).mul_scalar(0.5)
 }
 
 /// Clamps a (possibly autodiff) leaf tensor's values, keeping it a leaf that requires grad if

@@ -77,6 +77,7 @@ pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result
 
     let device = options.backend.device()?;
     device.seed(config.seed);
+    credit_model::seed_noise(config.seed);
     let train_device = device.clone().autodiff();
     let model = Classifier::init(&config.model, &train_device);
 
