@@ -137,12 +137,23 @@ pub fn histogram_svg(
     Ok(svg)
 }
 
-/// Curves with error bars on linear axes; `y` starts at zero.
+/// A tick label: integers without decimals.
+fn tick(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Curves with error bars on linear axes. With `y_from_zero` the `y` axis starts at zero
+/// (errors, fractions), otherwise it spans the data (accuracies).
 pub fn curves_svg(
     title: &str,
     x_label: &str,
     y_label: &str,
     series: &[CurveSeries],
+    y_from_zero: bool,
 ) -> Result<String> {
     let x_lo = series
         .iter()
@@ -152,11 +163,29 @@ pub fn curves_svg(
         .iter()
         .flat_map(|s| s.x.iter().copied())
         .fold(f64::NEG_INFINITY, f64::max);
-    let y_hi = series
-        .iter()
-        .flat_map(|s| s.y.iter().zip(&s.error).map(|(y, e)| y + e))
-        .fold(1.0f64, f64::max);
+    let bars = || {
+        series
+            .iter()
+            .flat_map(|s| s.y.iter().zip(&s.error).map(|(y, e)| (y - e, y + e)))
+            .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
+    };
+    let y_hi = bars().map(|b| b.1).fold(f64::NEG_INFINITY, f64::max);
+    let y_lo = bars().map(|b| b.0).fold(f64::INFINITY, f64::min);
+    let (y_lo, y_hi) = if !y_hi.is_finite() {
+        (0.0, 1.0)
+    } else if y_from_zero {
+        (0.0, y_hi.max(1e-9) * 1.08)
+    } else {
+        let pad = ((y_hi - y_lo) * 0.1).max(0.05);
+        (y_lo - pad, y_hi + pad)
+    };
     let pad = ((x_hi - x_lo) * 0.03).max(1e-9);
+    let distinct_x = {
+        let mut xs: Vec<f64> = series.iter().flat_map(|s| s.x.iter().copied()).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        xs.len()
+    };
 
     let mut svg = String::new();
     {
@@ -167,12 +196,15 @@ pub fn curves_svg(
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(65)
-            .build_cartesian_2d(x_lo - pad..x_hi + pad, 0.0..y_hi * 1.08)
+            .build_cartesian_2d(x_lo - pad..x_hi + pad, y_lo..y_hi)
             .map_err(plot_error)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
             .y_desc(y_label)
+            .x_labels(distinct_x.clamp(2, 11))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .draw()
             .map_err(plot_error)?;
         for (i, s) in series.iter().enumerate() {
@@ -194,7 +226,8 @@ pub fn curves_svg(
                 .map_err(plot_error)?;
             chart
                 .draw_series(s.x.iter().zip(&s.y).zip(&s.error).map(|((&x, &y), &e)| {
-                    ErrorBar::new_vertical(x, (y - e).max(0.0), y, y + e, color.stroke_width(1), 6)
+                    let low = if y_from_zero { (y - e).max(0.0) } else { y - e };
+                    ErrorBar::new_vertical(x, low, y, y + e, color.stroke_width(1), 6)
                 }))
                 .map_err(plot_error)?;
         }

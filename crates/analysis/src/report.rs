@@ -122,6 +122,7 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
                 "fraction f of the class perturbed",
                 "test error (%)",
                 &all,
+                true,
             )?,
         });
     }
@@ -196,7 +197,7 @@ pub fn tables(a: &Analysis) -> Vec<(String, String)> {
     tables
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -204,17 +205,10 @@ fn escape(text: &str) -> String {
 
 /// The self-contained HTML report.
 pub fn html(a: &Analysis, figures: &[Figure]) -> String {
-    let mut h = String::new();
+    let mut h = page_start(&format!("credit analysis: {}", a.run));
     let _ = write!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>credit analysis: {run}</title><style>\
-         body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}}\
-         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}\
-         th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}\
-         figure{{display:inline-block;margin:0.5em;vertical-align:top;width:640px}}\
-         figcaption{{font-size:0.9em;color:#444}}</style></head><body>\n\
-         <h1>Analysis of <code>{run}</code></h1>\n\
+        "<h1>Analysis of <code>{run}</code></h1>\n\
          <p>{kind:?} network {sizes:?}, trained on {train} images; {test} test images; \
          analysed on {backend} ({device}) in {secs:.1} s; seed {seed}.</p>\n",
         run = escape(&a.run),
@@ -310,6 +304,24 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
         h.push_str("</table>\n");
     }
     h.push_str("<h2>Figures</h2>\n");
+    page_end(h, figures)
+}
+
+/// The start of a report page: doctype, title, style.
+pub(crate) fn page_start(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>\
+         body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}\
+         th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}\
+         figure{{display:inline-block;margin:0.5em;vertical-align:top;width:640px}}\
+         figcaption{{font-size:0.9em;color:#444}}</style></head><body>\n",
+        escape(title)
+    )
+}
+
+/// Appends the figures, inline, each linked to its SVG file, and closes the page.
+pub(crate) fn page_end(mut h: String, figures: &[Figure]) -> String {
     for f in figures {
         // Inline the <svg> element itself, without any XML prolog.
         let svg = f
@@ -328,26 +340,42 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
     h
 }
 
+/// Writes `files` (name, contents) and the figures' SVGs into `out`, each atomically, and
+/// returns the paths written.
+pub(crate) fn write_files(
+    out: &Path,
+    files: Vec<(String, Vec<u8>)>,
+    figures: &[Figure],
+) -> Result<Vec<PathBuf>> {
+    let svgs = figures
+        .iter()
+        .map(|f| (f.file.clone(), f.svg.clone().into_bytes()));
+    files
+        .into_iter()
+        .chain(svgs)
+        .map(|(name, bytes)| {
+            let path = out.join(name);
+            write_atomic(&path, &bytes)?;
+            Ok(path)
+        })
+        .collect()
+}
+
 /// Writes everything into `out` and returns the paths written.
 pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
-        let path = out.join(name);
-        write_atomic(&path, bytes)?;
-        written.push(path);
-        Ok(())
-    };
-    put(
-        "analysis.json",
-        serde_json::to_string_pretty(&run.analysis)?.as_bytes(),
-    )?;
-    for (name, csv) in tables(&run.analysis) {
-        put(&name, csv.as_bytes())?;
-    }
     let figures = figures(run)?;
-    for f in &figures {
-        put(&f.file, f.svg.as_bytes())?;
-    }
-    put("report.html", html(&run.analysis, &figures).as_bytes())?;
-    Ok(written)
+    let mut files = vec![(
+        "analysis.json".to_string(),
+        serde_json::to_string_pretty(&run.analysis)?.into_bytes(),
+    )];
+    files.extend(
+        tables(&run.analysis)
+            .into_iter()
+            .map(|(n, csv)| (n, csv.into_bytes())),
+    );
+    files.push((
+        "report.html".into(),
+        html(&run.analysis, &figures).into_bytes(),
+    ));
+    write_files(out, files, &figures)
 }

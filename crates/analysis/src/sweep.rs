@@ -6,13 +6,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use credit_train::{ModelKind, RunSummary, write_atomic};
+use credit_train::{ModelKind, RunSummary};
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::Analysis;
 use crate::classes::ConnectionClass;
 use crate::figures::{CurveSeries, curves_svg};
-use crate::report::Figure;
+use crate::report::{Figure, page_end, page_start, write_files};
 use crate::subnetworks::mean_sd;
 
 /// One training run of a sweep.
@@ -264,6 +264,7 @@ pub fn write_sweep_report(
             "layer",
             "mean entropy (nats)",
             &entropy,
+            false,
         )?,
     });
     let xs: Vec<f64> = summaries.iter().map(|s| s.x).collect();
@@ -287,6 +288,7 @@ pub fn write_sweep_report(
                 x_label,
                 "connections (%)",
                 &all,
+                true,
             )?,
         });
     }
@@ -311,7 +313,13 @@ pub fn write_sweep_report(
     figures.push(Figure {
         file: "accuracy.svg".into(),
         caption: format!("Test accuracy against {x_label} (mean and sd over seeds)."),
-        svg: curves_svg("Test accuracy", x_label, "test accuracy (%)", &accuracies)?,
+        svg: curves_svg(
+            "Test accuracy",
+            x_label,
+            "test accuracy (%)",
+            &accuracies,
+            false,
+        )?,
     });
 
     let mut csv = String::from(
@@ -339,14 +347,11 @@ pub fn write_sweep_report(
             );
         }
     }
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>credit sweep</title>\
-         <style>body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}\
-         table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}\
-         th{background:#eee}figure{display:inline-block;margin:0.5em;width:640px;vertical-align:top}\
-         figcaption{font-size:0.9em;color:#444}</style></head><body>\n<h1>Sweep</h1>\n\
-         <table><tr><th>setting</th><th>seeds</th><th>mean-field (%)</th><th>mean network (%)</th>\
-         <th>ensemble (%)</th><th>deterministic (%)</th><th>entropy per layer (nats)</th></tr>\n",
+    let mut html = page_start("credit sweep");
+    html.push_str(
+        "<h1>Sweep</h1>\n<table><tr><th>setting</th><th>seeds</th><th>mean-field (%)</th>\
+         <th>mean network (%)</th><th>ensemble (%)</th><th>deterministic (%)</th>\
+         <th>entropy per layer (nats)</th></tr>\n",
     );
     for s in summaries {
         let _ = writeln!(
@@ -370,36 +375,18 @@ pub fn write_sweep_report(
         );
     }
     html.push_str("</table>\n");
-    for f in &figures {
-        let svg = f.svg.find("<svg").map_or(f.svg.as_str(), |i| &f.svg[i..]);
-        let _ = writeln!(
-            html,
-            "<figure id=\"{}\">{svg}<figcaption>{} <a href=\"{}\">{}</a></figcaption></figure>",
-            f.file.trim_end_matches(".svg"),
-            f.caption,
-            f.file,
-            f.file
-        );
-    }
-    html.push_str("</body></html>\n");
-
-    let mut written = Vec::new();
-    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
-        let path = out.join(name);
-        write_atomic(&path, bytes)?;
-        written.push(path);
-        Ok(())
-    };
-    put(
-        "sweep.json",
-        serde_json::to_string_pretty(summaries)?.as_bytes(),
-    )?;
-    put("sweep.csv", csv.as_bytes())?;
-    for f in &figures {
-        put(&f.file, f.svg.as_bytes())?;
-    }
-    put("report.html", html.as_bytes())?;
-    Ok(written)
+    let files = vec![
+        (
+            "sweep.json".to_string(),
+            serde_json::to_string_pretty(summaries)?.into_bytes(),
+        ),
+        ("sweep.csv".to_string(), csv.into_bytes()),
+        (
+            "report.html".to_string(),
+            page_end(html, &figures).into_bytes(),
+        ),
+    ];
+    write_files(out, files, &figures)
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ enum Command {
     /// Analyse a run: connection classes, distributions, sub-networks, perturbation,
     /// entropy; writes analysis.json, CSV tables, SVG figures and report.html.
     Analyze(AnalyzeArgs),
-    /// Time training epochs and test-set forward passes of a config.
+    /// Time training epochs, test-set forward passes and the analysis of a config.
     Bench(BenchArgs),
     /// Write a run's parameters as safetensors or npz, for numpy and PyTorch.
     Export(ExportArgs),
@@ -273,7 +273,15 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let config = RunConfig::load(&args.config, &args.overrides)?;
     anyhow::ensure!(args.epochs > 0, "--epochs must be positive");
     anyhow::ensure!(args.eval_repeats > 0, "--eval-repeats must be positive");
-    let report = credit_train::bench(&config, backend, args.epochs, args.eval_repeats)?;
+    let scratch = tempfile::tempdir()?;
+    let run = RunDir::new(scratch.path().join("bench"));
+    let mut report = credit_train::bench(&config, backend, args.epochs, args.eval_repeats, &run)?;
+    if config.model.kind == credit_train::ModelKind::SpikeSlab {
+        let started = std::time::Instant::now();
+        let analysed = credit_analysis::analyze(&run, &AnalysisConfig::default(), backend)?;
+        credit_analysis::write_report(&analysed, &scratch.path().join("analysis"))?;
+        report.analyze_seconds = Some(started.elapsed().as_secs_f64());
+    }
     println!(
         "{} on {} ({})",
         args.config.display(),
@@ -291,6 +299,9 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         "  evaluation {:.4} s per mean-field pass over {} test images ({:.0} images/s)",
         report.eval_seconds_median, report.test_images, report.eval_images_per_second
     );
+    if let Some(seconds) = report.analyze_seconds {
+        println!("  analysis   {seconds:.2} s for `credit analyze` (K = 20, S = 10, all layers)");
+    }
     if let Some(path) = args.json {
         credit_train::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
@@ -308,13 +319,18 @@ fn run_analyze(args: AnalyzeArgs) -> Result<()> {
     let analysed = credit_analysis::analyze(&run, &config, backend)?;
     let written = credit_analysis::write_report(&analysed, &out)?;
     print_analysis(&analysed.analysis);
+    print_written(&written, &out);
+    Ok(())
+}
+
+/// The closing line of commands that write a report folder.
+pub(crate) fn print_written(written: &[PathBuf], out: &std::path::Path) {
     println!(
         "wrote {} files to {} (open {})",
         written.len(),
         out.display(),
         out.join("report.html").display()
     );
-    Ok(())
 }
 
 fn print_analysis(a: &Analysis) {

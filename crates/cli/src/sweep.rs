@@ -237,12 +237,7 @@ pub fn run_sweep(args: SweepArgs) -> Result<()> {
                 .join(" ")
         );
     }
-    println!(
-        "wrote {} files to {} (open {})",
-        written.len(),
-        out.display(),
-        out.join("report.html").display()
-    );
+    crate::print_written(&written, &out);
     Ok(())
 }
 

@@ -36,9 +36,11 @@ pub struct BenchReport {
     pub eval_seconds_median: f64,
     /// Test images per second at the median.
     pub eval_images_per_second: f64,
+    /// Seconds of a full `credit analyze` of the benchmark's run, when timed.
+    pub analyze_seconds: Option<f64>,
 }
 
-/// Trains `config` for `1 + epochs` epochs in a temporary run directory through the full
+/// Trains `config` for `1 + epochs` epochs into `run` (a fresh directory) through the full
 /// training path (Learner, metrics, clamp, checkpoints) and times the last `epochs`; then
 /// times `eval_repeats` mean-field passes over the test images.
 pub fn bench(
@@ -46,14 +48,13 @@ pub fn bench(
     backend: Backend,
     epochs: usize,
     eval_repeats: usize,
+    run: &RunDir,
 ) -> Result<BenchReport> {
     let mut config = config.clone();
     config.train.epochs = epochs + 1;
-    let scratch = tempfile::tempdir()?;
-    let run = RunDir::new(scratch.path().join("bench"));
     let mut options = TrainOptions::new(backend);
     options.dashboard = false;
-    train(&config, &run, &options)?;
+    train(&config, run, &options)?;
     let epoch_seconds: Vec<f64> = run
         .metrics()?
         .iter()
@@ -85,6 +86,7 @@ pub fn bench(
         eval_seconds,
         eval_seconds_median: eval_median,
         eval_images_per_second: data.test.len() as f64 / eval_median,
+        analyze_seconds: None,
     })
 }
 
