@@ -8,5 +8,5 @@ mod noise;
 mod spike_slab;
 
 pub use network::{DeterministicLinear, DeterministicNet, NetworkConfig, SpikeSlabNet};
-pub use noise::{seed_noise, standard_normal};
+pub use noise::seed_noise;
 pub use spike_slab::{DELTA_FLOOR, Noise, SpikeSlabLinear, SpikeSlabLinearConfig};

@@ -13,10 +13,10 @@ mod run;
 mod training;
 
 pub use backend::{Backend, BackendError};
-pub use bench::{BenchReport, bench, median};
+pub use bench::{BenchReport, bench};
 pub use classifier::Classifier;
 pub use config::{DataConfig, ModelConfig, ModelKind, OptimizerConfig, RunConfig, TrainConfig};
 pub use evaluate::{Accuracies, accuracy_pct, set_accuracy_pct, test_accuracies};
-pub use progress::{EpochMetrics, TrainingRecord};
+pub use progress::EpochMetrics;
 pub use run::{RunDir, RunSummary, write_atomic};
 pub use training::{TrainOptions, load_data, train};
