@@ -33,6 +33,20 @@ pub struct CurveSeries {
     pub error: Vec<f64>,
 }
 
+/// A chart area with the title and margins every figure shares.
+fn chart_builder<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(65);
+    builder
+}
+
 fn plot_error<E: std::error::Error + Send + Sync + 'static>(
     e: DrawingAreaErrorKind<E>,
 ) -> anyhow::Error {
@@ -89,11 +103,7 @@ pub fn histogram_svg(
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(65)
+        let mut chart = chart_builder(&root, title)
             .build_cartesian_2d(lo..hi, (0.5f64..max * 2.0).log_scale())
             .map_err(plot_error)?;
         chart
@@ -191,11 +201,7 @@ pub fn curves_svg(
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(65)
+        let mut chart = chart_builder(&root, title)
             .build_cartesian_2d(x_lo - pad..x_hi + pad, y_lo..y_hi)
             .map_err(plot_error)?;
         chart

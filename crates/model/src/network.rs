@@ -139,7 +139,7 @@ impl SpikeSlabNet {
             layers: self
                 .layers
                 .iter()
-                .map(|l| DeterministicLinear::new(l.weight_moments().0.inner()))
+                .map(|l| DeterministicLinear::new(l.weight_mean().inner()))
                 .collect(),
         }
     }

@@ -89,6 +89,14 @@ impl SpikeSlabLinear {
         self.m.val().dims()
     }
 
+    /// Mean `mu = (1 - pi) m` of every weight.
+    ///
+    /// # Shapes
+    /// - output: `[d_output, d_input]`
+    pub fn weight_mean(&self) -> Tensor<2> {
+        self.pi.val().neg().add_scalar(1.0) * self.m.val()
+    }
+
     /// Mean `mu = (1 - pi) m` and variance `(1 - pi) xi + pi (1 - pi) m^2` of every weight.
     ///
     /// # Shapes
@@ -131,8 +139,9 @@ impl SpikeSlabLinear {
         match noise {
             Noise::Off => {
                 let scale = (input.dims()[1] as f64).sqrt().recip();
-                let (mean, _) = self.weight_moments();
-                input.matmul(mean.transpose()).mul_scalar(scale)
+                input
+                    .matmul(self.weight_mean().transpose())
+                    .mul_scalar(scale)
             }
             Noise::Sampled => {
                 let (mean, std) = self.preactivation_moments(input);
