@@ -110,30 +110,40 @@ pub fn histogram_svg(
             .configure_mesh()
             .x_desc(x_label)
             .y_desc("connections (log scale)")
+            .x_label_formatter(&tick)
             .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()
             .map_err(plot_error)?;
+        // One series: filled bars. Several: each as the outline of its bars over a light
+        // fill, so that overlapping classes stay distinguishable.
+        let overlaid = series.len() > 1;
         for (i, (s, counts)) in series.iter().zip(&counts).enumerate() {
             let color = PALETTE[i % PALETTE.len()];
+            let fill = color.mix(if overlaid { 0.12 } else { 0.55 }).filled();
+            let bars = || {
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &c)| c > 0)
+                    .map(|(b, &c)| {
+                        let x0 = lo + b as f64 * width;
+                        [(x0, 0.5), (x0 + width, c as f64)]
+                    })
+            };
             chart
-                .draw_series(
-                    counts
-                        .iter()
-                        .enumerate()
-                        .filter(|&(_, &c)| c > 0)
-                        .map(|(b, &c)| {
-                            let x0 = lo + b as f64 * width;
-                            Rectangle::new(
-                                [(x0, 0.5), (x0 + width, c as f64)],
-                                color.mix(0.55).filled(),
-                            )
-                        }),
-                )
+                .draw_series(bars().map(|corners| Rectangle::new(corners, fill)))
                 .map_err(plot_error)?
                 .label(format!("{} (n = {})", s.label, s.values.len()))
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
+            if overlaid {
+                chart
+                    .draw_series(
+                        bars().map(|corners| Rectangle::new(corners, color.stroke_width(1))),
+                    )
+                    .map_err(plot_error)?;
+            }
         }
         chart
             .configure_series_labels()
