@@ -421,9 +421,9 @@ fn run_export(args: ExportArgs) -> Result<()> {
                 .map(|t| t.values.iter().filter(|&&w| w != 0.0).count())
                 .sum::<usize>();
             let data = load_data(&config)?;
-            let accuracy = credit_train::set_accuracy_pct(&data.test, &device, |x| {
-                to_network(&params, &device).mean_network().forward(x)
-            });
+            let pruned_network = to_network(&params, &device).mean_network();
+            let accuracy =
+                credit_train::set_accuracy_pct(&data.test, &device, |x| pruned_network.forward(x));
             println!(
                 "pruned network: {accuracy:.2}% test accuracy, {nonzero} of {total} weights non-zero"
             );
