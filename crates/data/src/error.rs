@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 /// A data file that could not be read or does not hold what it should.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// The file could not be opened or read.
-    #[error("{}: {source}", path.display())]
+    /// The file could not be opened or read. The I/O error is part of the message (and not
+    /// also a `source`, which would print it twice in an error chain).
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file was read but its content is not valid.
     #[error("{}: {message}", path.display())]
@@ -24,10 +25,10 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, cause: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 
