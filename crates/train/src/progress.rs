@@ -16,6 +16,8 @@ use burn::train::renderer::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::run::RunDir;
+
 /// One row of `metrics.csv`. Accuracies in percent; test values are mean-field (noise on).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
@@ -45,15 +47,19 @@ pub struct Divergence {
 /// What the logger has seen, shared with the code that launched training.
 #[derive(Debug, Default)]
 pub struct TrainingRecord {
-    /// Completed epochs, by number.
+    /// Completed epochs, by number: those of earlier sessions of a resumed run, then these.
     pub epochs: BTreeMap<usize, EpochMetrics>,
     /// Set when the training loss became NaN or infinite.
     pub divergence: Option<Divergence>,
+    /// Set when `metrics.csv` could not be written after an epoch.
+    pub write_error: Option<String>,
 }
 
-/// A [`MetricLogger`] that fills a [`TrainingRecord`].
+/// A [`MetricLogger`] that fills a [`TrainingRecord`] and rewrites the run's `metrics.csv`
+/// after every epoch, so that an interrupted run keeps the metrics of its finished epochs.
 pub struct EpochLogger {
     record: Arc<Mutex<TrainingRecord>>,
+    run: RunDir,
     interrupter: Interrupter,
     total_epochs: usize,
     print_lines: bool,
@@ -67,12 +73,14 @@ impl EpochLogger {
     /// `print_lines`: write one line per epoch to stdout (when burn's dashboard is not shown).
     pub fn new(
         record: Arc<Mutex<TrainingRecord>>,
+        run: RunDir,
         interrupter: Interrupter,
         total_epochs: usize,
         print_lines: bool,
     ) -> Self {
         Self {
             record,
+            run,
             interrupter,
             total_epochs,
             print_lines,
@@ -186,6 +194,11 @@ impl MetricLogger for EpochLogger {
                 }
                 if let Ok(mut record) = self.record.lock() {
                     record.epochs.insert(row.epoch, row);
+                    let rows: Vec<EpochMetrics> = record.epochs.values().cloned().collect();
+                    if let Err(error) = self.run.write_metrics(&rows) {
+                        record.write_error.get_or_insert(format!("{error:#}"));
+                        self.interrupter.stop(Some("cannot write metrics.csv"));
+                    }
                 }
             }
             Split::Test(_) => {}

@@ -100,10 +100,21 @@ pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result
         .set_device(device.clone())
         .build(data.test.clone());
 
-    let record = Arc::new(Mutex::new(TrainingRecord::default()));
+    // Epochs of earlier sessions of a resumed run stay in metrics.csv.
+    let earlier = TrainingRecord {
+        epochs: run
+            .metrics()?
+            .into_iter()
+            .filter(|row| row.epoch <= start_epoch)
+            .map(|row| (row.epoch, row))
+            .collect(),
+        ..TrainingRecord::default()
+    };
+    let record = Arc::new(Mutex::new(earlier));
     let interrupter = Interrupter::new();
     let logger = EpochLogger::new(
         record.clone(),
+        run.clone(),
         interrupter.clone(),
         config.train.epochs,
         !options.dashboard,
@@ -147,15 +158,19 @@ pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result
         bail!("training failed: {error}");
     }
 
-    let mut metrics = run.metrics()?;
-    metrics.retain(|row| row.epoch <= start_epoch);
-    metrics.extend(record.epochs.values().cloned());
-    run.write_metrics(&metrics)?;
+    if let Some(error) = &record.write_error {
+        bail!("training stopped: {error}");
+    }
 
     let model = result.model.valid();
     let accuracies = test_accuracies(&model, &data, &device);
-    let epochs = metrics.last().map_or(0, |row| row.epoch);
-    let timed: Vec<f64> = record.epochs.values().map(|r| r.train_seconds).collect();
+    let epochs = record.epochs.keys().last().copied().unwrap_or(0);
+    let timed: Vec<f64> = record
+        .epochs
+        .values()
+        .filter(|row| row.epoch > start_epoch)
+        .map(|row| row.train_seconds)
+        .collect();
     let summary = RunSummary {
         credit_version: env!("CARGO_PKG_VERSION").to_string(),
         backend: options.backend.name().to_string(),
