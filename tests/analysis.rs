@@ -32,13 +32,18 @@ fn spike_slab_params(run: &RunDir, config: &RunConfig) -> Vec<LayerParams> {
 fn removing_very_important_connections_hurts_far_more_than_variable_ones() {
     let (_root, run, config) = smoke_run();
     let device = common::device();
-    let params = spike_slab_params(&run, &config);
+    let model = run.load_model(&config, &device, None).unwrap();
+    let net = model.spike_slab().unwrap();
+    let params = LayerParams::of(net);
     let test = load_data(&config).unwrap().test;
     let classes = layer_classes(&params[0], Tolerance::default());
 
-    // With one repetition, f = 0 is exactly the first unperturbed sampled network.
-    let single = perturb_layer(&params, &classes, 0, &test, &[0.0, 1.0], 1, 5, &device);
-    let base = sampled_error_pct(&params, &test, 1, 5, &device)[0];
+    // With one repetition and the same device seed, f = 0 is exactly the first unperturbed
+    // sampled network.
+    device.seed(5);
+    let single = perturb_layer(net, &classes, 0, &test, &[0.0, 1.0], 1, 5, &device);
+    device.seed(5);
+    let base = sampled_error_pct(net, &test, 1, &device)[0];
     for curve in [
         &single.very_important_removed,
         &single.variable_removed,
@@ -52,7 +57,7 @@ fn removing_very_important_connections_hurts_far_more_than_variable_ones() {
         assert_eq!(curve.changed[0], 0);
     }
 
-    let curves = perturb_layer(&params, &classes, 0, &test, &[0.0, 1.0], 5, 6, &device);
+    let curves = perturb_layer(net, &classes, 0, &test, &[0.0, 1.0], 5, 6, &device);
     let (a, b) = (&curves.very_important_removed, &curves.variable_removed);
     assert!(
         a.changed[1] > 100,

@@ -249,7 +249,7 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: Backend) -> Resul
             entropy_closed_form_mean: closed,
         });
         analysis.perturbation.push(perturb_layer(
-            &params,
+            net,
             &classes,
             l,
             &data.test,

@@ -19,7 +19,8 @@ pub struct LayerParams {
     pub pi: Vec<f32>,
 }
 
-fn host(tensor: Tensor<2>) -> Vec<f32> {
+/// A (possibly autodiff) tensor's values on the host, row-major.
+pub(crate) fn host(tensor: Tensor<2>) -> Vec<f32> {
     tensor
         .inner()
         .into_data()

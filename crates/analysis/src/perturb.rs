@@ -7,19 +7,22 @@
 //! unperturbed one and zeroing (or re-drawing) the chosen weights. The chosen sets grow by
 //! nesting (the first `f n` of one random order), so each repetition updates the layer's
 //! pre-activations incrementally instead of recomputing the layer for every `f`.
+//!
+//! Networks are drawn by [`SpikeSlabNet::sample_network`] with the device's generator (seed the
+//! device for reproducibility); the `seed` arguments drive the chosen orders and new weights.
 
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use credit_data::ImageSet;
-use credit_model::{DeterministicLinear, DeterministicNet};
+use credit_model::{DeterministicNet, SpikeSlabNet};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand_distr::{Distribution, StandardNormal, Uniform};
+use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::classes::ConnectionClass;
-use crate::params::LayerParams;
+use crate::params::host;
 use crate::subnetworks::mean_sd;
 
 /// Test error (percent) against the perturbed fraction, mean and sd over repetitions.
@@ -48,44 +51,6 @@ pub struct LayerPerturbation {
     pub unimportant_randomised: Curve,
 }
 
-/// One sampled weight matrix per layer, row-major `[d_output, d_input]`.
-type Weights = Vec<Vec<f32>>;
-
-/// Draws every layer's weights on the host: 0 with probability `pi`, else `m + sqrt(xi) z`.
-pub fn sample_weights(params: &[LayerParams], rng: &mut StdRng) -> Weights {
-    let unit = Uniform::new(0.0f32, 1.0).expect("valid range");
-    params
-        .iter()
-        .map(|p| {
-            (0..p.len())
-                .map(|k| {
-                    if unit.sample(rng) < p.pi[k] {
-                        0.0
-                    } else {
-                        let z: f32 = StandardNormal.sample(rng);
-                        p.m[k] + p.xi[k].sqrt() * z
-                    }
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn linear(weights: &[f32], p: &LayerParams, device: &Device) -> DeterministicLinear {
-    DeterministicLinear::new(Tensor::from_data(
-        TensorData::new(weights.to_vec(), [p.d_output, p.d_input]),
-        device,
-    ))
-}
-
-fn host(tensor: Tensor<2>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("float tensor")
-}
-
 /// Row-major `[rows, cols]` to row-major `[cols, rows]`.
 fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
@@ -110,28 +75,19 @@ struct SplitNetwork {
 }
 
 impl SplitNetwork {
-    fn new(
-        params: &[LayerParams],
-        weights: &Weights,
-        layer: usize,
-        images: &Tensor<2>,
-        device: &Device,
-    ) -> Self {
-        let mut x = images.clone();
-        for l in 0..layer {
-            x = relu(linear(&weights[l], &params[l], device).forward(x));
-        }
-        let h = linear(&weights[layer], &params[layer], device).forward(x.clone());
+    /// Splits the sampled network `net` at layer index `layer`, evaluated on `images`.
+    fn new(net: &DeterministicNet, layer: usize, images: &Tensor<2>) -> Self {
+        let below = &net.layers[..layer];
+        let x = below.iter().fold(images.clone(), |x, l| relu(l.forward(x)));
+        let h = net.layers[layer].forward(x.clone());
+        let [d_output, d_input] = net.layers[layer].weight.val().dims();
         let n = images.dims()[0];
-        let above = DeterministicNet {
-            layers: (layer + 1..params.len())
-                .map(|l| linear(&weights[l], &params[l], device))
-                .collect(),
-        };
         Self {
-            input_t: transpose(&host(x), n, params[layer].d_input),
-            preactivation_t: transpose(&host(h), n, params[layer].d_output),
-            above,
+            input_t: transpose(&host(x), n, d_input),
+            preactivation_t: transpose(&host(h), n, d_output),
+            above: DeterministicNet {
+                layers: net.layers[layer + 1..].to_vec(),
+            },
             images: n,
         }
     }
@@ -217,7 +173,7 @@ fn curve_errors(
 /// input) with `repetitions` sampled networks each; `classes` are that layer's.
 #[allow(clippy::too_many_arguments)]
 pub fn perturb_layer(
-    params: &[LayerParams],
+    net: &SpikeSlabNet,
     classes: &[ConnectionClass],
     layer: usize,
     test: &ImageSet,
@@ -249,10 +205,10 @@ pub fn perturb_layer(
     let targets = test.labels();
     let mut errors: [Vec<Vec<f64>>; 3] = Default::default();
     for _ in 0..repetitions {
-        let weights = sample_weights(params, &mut rng);
-        let split = SplitNetwork::new(params, &weights, layer, &batch.images, device);
-        let d_input = params[layer].d_input;
-        let w = &weights[layer];
+        let sampled = net.sample_network();
+        let split = SplitNetwork::new(&sampled, layer, &batch.images);
+        let w = &host(sampled.layers[layer].weight.val());
+        let d_input = split.input_t.len() / split.images;
         let curves = [
             (&very_important, &counts_a, Change::Remove),
             (&variable, &counts_b, Change::Remove),
@@ -285,28 +241,19 @@ pub fn perturb_layer(
     }
 }
 
-/// The error (percent) of the unperturbed sampled networks drawn with `seed`, as
-/// [`perturb_layer`] draws them: what every curve starts from at `f = 0`.
+/// The error (percent) of `repetitions` unperturbed sampled networks, drawn as
+/// [`perturb_layer`] draws them: with the same device seed, what every curve starts from at
+/// `f = 0`.
 pub fn sampled_error_pct(
-    params: &[LayerParams],
+    net: &SpikeSlabNet,
     test: &ImageSet,
     repetitions: usize,
-    seed: u64,
     device: &Device,
 ) -> Vec<f64> {
-    let mut rng = StdRng::seed_from_u64(seed);
     let batch = test.all(device);
     (0..repetitions)
         .map(|_| {
-            let weights = sample_weights(params, &mut rng);
-            let net = DeterministicNet {
-                layers: weights
-                    .iter()
-                    .zip(params)
-                    .map(|(w, p)| linear(w, p, device))
-                    .collect(),
-            };
-            let logits = net.forward(batch.images.clone());
+            let logits = net.sample_network().forward(batch.images.clone());
             100.0 - credit_train::accuracy_pct(logits, batch.targets.clone())
         })
         .collect()

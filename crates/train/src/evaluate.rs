@@ -25,15 +25,28 @@ pub fn accuracy_pct(logits: Tensor<2>, targets: Tensor<1, Int>) -> f64 {
 pub fn set_accuracy_pct(
     set: &ImageSet,
     device: &Device,
-    mut logits_of: impl FnMut(Tensor<2>) -> Tensor<2>,
+    logits_of: impl Fn(Tensor<2>) -> Tensor<2>,
 ) -> f64 {
-    let mut correct = 0.0;
+    set_accuracies_pct(set, device, [&logits_of])[0]
+}
+
+/// Accuracies (percent) of several classifiers over a whole set, each chunk of
+/// [`EVAL_BATCH`] images built once for all of them.
+pub fn set_accuracies_pct<const K: usize>(
+    set: &ImageSet,
+    device: &Device,
+    logits_of: [&dyn Fn(Tensor<2>) -> Tensor<2>; K],
+) -> [f64; K] {
+    let mut correct = [0.0; K];
     for start in (0..set.len()).step_by(EVAL_BATCH) {
         let end = (start + EVAL_BATCH).min(set.len());
         let batch = set.batch(start..end, device);
-        correct += accuracy_pct(logits_of(batch.images), batch.targets) * (end - start) as f64;
+        for (sum, f) in correct.iter_mut().zip(logits_of) {
+            let accuracy = accuracy_pct(f(batch.images.clone()), batch.targets.clone());
+            *sum += accuracy * (end - start) as f64;
+        }
     }
-    correct / set.len() as f64
+    correct.map(|c| c / set.len() as f64)
 }
 
 /// The accuracies a run summary reports, in percent.
@@ -49,12 +62,13 @@ pub struct Accuracies {
 
 /// Evaluates `model` (on a device without autodiff) on both splits.
 pub fn test_accuracies(model: &Classifier, data: &Splits, device: &Device) -> Accuracies {
-    let on = |set: &ImageSet, noise: Noise| {
-        set_accuracy_pct(set, device, |images| model.forward(images, noise))
-    };
+    let noisy = |images| model.forward(images, Noise::Sampled);
+    let mean = |images| model.forward(images, Noise::Off);
+    let [test_mean_field_pct, test_mean_network_pct] =
+        set_accuracies_pct(&data.test, device, [&noisy, &mean]);
     Accuracies {
-        test_mean_field_pct: on(&data.test, Noise::Sampled),
-        test_mean_network_pct: on(&data.test, Noise::Off),
-        train_mean_network_pct: on(&data.train, Noise::Off),
+        test_mean_field_pct,
+        test_mean_network_pct,
+        train_mean_network_pct: set_accuracy_pct(&data.train, device, mean),
     }
 }
