@@ -3,10 +3,13 @@
 //! ([`SpikeSlabNet`]) and the deterministic baseline ([`DeterministicNet`]), which is also the
 //! form of every concrete sub-network sampled from a trained model.
 
+#[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
+pub mod mean_field;
 mod network;
 mod noise;
 mod spike_slab;
 
+pub use mean_field::{DELTA_FLOOR, spike_slab_linear};
 pub use network::{DeterministicLinear, DeterministicNet, NetworkConfig, SpikeSlabNet};
 pub use noise::seed_noise;
-pub use spike_slab::{DELTA_FLOOR, Noise, SpikeSlabLinear, SpikeSlabLinearConfig};
+pub use spike_slab::{Noise, SpikeSlabLinear, SpikeSlabLinearConfig};

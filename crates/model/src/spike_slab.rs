@@ -15,12 +15,8 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
+use crate::mean_field::{DELTA_FLOOR, spike_slab_linear};
 use crate::noise::standard_normal;
-
-/// `Delta` is floored here before its square root, so that a unit whose inputs carry no
-/// variance (all `pi` in {0, 1} and `xi = 0`, or an all-zero input row) keeps finite gradients.
-/// Far below any variance a trained layer produces (about 1e-3 and up in the paper's runs).
-pub const DELTA_FLOOR: f64 = 1e-12;
 
 /// How the noise term `sqrt(Delta) eps` of the pre-activation is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,10 +120,7 @@ impl SpikeSlabLinear {
             .square()
             .matmul(variance.transpose())
             .clamp_min(DELTA_FLOOR);
-        (
-            g.mul_scalar(scale),
-            sqrt_with_cheap_gradient(delta).mul_scalar(scale),
-        )
+        (g.mul_scalar(scale), delta.sqrt().mul_scalar(scale))
     }
 
     /// Pre-activation `h = (G + sqrt(Delta) eps) / sqrt(N)` with the given noise treatment.
@@ -144,9 +137,8 @@ impl SpikeSlabLinear {
                     .mul_scalar(scale)
             }
             Noise::Sampled => {
-                let (mean, std) = self.preactivation_moments(input);
-                let eps = standard_normal(std.dims(), &std.device());
-                mean + std * eps
+                let eps = standard_normal([input.dims()[0], self.dims()[0]], &input.device());
+                self.forward_with_eps(input, eps)
             }
         }
     }
@@ -159,8 +151,7 @@ impl SpikeSlabLinear {
     /// - eps: `[batch, d_output]`
     /// - output: `[batch, d_output]`
     pub fn forward_with_eps(&self, input: Tensor<2>, eps: Tensor<2>) -> Tensor<2> {
-        let (mean, std) = self.preactivation_moments(input);
-        mean + std * eps
+        spike_slab_linear(input, self.m.val(), self.xi.val(), self.pi.val(), eps)
     }
 
     /// Projects the parameters back onto their support: `pi` into `[0, 1]`, `xi` to `>= 0`.
@@ -202,15 +193,6 @@ impl SpikeSlabLinear {
         let z = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
         kept * (m + xi.sqrt() * z)
     }
-}
-
-/// `sqrt(x)` for `x > 0`, written as `(x / s + s) / 2` with `s = sqrt(x)` detached from the
-/// graph: the same value, and the same gradient `1 / (2 sqrt(x))`, but autodiff then
-/// differentiates a division instead of evaluating `x^(-1/2)` with `powf`, which dominated
-/// the backward pass of this layer on CPU backends.
-fn sqrt_with_cheap_gradient(x: Tensor<2>) -> Tensor<2> {
-    let s = x.clone().sqrt().detach();
-    (x / s.clone() + s).mul_scalar(0.5)
 }
 
 /// Clamps a (possibly autodiff) leaf tensor's values, keeping it a leaf that requires grad if

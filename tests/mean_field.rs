@@ -1,0 +1,174 @@
+//! The fused spike-and-slab operation (`spike_slab_linear`, with its hand-written backward
+//! pass and, on flex, its sparse host kernels) against the same formula written with generic
+//! tensor operations and differentiated by autodiff, in float32 on every CPU backend.
+//!
+//! The float64 check of the same comparison is in `gradients.rs` (its own binary, as it
+//! switches the device to float64).
+
+mod common;
+
+use burn::tensor::{Device, Tensor};
+use common::{Lcg, tensor, values};
+use credit_model::{DELTA_FLOOR, spike_slab_linear};
+use credit_train::Backend;
+
+/// Layer shapes `(batch, d_input, d_output)`: column tiles with and without a partial vector,
+/// two tiles, exactly one vector, and an output layer narrower than a vector (composed path).
+const SHAPES: [(usize, usize, usize); 5] = [
+    (9, 37, 100),
+    (5, 100, 200),
+    (7, 20, 16),
+    (6, 130, 33),
+    (8, 50, 10),
+];
+
+/// A layer fixture with exact zeros in the input, `pi` at both bounds, `xi = 0`, an
+/// all-zero input row and an output unit without variance (all its `pi` in {0, 1}, `xi = 0`),
+/// so that the floor of `Delta` is reached.
+pub struct Fixture {
+    pub shape: (usize, usize, usize),
+    pub input: Vec<f64>,
+    pub m: Vec<f64>,
+    pub xi: Vec<f64>,
+    pub pi: Vec<f64>,
+    pub eps: Vec<f64>,
+    /// Weights of the linear functional `sum(h ⊙ r)` whose gradients are compared.
+    pub r: Vec<f64>,
+}
+
+impl Fixture {
+    pub fn new((batch, d_in, d_out): (usize, usize, usize), seed: u64) -> Self {
+        let mut rng = Lcg(seed);
+        let mut pick = |n: usize, f: &mut dyn FnMut(f64, f64) -> f64| {
+            (0..n)
+                .map(|_| f(rng.next(), rng.next()))
+                .collect::<Vec<f64>>()
+        };
+        let mut input = pick(batch * d_in, &mut |u, v| if u < 0.5 { 0.0 } else { v });
+        input[..d_in].fill(0.0);
+        let m = pick(d_out * d_in, &mut |u, _| 0.6 * u - 0.3);
+        let mut xi = pick(d_out * d_in, &mut |u, v| {
+            if u < 0.1 { 0.0 } else { 0.1 * v }
+        });
+        let mut pi = pick(d_out * d_in, &mut |u, v| match u {
+            u if u < 0.1 => 0.0,
+            u if u < 0.2 => 1.0,
+            _ => v,
+        });
+        let silent = d_out / 2;
+        for k in 0..d_in {
+            xi[silent * d_in + k] = 0.0;
+            pi[silent * d_in + k] = (k % 2) as f64;
+        }
+        let eps = pick(batch * d_out, &mut |u, v| {
+            (-2.0 * u.max(1e-12).ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        });
+        let r = pick(batch * d_out, &mut |u, _| 2.0 * u - 1.0);
+        Self {
+            shape: (batch, d_in, d_out),
+            input,
+            m,
+            xi,
+            pi,
+            eps,
+            r,
+        }
+    }
+
+    /// `h` and the gradients of `sum(h ⊙ r)` with respect to input, `m`, `xi`, `pi`, from
+    /// the fused operation or from the composed formula.
+    pub fn evaluate(&self, device: &Device, fused: bool) -> [Vec<f64>; 5] {
+        let (batch, d_in, d_out) = self.shape;
+        let device = device.clone().autodiff();
+        let param = |v: &Vec<f64>| tensor(v.clone(), [d_out, d_in], &device).require_grad();
+        let input = tensor(self.input.clone(), [batch, d_in], &device).require_grad();
+        let (m, xi, pi) = (param(&self.m), param(&self.xi), param(&self.pi));
+        let eps = tensor(self.eps.clone(), [batch, d_out], &device);
+        let h = if fused {
+            spike_slab_linear(input.clone(), m.clone(), xi.clone(), pi.clone(), eps)
+        } else {
+            composed(input.clone(), m.clone(), xi.clone(), pi.clone(), eps)
+        };
+        let r = tensor(self.r.clone(), [batch, d_out], &device);
+        let grads = (h.clone() * r).sum().backward();
+        let grad = |t: &Tensor<2>| values(t.grad(&grads).expect("a gradient"));
+        [
+            values(h.inner()),
+            grad(&input),
+            grad(&m),
+            grad(&xi),
+            grad(&pi),
+        ]
+    }
+}
+
+/// The layer's pre-activation from generic tensor operations.
+fn composed(
+    input: Tensor<2>,
+    m: Tensor<2>,
+    xi: Tensor<2>,
+    pi: Tensor<2>,
+    eps: Tensor<2>,
+) -> Tensor<2> {
+    let scale = (input.dims()[1] as f64).sqrt().recip();
+    let keep = pi.clone().neg().add_scalar(1.0);
+    let mean = keep.clone() * m.clone();
+    let variance = keep * (xi + pi * m.square());
+    let g = input.clone().matmul(mean.transpose());
+    let delta = input.square().matmul(variance.transpose());
+    (g + delta.clamp_min(DELTA_FLOOR).sqrt() * eps).mul_scalar(scale)
+}
+
+/// Asserts `|a - b| <= tolerance (1 + |b|)` elementwise.
+pub fn assert_close(a: &[f64], b: &[f64], tolerance: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tolerance * (1.0 + y.abs()),
+            "{what}[{i}]: fused {x} vs composed {y}"
+        );
+    }
+}
+
+const NAMES: [&str; 5] = ["h", "dL/dinput", "dL/dm", "dL/dxi", "dL/dpi"];
+
+fn check_backend(backend: Backend) {
+    let device = backend.device().expect("the backend has a device");
+    for (i, shape) in SHAPES.into_iter().enumerate() {
+        let fixture = Fixture::new(shape, 7 + i as u64);
+        let fused = fixture.evaluate(&device, true);
+        let reference = fixture.evaluate(&device, false);
+        for ((fused, reference), name) in fused.iter().zip(&reference).zip(NAMES) {
+            let what = format!("{} {shape:?} {name}", backend.name());
+            assert_close(fused, reference, 2e-5, &what);
+        }
+    }
+}
+
+#[test]
+fn fused_operation_matches_the_composed_formula_on_flex() {
+    check_backend(Backend::Flex);
+}
+
+#[cfg(feature = "ndarray")]
+#[test]
+fn fused_operation_matches_the_composed_formula_on_ndarray() {
+    check_backend(Backend::Ndarray);
+}
+
+#[test]
+fn a_unit_without_variance_gets_no_variance_gradient() {
+    let fixture = Fixture::new(SHAPES[0], 3);
+    let (_, d_in, d_out) = fixture.shape;
+    let [h, _, _, grad_xi, _] = fixture.evaluate(&common::device(), true);
+    assert!(h.iter().all(|v| v.is_finite()));
+    // The silent unit: its Delta is floored for every sample, so xi gets no gradient there.
+    let silent = d_out / 2;
+    assert!(
+        grad_xi[silent * d_in..(silent + 1) * d_in]
+            .iter()
+            .all(|&g| g == 0.0)
+    );
+    // Elsewhere xi does get gradients.
+    assert!(grad_xi.iter().any(|&g| g != 0.0));
+}
