@@ -6,12 +6,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::optim::AdamWConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Tensor;
 use burn::train::TrainStep;
 use common::{device, values};
-use credit_model::Noise;
-use credit_train::{Classifier, RunConfig, RunDir, TrainOptions, load_data, train};
+use credit_model::{Noise, SpikeSlabLinear};
+use credit_train::{Classifier, FusedAdamW, RunConfig, RunDir, TrainOptions, load_data, train};
 
 fn smoke(overrides: &[&str]) -> RunConfig {
     let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/smoke.toml"));
@@ -157,4 +157,42 @@ fn every_optimizer_step_keeps_pi_and_xi_in_their_support() {
     assert!(on_bounds > 100, "only {on_bounds} parameters on a bound");
     let logits: Tensor<2> = model.forward(data.test.batch(0..10, &device).images, Noise::Sampled);
     assert!(values(logits).iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn fused_adamw_takes_the_steps_of_burns_adamw() {
+    let device = device().autodiff();
+    let config = smoke(&[]).optimizer;
+    let shape = [30, 17];
+    let mut rng = common::Lcg(5);
+    let mut param = |lo, hi| common::tensor(rng.uniform(30 * 17, lo, hi), shape, &device);
+    let layer = SpikeSlabLinear::from_tensors(param(-1.0, 1.0), param(0.0, 0.1), param(0.0, 1.0));
+    let mut reference = AdamWConfig::new()
+        .with_beta_1(config.beta1)
+        .with_beta_2(config.beta2)
+        .with_epsilon(config.epsilon)
+        .with_weight_decay(config.weight_decay)
+        .init();
+    let mut fused = FusedAdamW::new(&config).init();
+    let (mut a, mut b) = (layer.clone(), layer);
+    for _ in 0..25 {
+        // A loss linear in the parameters: the same gradients for both copies.
+        let weights: Vec<Tensor<2>> = (0..3)
+            .map(|_| common::tensor(rng.uniform(30 * 17, -1.0, 1.0), shape, &device))
+            .collect();
+        let gradients = |l: &SpikeSlabLinear| {
+            let loss = (l.m.val() * weights[0].clone()
+                + l.xi.val() * weights[1].clone()
+                + l.pi.val() * weights[2].clone())
+            .sum();
+            GradientsParams::from_grads(loss.backward(), l)
+        };
+        let (grads_a, grads_b) = (gradients(&a), gradients(&b));
+        a = reference.step(config.lr, a, grads_a);
+        b = fused.step(config.lr, b, grads_b);
+    }
+    for (x, y) in [(a.m, b.m), (a.xi, b.xi), (a.pi, b.pi)] {
+        let (x, y) = (values(x.val()), values(y.val()));
+        assert!(x.iter().zip(&y).all(|(x, y)| x == y), "{x:?} vs {y:?}");
+    }
 }

@@ -154,14 +154,17 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .build()
+        .expect("a thread pool");
+    let result = pool.install(|| match cli.command {
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
         Command::Analyze(args) => run_analyze(args),
         Command::Bench(args) => run_bench(args),
         Command::Export(args) => run_export(args),
         Command::Sweep(args) => sweep::run_sweep(args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

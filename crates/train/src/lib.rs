@@ -8,6 +8,8 @@ mod checkpoint;
 mod classifier;
 mod config;
 mod evaluate;
+#[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
+mod optimizer;
 mod progress;
 mod run;
 mod training;
@@ -17,6 +19,7 @@ pub use bench::{BenchReport, bench};
 pub use classifier::Classifier;
 pub use config::{DataConfig, ModelConfig, ModelKind, OptimizerConfig, RunConfig, TrainConfig};
 pub use evaluate::{Accuracies, accuracy_pct, set_accuracy_pct, test_accuracies};
+pub use optimizer::FusedAdamW;
 pub use progress::EpochMetrics;
 pub use run::{RunDir, RunSummary, write_atomic};
 pub use training::{TrainOptions, load_data, train};

@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
-use burn::optim::AdamWConfig;
 use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Interrupter, Learner, SupervisedTraining};
@@ -18,6 +17,7 @@ use crate::checkpoint::AtomicFileCheckpointer;
 use crate::classifier::Classifier;
 use crate::config::RunConfig;
 use crate::evaluate::test_accuracies;
+use crate::optimizer::FusedAdamW;
 use crate::progress::{EpochLogger, SilentRenderer, TrainingRecord};
 use crate::run::{CONFIG_FILE, RunDir, RunSummary, write_atomic};
 
@@ -81,12 +81,7 @@ pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result
     let train_device = device.clone().autodiff();
     let model = Classifier::init(&config.model, &train_device);
 
-    let optimizer = AdamWConfig::new()
-        .with_beta_1(config.optimizer.beta1)
-        .with_beta_2(config.optimizer.beta2)
-        .with_epsilon(config.optimizer.epsilon)
-        .with_weight_decay(config.optimizer.weight_decay)
-        .init();
+    let optimizer = FusedAdamW::new(&config.optimizer).init();
 
     let mut train_loader = DataLoaderBuilder::new(data.train.clone())
         .batch_size(config.train.batch_size)

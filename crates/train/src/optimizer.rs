@@ -1,0 +1,299 @@
+//! AdamW in one pass over each parameter tensor.
+//!
+//! burn's `AdamW` takes about fifteen tensor operations per parameter tensor and step, each
+//! reading and writing the whole tensor; [`FusedAdamW`] computes the same update, operation
+//! by operation in the same order and precision, in one pass on the `flex` backend (other
+//! backends compose the same generic operations). Its state is burn's [`AdamWState`], so
+//! optimizer checkpoints keep their format.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::optim::{AdamWState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer};
+use burn::tensor::{Device, Tensor};
+
+use crate::config::OptimizerConfig;
+
+/// AdamW with decoupled weight decay: with `g` the gradient and `t` the step number,
+///
+/// ```text
+/// m1 = beta_1 m1 + (1 - beta_1) g          m2 = beta_2 m2 + (1 - beta_2) g²
+/// w  = (1 - lr weight_decay) w - lr (m1 / (1 - beta_1^t)) / (sqrt(m2 / (1 - beta_2^t)) + epsilon)
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct FusedAdamW {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+}
+
+impl FusedAdamW {
+    pub fn new(config: &OptimizerConfig) -> Self {
+        Self {
+            beta_1: config.beta1,
+            beta_2: config.beta2,
+            epsilon: config.epsilon,
+            weight_decay: config.weight_decay,
+        }
+    }
+
+    /// The optimizer for every parameter of a module.
+    pub fn init(self) -> ModuleOptimizer {
+        ModuleOptimizer::from(self)
+    }
+}
+
+impl Optimizer for FusedAdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        // Zero moments make the first step's update equal burn's initialisation.
+        let (moment_1, moment_2, time) = match state {
+            Some(state) => {
+                let momentum = state.momentum;
+                (momentum.moment_1, momentum.moment_2, momentum.time + 1)
+            }
+            None => (grad.zeros_like(), grad.zeros_like(), 1),
+        };
+        let step = Step {
+            lr,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            time,
+        };
+        let (tensor, moment_1, moment_2) = step.apply(tensor, grad, moment_1, moment_2);
+        let momentum = AdaptiveMomentumState::new(time, moment_1, moment_2);
+        (tensor, Some(AdamWState::new(momentum)))
+    }
+
+    fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
+        state.momentum = state.momentum.to_device(device);
+        state
+    }
+}
+
+/// The scalars of one step.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    lr: f64,
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    time: usize,
+}
+
+impl Step {
+    fn apply<const D: usize>(
+        self,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        moment_1: Tensor<D>,
+        moment_2: Tensor<D>,
+    ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+        let (tensor, moment_1, moment_2) = <Dispatch as AdamWBackend>::adamw_update(
+            tensor.into_dispatch(),
+            grad.into_dispatch(),
+            moment_1.into_dispatch(),
+            moment_2.into_dispatch(),
+            self.lr,
+            self.beta_1,
+            self.beta_2,
+            self.epsilon,
+            self.weight_decay,
+            self.time,
+        );
+        (
+            Tensor::from_dispatch(tensor),
+            Tensor::from_dispatch(moment_1),
+            Tensor::from_dispatch(moment_2),
+        )
+    }
+
+    /// `1 - beta^t`, the bias corrections, as burn computes them.
+    fn corrections(&self) -> (f32, f32) {
+        let time = self.time as i32;
+        (1.0 - self.beta_1.powi(time), 1.0 - self.beta_2.powi(time))
+    }
+
+    /// The factor `1 - lr weight_decay` of the decoupled decay.
+    fn decay(&self) -> f64 {
+        1.0 - self.lr * self.weight_decay as f64
+    }
+}
+
+/// The backend operation behind [`FusedAdamW`]: returns the parameter and the two moments
+/// after one step (all of the parameter's shape).
+#[backend_extension(
+    Flex: cfg(feature = "flex"),
+    NdArray: cfg(feature = "ndarray"),
+    Cube: cfg(feature = "wgpu")
+)]
+pub trait AdamWBackend: Backend {
+    #[allow(clippy::too_many_arguments)]
+    fn adamw_update(
+        tensor: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        lr: f64,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+        time: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let step = Step {
+            lr,
+            beta_1,
+            beta_2,
+            epsilon,
+            weight_decay,
+            time,
+        };
+        composed_update::<Self>(tensor, grad, moment_1, moment_2, step)
+    }
+}
+
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)]
+impl AdamWBackend for burn::backend::NdArray {}
+
+#[cfg(feature = "wgpu")]
+impl AdamWBackend for burn::backend::Cube {}
+
+/// The update from generic operations, in burn's `AdamW` order.
+fn composed_update<B: Backend>(
+    tensor: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    moment_1: FloatTensor<B>,
+    moment_2: FloatTensor<B>,
+    step: Step,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let (correction_1, correction_2) = step.corrections();
+    let moment_1 = B::float_add(
+        B::float_mul_scalar(moment_1, step.beta_1.into()),
+        B::float_mul_scalar(grad.clone(), (1.0 - step.beta_1).into()),
+    );
+    let squared = B::float_mul(grad.clone(), grad);
+    let moment_2 = B::float_add(
+        B::float_mul_scalar(moment_2, step.beta_2.into()),
+        B::float_mul_scalar(squared, (1.0 - step.beta_2).into()),
+    );
+    let corrected_1 = B::float_div_scalar(moment_1.clone(), correction_1.into());
+    let corrected_2 = B::float_div_scalar(moment_2.clone(), correction_2.into());
+    let denominator = B::float_add_scalar(B::float_sqrt(corrected_2), step.epsilon.into());
+    let delta = B::float_div(corrected_1, denominator);
+    let decayed = B::float_mul_scalar(tensor, step.decay().into());
+    let tensor = B::float_sub(decayed, B::float_mul_scalar(delta, step.lr.into()));
+    (tensor, moment_1, moment_2)
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use burn::backend::Flex;
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::tensor::FloatTensor;
+    use burn::tensor::{DType, Element};
+    use num_traits::Float;
+
+    use super::{AdamWBackend, Step, composed_update};
+
+    impl AdamWBackend for Flex {
+        fn adamw_update(
+            tensor: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            moment_1: FloatTensor<Self>,
+            moment_2: FloatTensor<Self>,
+            lr: f64,
+            beta_1: f32,
+            beta_2: f32,
+            epsilon: f32,
+            weight_decay: f32,
+            time: usize,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            let step = Step {
+                lr,
+                beta_1,
+                beta_2,
+                epsilon,
+                weight_decay,
+                time,
+            };
+            let tensors = [tensor, grad, moment_1, moment_2];
+            match tensors[0].dtype() {
+                DType::F32 => update::<f32>(tensors, step),
+                DType::F64 => update::<f64>(tensors, step),
+                _ => {
+                    let [tensor, grad, moment_1, moment_2] = tensors;
+                    composed_update::<Self>(tensor, grad, moment_1, moment_2, step)
+                }
+            }
+        }
+    }
+
+    /// `[tensor, grad, moment_1, moment_2]` to `(tensor, moment_1, moment_2)`, in place where
+    /// the storage is not shared. Each value goes through the operations of
+    /// `composed_update`, in its order and precision (scalars rounded to `T` as flex does).
+    fn update<T: Float + Element + bytemuck::Pod>(
+        tensors: [FlexTensor; 4],
+        step: Step,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [mut tensor, grad, mut moment_1, mut moment_2] = tensors.map(contiguous);
+        let scalar = |value: f64| T::from(value).expect("a float scalar");
+        let (correction_1, correction_2) = step.corrections();
+        let (beta_1, beta_2) = (scalar(step.beta_1.into()), scalar(step.beta_2.into()));
+        let keep_1 = scalar((1.0 - step.beta_1).into());
+        let keep_2 = scalar((1.0 - step.beta_2).into());
+        let (correction_1, correction_2) =
+            (scalar(correction_1.into()), scalar(correction_2.into()));
+        let epsilon = scalar(step.epsilon.into());
+        let (decay, lr) = (scalar(step.decay()), scalar(step.lr));
+        let grad: &[T] = values(&grad);
+        let moments = values_mut::<T>(&mut moment_1)
+            .iter_mut()
+            .zip(values_mut::<T>(&mut moment_2));
+        for ((w, &g), (m1, m2)) in values_mut::<T>(&mut tensor)
+            .iter_mut()
+            .zip(grad)
+            .zip(moments)
+        {
+            *m1 = *m1 * beta_1 + g * keep_1;
+            *m2 = *m2 * beta_2 + g * g * keep_2;
+            let delta = (*m1 / correction_1) / ((*m2 / correction_2).sqrt() + epsilon);
+            *w = *w * decay - delta * lr;
+        }
+        (tensor, moment_1, moment_2)
+    }
+
+    /// The tensor with a contiguous layout from offset 0.
+    fn contiguous(tensor: FlexTensor) -> FlexTensor {
+        let whole =
+            tensor.layout().contiguous_offsets() == Some((0, tensor.layout().num_elements()));
+        if whole {
+            tensor
+        } else {
+            tensor.to_contiguous()
+        }
+    }
+
+    fn values<T: Element + bytemuck::Pod>(tensor: &FlexTensor) -> &[T] {
+        tensor
+            .as_slice()
+            .expect("a contiguous tensor of the dispatched dtype")
+    }
+
+    /// The values of a [`contiguous`] tensor, copied first if its storage is shared.
+    fn values_mut<T: Element + bytemuck::Pod>(tensor: &mut FlexTensor) -> &mut [T] {
+        let len = tensor.layout().num_elements();
+        &mut tensor.storage_mut()[..len]
+    }
+}
