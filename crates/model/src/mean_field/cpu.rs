@@ -1,21 +1,22 @@
 //! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zero inputs.
 //!
-//! Both products of the operation are sums over the nonzero entries of a sparse matrix `S`
-//! of rows of a pair of dense matrices `P`, `Q`:
+//! Forward, per sample `b` (in parallel over samples):
 //!
 //! ```text
-//! out_p[r] = Σ_k S[r,k] · P[k]      out_q[r] = Σ_k S[r,k]² · Q[k]      over S[r,k] != 0
-//!
-//! forward:   S = input      (rows: samples)       P, Q = meanᵀ, varianceᵀ   ->  G, Delta
-//! backward:  S = inputᵀ     (rows: input units)   P, Q = dL/dG, dL/dDelta   ->  (dL/dmean)ᵀ, (dL/dvariance)ᵀ
+//! G[b]     = Σ_k input[b,k]  · meanᵀ[k]           over the nonzero input[b,k]
+//! Delta[b] = Σ_k input[b,k]² · varianceᵀ[k]
 //! ```
 //!
-//! Rows of `S` are listed as (column, value) pairs ([`SparseRows`]; for `inputᵀ` by a counting
-//! sort of a block of input columns), and rows of `P` and `Q` are stored side by side
-//! ([`Pairs`]), so that each nonzero reads two neighbouring rows while the output row stays
-//! in registers. Work is split over samples (forward) or blocks of input columns (backward).
-//! The chain rule to `m`, `xi`, `pi` follows the backward products. With AVX-512 (`f32`) the
-//! inner loops are written with intrinsics; other CPUs and `f64` use portable loops.
+//! with `meanᵀ`, `varianceᵀ` `[d_input, d_output]` built once per call; a row's outputs stay
+//! in registers while the rows they need stream through. Backward, per input column `k` (in
+//! parallel over blocks of columns, each sample's nonzeros scattered into its block):
+//!
+//! ```text
+//! (dL/dmean)ᵀ[k] += input[b,k] · dL/dG[b]        (dL/dvariance)ᵀ[k] += input[b,k]² · dL/dDelta[b]
+//! ```
+//!
+//! followed by the chain rule to `m`, `xi`, `pi`. With AVX-512 (`f32`) the inner loops are
+//! written with intrinsics; other CPUs and `f64` use portable loops.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -79,7 +80,9 @@ fn forward<T: KernelFloat>(
     let params = params.map(HostMatrix::<T>::new);
     let [n_out, n_in_params] = params[0].shape;
     assert_eq!(n_in, n_in_params, "input width and layer width differ");
-    let moments_t = Pairs::transposed_moments(&params);
+    let (mean, variance) = moments(&params);
+    let mean_t = transpose(&mean, n_out, n_in);
+    let variance_t = transpose(&variance, n_out, n_in);
     let eps = HostMatrix::<T>::new(eps);
     let scale = T::from((n_in as f64).sqrt().recip()).unwrap();
     let half_scale = T::from(0.5).unwrap() * scale;
@@ -95,7 +98,7 @@ fn forward<T: KernelFloat>(
         .zip(eps.par_chunks(rows * n_out))
         .for_each(|(((h, slope), input), eps)| {
             // h and slope receive G and Delta first.
-            T::gather(&SparseRows::of_rows(input, n_in), &moments_t, h, slope);
+            T::gather_rows(input, n_in, &mean_t, &variance_t, h, slope);
             for ((h, slope), &eps) in h.iter_mut().zip(slope.iter_mut()).zip(eps) {
                 let delta = *slope;
                 let std = delta.max(floor).sqrt();
@@ -136,23 +139,23 @@ fn param_grads<T: KernelFloat>(
     );
 
     // (dL/dmean)ᵀ and (dL/dvariance)ᵀ, [d_input, d_output], in blocks of input columns.
-    let grad_pairs = Pairs::interleaved(grad_g.values(), grad_delta.values(), n_out);
     let mut grad_mean_t = vec![T::zero(); n_in * n_out];
     let mut grad_variance_t = vec![T::zero(); n_in * n_out];
     let columns = chunk_len(n_in, batch * n_out);
-    let input = input.values();
+    let (input, grad_g, grad_delta) = (input.values(), grad_g.values(), grad_delta.values());
     grad_mean_t
         .par_chunks_mut(columns * n_out)
         .zip(grad_variance_t.par_chunks_mut(columns * n_out))
         .enumerate()
         .for_each(|(task, (grad_mean_t, grad_variance_t))| {
             let block = task * columns..(task * columns + columns).min(n_in);
-            let columns = SparseRows::of_columns(input, n_in, block);
-            T::gather(&columns, &grad_pairs, grad_mean_t, grad_variance_t);
+            let input = Columns::new(input, n_in, block);
+            T::scatter_rows(input, grad_g, grad_delta, grad_mean_t, grad_variance_t);
         });
+    let grad_mean = transpose(&grad_mean_t, n_in, n_out);
+    let grad_variance = transpose(&grad_variance_t, n_in, n_out);
 
-    // The chain rule, in blocks of output rows and tiles of input columns, so that the
-    // transposed products are read a cache line at a time.
+    // The chain rule.
     let params = params.map(HostMatrix::<T>::new);
     assert_eq!(
         params[0].shape,
@@ -163,104 +166,59 @@ fn param_grads<T: KernelFloat>(
     let mut grads = [0, 1, 2].map(|_| vec![T::zero(); n_out * n_in]);
     let [grad_m, grad_xi, grad_pi] = &mut grads;
     let two = T::from(2.0).unwrap();
-    let rows = chunk_len(n_out, n_in * ELEMENTWISE_COST);
-    grad_m
-        .par_chunks_mut(rows * n_in)
-        .zip(grad_xi.par_chunks_mut(rows * n_in))
-        .zip(grad_pi.par_chunks_mut(rows * n_in))
-        .enumerate()
-        .for_each(|(task, ((grad_m, grad_xi), grad_pi))| {
-            let outputs = task * rows..task * rows + grad_m.len() / n_in;
-            for tile in (0..n_in).step_by(TRANSPOSE_TILE) {
-                let tile = tile..(tile + TRANSPOSE_TILE).min(n_in);
-                for (j, o) in outputs.clone().enumerate() {
-                    for k in tile.clone() {
-                        let (at, local) = (o * n_in + k, j * n_in + k);
-                        let (m, xi, pi) = (m[at], xi[at], pi[at]);
-                        let grad_mean = grad_mean_t[k * n_out + o];
-                        let grad_variance = grad_variance_t[k * n_out + o];
-                        let keep = T::one() - pi;
-                        grad_m[local] = keep * (grad_mean + two * pi * m * grad_variance);
-                        grad_xi[local] = keep * grad_variance;
-                        grad_pi[local] =
-                            ((T::one() - two * pi) * m * m - xi) * grad_variance - m * grad_mean;
-                    }
-                }
-            }
-        });
+    let inputs = m.iter().zip(xi).zip(pi).zip(&grad_mean).zip(&grad_variance);
+    let outputs = grad_m
+        .iter_mut()
+        .zip(grad_xi.iter_mut())
+        .zip(grad_pi.iter_mut());
+    for (((((&m, &xi), &pi), &grad_mean), &grad_variance), ((grad_m, grad_xi), grad_pi)) in
+        inputs.zip(outputs)
+    {
+        let keep = T::one() - pi;
+        *grad_m = keep * (grad_mean + two * pi * m * grad_variance);
+        *grad_xi = keep * grad_variance;
+        *grad_pi = ((T::one() - two * pi) * m * m - xi) * grad_variance - m * grad_mean;
+    }
     let [grad_m, grad_xi, grad_pi] = grads.map(|values| flex_matrix(values, [n_out, n_in]));
     (grad_m, grad_xi, grad_pi)
 }
 
-/// Two `[rows, width]` matrices `P` and `Q` stored side by side, row `k` of `P` followed by
-/// row `k` of `Q`: the kernels read both rows of an index together.
-struct Pairs<T> {
-    values: Vec<T>,
-    rows: usize,
-    width: usize,
+/// `(mean, variance)` of every weight from its `[m, xi, pi]`, all `[d_output, d_input]`.
+fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+    let [m, xi, pi] = params;
+    assert!(
+        xi.shape == m.shape && pi.shape == m.shape,
+        "m, xi, pi differ in shape"
+    );
+    let len = m.values().len();
+    let mut mean = vec![T::zero(); len];
+    let mut variance = vec![T::zero(); len];
+    let inputs = m.values().iter().zip(xi.values()).zip(pi.values());
+    for (((&m, &xi), &pi), (mean, variance)) in inputs.zip(mean.iter_mut().zip(&mut variance)) {
+        let keep = T::one() - pi;
+        *mean = keep * m;
+        *variance = keep * (xi + pi * m * m);
+    }
+    (mean, variance)
 }
 
-impl<T: KernelFloat> Pairs<T> {
-    /// `P` and `Q` given as row-major `[rows, width]` matrices.
-    fn interleaved(p: &[T], q: &[T], width: usize) -> Self {
-        assert!(p.len() == q.len() && p.len().is_multiple_of(width));
-        let mut values = Vec::with_capacity(2 * p.len());
-        for (p, q) in p.chunks_exact(width).zip(q.chunks_exact(width)) {
-            values.extend_from_slice(p);
-            values.extend_from_slice(q);
-        }
-        Self {
-            values,
-            rows: p.len() / width,
-            width,
-        }
-    }
-
-    /// `meanᵀ` and `varianceᵀ` (`[d_input, d_output]`) of the weights with parameters
-    /// `[m, xi, pi]` (each `[d_output, d_input]`), in parallel blocks of input columns.
-    fn transposed_moments(params: &[HostMatrix<T>; 3]) -> Self {
-        let [m, xi, pi] = params;
-        assert!(
-            xi.shape == m.shape && pi.shape == m.shape,
-            "m, xi, pi differ in shape"
-        );
-        let [n_out, n_in] = m.shape;
-        let (m, xi, pi) = (m.values(), xi.values(), pi.values());
-        let stride = 2 * n_out;
-        let mut values = vec![T::zero(); n_in * stride];
-        let columns = chunk_len(n_in, n_out * ELEMENTWISE_COST);
-        values
-            .par_chunks_mut(columns * stride)
-            .enumerate()
-            .for_each(|(task, values)| {
-                let first = task * columns;
-                for tile in (0..values.len() / stride).step_by(TRANSPOSE_TILE) {
-                    let tile = tile..(tile + TRANSPOSE_TILE).min(values.len() / stride);
-                    for o in 0..n_out {
-                        for j in tile.clone() {
-                            let at = o * n_in + first + j;
-                            let keep = T::one() - pi[at];
-                            values[j * stride + o] = keep * m[at];
-                            values[j * stride + n_out + o] =
-                                keep * (xi[at] + pi[at] * m[at] * m[at]);
-                        }
-                    }
+/// The transpose `[cols, rows]` of the row-major `[rows, cols]` matrix `src`, in tiles that
+/// stay in cache.
+fn transpose<T: KernelFloat>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const TILE: usize = 16;
+    let mut dst = vec![T::zero(); rows * cols];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            for r in r0..(r0 + TILE).min(rows) {
+                for (c, &x) in (c0..c1).zip(&src[r * cols + c0..r * cols + c1]) {
+                    dst[c * rows + r] = x;
                 }
-            });
-        Self {
-            values,
-            rows: n_in,
-            width: n_out,
+            }
         }
     }
+    dst
 }
-
-/// Columns of a tile in which a matrix is read against its transpose.
-const TRANSPOSE_TILE: usize = 16;
-
-/// Cost of a parameter-sized elementwise pass per element, in multiply-adds, for
-/// [`chunk_len`]: strided reads and several operations each.
-const ELEMENTWISE_COST: usize = 16;
 
 /// Parallel tasks per thread: enough to balance the load, few enough that starting them
 /// stays cheap.
@@ -313,149 +271,143 @@ impl<T: KernelFloat> HostMatrix<T> {
 /// Lanes of an AVX-512 vector of `f32`, the width of the kernels' column tiles.
 const LANES: usize = 16;
 
-/// The nonzero entries of the rows of a sparse matrix, row after row: row `r` sums over
-/// entries `offsets[r]..offsets[r + 1]`, each a column index (below `cols`) and a value.
-struct SparseRows<T> {
-    cols: usize,
-    offsets: Vec<usize>,
-    indices: Vec<u32>,
-    values: Vec<T>,
+/// Columns `block` of a row-major matrix with rows of `width` (a range within them).
+#[derive(Clone, Copy)]
+struct Columns<'a, T> {
+    values: &'a [T],
+    width: usize,
+    start: usize,
+    len: usize,
 }
 
-impl<T: KernelFloat> SparseRows<T> {
-    /// The rows of the row-major `[rows, cols]` matrix `dense`.
-    fn of_rows(dense: &[T], cols: usize) -> Self {
-        Self::of_row_slices(dense.chunks_exact(cols), cols)
-    }
-
-    /// The given rows of length `cols`.
-    fn of_row_slices<'a>(rows: impl Iterator<Item = &'a [T]>, cols: usize) -> Self {
-        let mut sparse = Self {
-            cols,
-            offsets: vec![0],
-            indices: Vec::new(),
-            values: Vec::new(),
-        };
-        let (mut indices, mut values) = (vec![0; cols + LANES], vec![T::zero(); cols + LANES]);
-        for row in rows {
-            assert_eq!(row.len(), cols, "rows of one length");
-            let count = T::collect_nonzeros(row, &mut indices, &mut values);
-            sparse.indices.extend_from_slice(&indices[..count]);
-            sparse.values.extend_from_slice(&values[..count]);
-            sparse.offsets.push(sparse.indices.len());
-        }
-        sparse
-    }
-
-    /// Columns `block` of the row-major matrix `dense` (rows of `width`), as the rows of
-    /// their transpose: built by rows, then sorted by column (a counting sort).
-    fn of_columns(dense: &[T], width: usize, block: std::ops::Range<usize>) -> Self {
-        let by_rows = Self::of_row_slices(
-            dense.chunks_exact(width).map(|row| &row[block.clone()]),
-            block.len(),
-        );
-        let mut offsets = vec![0; block.len() + 1];
-        for &c in &by_rows.indices {
-            offsets[c as usize + 1] += 1;
-        }
-        for c in 0..block.len() {
-            offsets[c + 1] += offsets[c];
-        }
-        let mut next = offsets.clone();
-        let mut indices = vec![0; by_rows.indices.len()];
-        let mut values = vec![T::zero(); by_rows.values.len()];
-        for r in 0..by_rows.row_count() {
-            let range = by_rows.offsets[r]..by_rows.offsets[r + 1];
-            for (&c, &x) in by_rows.indices[range.clone()]
-                .iter()
-                .zip(&by_rows.values[range])
-            {
-                let slot = &mut next[c as usize];
-                indices[*slot] = r as u32;
-                values[*slot] = x;
-                *slot += 1;
-            }
-        }
+impl<'a, T> Columns<'a, T> {
+    fn new(values: &'a [T], width: usize, block: std::ops::Range<usize>) -> Self {
+        assert!(block.start <= block.end && block.end <= width && values.len().is_multiple_of(width));
         Self {
-            cols: by_rows.row_count(),
-            offsets,
-            indices,
             values,
+            width,
+            start: block.start,
+            len: block.len(),
         }
     }
 
-    fn rows(&self) -> impl Iterator<Item = (&[u32], &[T])> {
-        self.offsets
-            .windows(2)
-            .map(|w| (&self.indices[w[0]..w[1]], &self.values[w[0]..w[1]]))
+    fn rows(self) -> impl Iterator<Item = &'a [T]> {
+        self.values
+            .chunks_exact(self.width)
+            .map(move |row| &row[self.start..self.start + self.len])
     }
 
     fn row_count(&self) -> usize {
-        self.offsets.len() - 1
+        self.values.len() / self.width
     }
 }
 
 /// Element types the kernels run on (the others go through the composed operations), with
 /// their inner loops. The defaults are portable; `f32` uses AVX-512 where the CPU has it.
+/// Matrices are row-major slices.
 trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
-    /// Writes the positions and values of the nonzero entries of `row`, in order, to the
-    /// fronts of `indices` and `values` (each at least `row.len() + LANES` long); returns how
-    /// many there are.
-    fn collect_nonzeros(row: &[Self], indices: &mut [u32], values: &mut [Self]) -> usize {
-        portable::collect_nonzeros(row, indices, values)
+    /// `sp[r] = Σ_k s[r,k] · p[k]` and `sq[r] = Σ_k s[r,k]² · q[k]` over the nonzero `s[r,k]`,
+    /// for `s` `[rows, inner]`, `p`, `q` `[inner, width]`, `sp`, `sq` `[rows, width]`.
+    fn gather_rows(
+        s: &[Self],
+        inner: usize,
+        p: &[Self],
+        q: &[Self],
+        sp: &mut [Self],
+        sq: &mut [Self],
+    ) {
+        let shape = Shape::gather(s, inner, p, q, sp, sq);
+        portable::gather_rows(shape, s, p, q, sp, sq)
     }
 
-    /// `sp[r] = Σ_j x_j · P[k_j]` and `sq[r] = Σ_j x_j² · Q[k_j]` over the entries `(k_j, x_j)`
-    /// of row `r` of `s`, for `pq` with `s.cols` rows and `sp`, `sq` `[s.rows, pq.width]`.
-    fn gather(s: &SparseRows<Self>, pq: &Pairs<Self>, sp: &mut [Self], sq: &mut [Self]) {
-        check_gather(s, pq, sp, sq);
-        portable::gather(s, pq, sp, sq)
+    /// `p_out[k] += Σ_r s[r,k] · p_rows[r]` and `q_out[k] += Σ_r s[r,k]² · q_rows[r]` over the
+    /// nonzero `s[r,k]`, for `s` the `[rows, block]` columns of a matrix, `p_rows`, `q_rows`
+    /// `[rows, width]`, `p_out`, `q_out` `[block, width]`.
+    fn scatter_rows(
+        s: Columns<Self>,
+        p_rows: &[Self],
+        q_rows: &[Self],
+        p_out: &mut [Self],
+        q_out: &mut [Self],
+    ) {
+        let shape = Shape::scatter(s, p_rows, q_rows, p_out, q_out);
+        portable::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
     }
 }
 
 impl KernelFloat for f64 {}
 
 impl KernelFloat for f32 {
-    fn collect_nonzeros(row: &[f32], indices: &mut [u32], values: &mut [f32]) -> usize {
+    fn gather_rows(s: &[f32], inner: usize, p: &[f32], q: &[f32], sp: &mut [f32], sq: &mut [f32]) {
+        let shape = Shape::gather(s, inner, p, q, sp, sq);
         #[cfg(target_arch = "x86_64")]
         if avx512::available() {
-            assert!(indices.len() >= row.len() + LANES && values.len() >= row.len() + LANES);
-            // SAFETY: AVX-512F is available, and the buffers have the room the kernel needs.
-            return unsafe { avx512::collect_nonzeros(row, indices, values) };
+            // SAFETY: AVX-512F is available; `Shape::gather` checked the lengths.
+            return unsafe { avx512::gather_rows(shape, s, p, q, sp, sq) };
         }
-        portable::collect_nonzeros(row, indices, values)
+        portable::gather_rows(shape, s, p, q, sp, sq)
     }
 
-    fn gather(s: &SparseRows<f32>, pq: &Pairs<f32>, sp: &mut [f32], sq: &mut [f32]) {
-        check_gather(s, pq, sp, sq);
+    fn scatter_rows(
+        s: Columns<f32>,
+        p_rows: &[f32],
+        q_rows: &[f32],
+        p_out: &mut [f32],
+        q_out: &mut [f32],
+    ) {
+        let shape = Shape::scatter(s, p_rows, q_rows, p_out, q_out);
         #[cfg(target_arch = "x86_64")]
         if avx512::available() {
-            // SAFETY: AVX-512F is available; `check_gather` checked that `pq` has `s.cols`
-            // rows (every index of `s` is below `s.cols`) and `sp`, `sq` `s.rows` rows of
-            // `pq.width`.
-            return unsafe { avx512::gather(s, pq, sp, sq) };
+            // SAFETY: AVX-512F is available; `Shape::scatter` checked the lengths.
+            return unsafe { avx512::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out) };
         }
-        portable::gather(s, pq, sp, sq)
+        portable::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
     }
 }
 
-/// Checks the lengths of a [`KernelFloat::gather`].
-fn check_gather<T: KernelFloat>(s: &SparseRows<T>, pq: &Pairs<T>, sp: &[T], sq: &[T]) {
-    assert!(pq.rows == s.cols && pq.values.len() == 2 * pq.rows * pq.width);
-    assert!(sp.len() == s.row_count() * pq.width && sq.len() == sp.len());
+/// Checked sizes of a kernel call: the length of the sparse rows, and of the dense ones.
+#[derive(Clone, Copy)]
+struct Shape {
+    inner: usize,
+    width: usize,
+}
+
+impl Shape {
+    /// See [`KernelFloat::gather_rows`].
+    fn gather<T>(s: &[T], inner: usize, p: &[T], q: &[T], sp: &[T], sq: &[T]) -> Self {
+        assert!(inner > 0 && s.len().is_multiple_of(inner) && p.len().is_multiple_of(inner));
+        let (rows, width) = (s.len() / inner, p.len() / inner);
+        assert!(q.len() == p.len() && sp.len() == rows * width && sq.len() == sp.len());
+        Self { inner, width }
+    }
+
+    /// See [`KernelFloat::scatter_rows`].
+    fn scatter<T>(s: Columns<T>, p_rows: &[T], q_rows: &[T], p_out: &[T], q_out: &[T]) -> Self {
+        let rows = s.row_count();
+        assert!(rows > 0 && p_rows.len().is_multiple_of(rows));
+        let width = p_rows.len() / rows;
+        assert!(q_rows.len() == p_rows.len() && p_out.len() == s.len * width);
+        assert!(q_out.len() == p_out.len());
+        Self {
+            inner: s.len,
+            width,
+        }
+    }
+}
+
+/// Room for the nonzeros of a row of `len`: the vector kernels write whole vectors.
+fn nonzero_buffers<T: KernelFloat>(len: usize) -> (Vec<u32>, Vec<T>) {
+    (vec![0; len + LANES], vec![T::zero(); len + LANES])
 }
 
 /// Loops for any CPU, written for the compiler to vectorise.
 mod portable {
-    use super::{KernelFloat, Pairs, SparseRows};
+    use super::{Columns, KernelFloat, Shape, nonzero_buffers};
 
-    /// See [`KernelFloat::collect_nonzeros`]. Branch-free: sparsity patterns of images are
-    /// unpredictable, and a mispredicted branch per entry costs more than the products.
-    pub(super) fn collect_nonzeros<T: KernelFloat>(
-        row: &[T],
-        indices: &mut [u32],
-        values: &mut [T],
-    ) -> usize {
+    /// The positions and values of the nonzero entries of `row` written to the fronts of
+    /// `indices` and `values`; returns how many. Branch-free: sparsity patterns of images
+    /// are unpredictable, and a mispredicted branch per entry costs more than the products.
+    fn collect_nonzeros<T: KernelFloat>(row: &[T], indices: &mut [u32], values: &mut [T]) -> usize {
         let mut count = 0;
         for (k, &x) in row.iter().enumerate() {
             indices[count] = k as u32;
@@ -465,33 +417,39 @@ mod portable {
         count
     }
 
-    /// See [`KernelFloat::gather`].
-    pub(super) fn gather<T: KernelFloat>(
-        s: &SparseRows<T>,
-        pq: &Pairs<T>,
+    /// See [`KernelFloat::gather_rows`].
+    pub(super) fn gather_rows<T: KernelFloat>(
+        shape: Shape,
+        s: &[T],
+        p: &[T],
+        q: &[T],
         sp: &mut [T],
         sq: &mut [T],
     ) {
-        let width = pq.width;
-        let p = |k: u32| &pq.values[2 * width * k as usize..][..width];
-        let q = |k: u32| &pq.values[2 * width * k as usize + width..][..width];
-        let outputs = sp.chunks_exact_mut(width).zip(sq.chunks_exact_mut(width));
-        for ((indices, values), (sp, sq)) in s.rows().zip(outputs) {
+        let (mut indices, mut values) = nonzero_buffers(shape.inner);
+        let outputs = sp
+            .chunks_exact_mut(shape.width)
+            .zip(sq.chunks_exact_mut(shape.width));
+        for (row, (sp, sq)) in s.chunks_exact(shape.inner).zip(outputs) {
+            let count = collect_nonzeros(row, &mut indices, &mut values);
+            let (indices, values) = (&indices[..count], &values[..count]);
             sp.fill(T::zero());
             sq.fill(T::zero());
-            accumulate(sp, p, indices, values, |x| x);
-            accumulate(sq, q, indices, values, |x| x * x);
+            gather(sp, p, indices, values, |x| x);
+            gather(sq, q, indices, values, |x| x * x);
         }
     }
 
-    /// `acc += Σ_j coefficient(values[j]) · row(indices[j])`, four rows at a time.
-    fn accumulate<'a, T: KernelFloat>(
+    /// `acc += Σ_j coefficient(values[j]) · m[indices[j]]`, four rows at a time.
+    fn gather<T: KernelFloat>(
         acc: &mut [T],
-        row: impl Fn(u32) -> &'a [T],
+        m: &[T],
         indices: &[u32],
         values: &[T],
         coefficient: impl Fn(T) -> T,
     ) {
+        let width = acc.len();
+        let row = |k: u32| &m[k as usize * width..][..width];
         let quads = indices.chunks_exact(4).zip(values.chunks_exact(4));
         for (k, x) in quads {
             let c = [0, 1, 2, 3].map(|i| coefficient(x[i]));
@@ -516,6 +474,33 @@ mod portable {
             }
         }
     }
+
+    /// See [`KernelFloat::scatter_rows`].
+    pub(super) fn scatter_rows<T: KernelFloat>(
+        shape: Shape,
+        s: Columns<T>,
+        p_rows: &[T],
+        q_rows: &[T],
+        p_out: &mut [T],
+        q_out: &mut [T],
+    ) {
+        let width = shape.width;
+        let (mut indices, mut values) = nonzero_buffers(shape.inner);
+        let dense = p_rows.chunks_exact(width).zip(q_rows.chunks_exact(width));
+        for (row, (p_row, q_row)) in s.rows().zip(dense) {
+            let count = collect_nonzeros(row, &mut indices, &mut values);
+            for (&k, &x) in indices[..count].iter().zip(&values[..count]) {
+                let at = k as usize * width;
+                for (out, &p) in p_out[at..at + width].iter_mut().zip(p_row) {
+                    *out = p.mul_add(x, *out);
+                }
+                let x2 = x * x;
+                for (out, &q) in q_out[at..at + width].iter_mut().zip(q_row) {
+                    *out = q.mul_add(x2, *out);
+                }
+            }
+        }
+    }
 }
 
 /// AVX-512F kernels for `f32`. Row tails shorter than a vector use masked loads and stores.
@@ -523,7 +508,7 @@ mod portable {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{LANES, Pairs, SparseRows};
+    use super::{Columns, LANES, Shape, nonzero_buffers};
 
     pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -534,17 +519,20 @@ mod avx512 {
         if n >= LANES { 0xffff } else { (1u16 << n) - 1 }
     }
 
-    /// See `KernelFloat::collect_nonzeros`: 16 entries at a time, compressed in registers.
+    /// The lane masks of `V` vectors covering columns `offset..width`.
+    fn tile_masks<const V: usize>(offset: usize, width: usize) -> [__mmask16; V] {
+        std::array::from_fn(|v| first_lanes(width.saturating_sub(offset + v * LANES)))
+    }
+
+    /// The positions and values of the nonzero (or NaN) entries of `row` written to the
+    /// fronts of `indices` and `values`, 16 entries at a time compressed in registers;
+    /// returns how many.
     ///
     /// # Safety
     /// AVX-512F must be available; `indices` and `values` must be at least `row.len() + 16`
     /// long.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn collect_nonzeros(
-        row: &[f32],
-        indices: &mut [u32],
-        values: &mut [f32],
-    ) -> usize {
+    unsafe fn collect_nonzeros(row: &[f32], indices: &mut [u32], values: &mut [f32]) -> usize {
         let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let mut count = 0;
         for start in (0..row.len()).step_by(LANES) {
@@ -572,84 +560,96 @@ mod avx512 {
     /// Output vectors kept in registers per pass: 7 for each of the pair.
     const TILE: usize = 7;
 
-    /// How many entries ahead [`gather_tile`] prefetches rows.
+    /// How many nonzeros ahead [`gather_tile`] prefetches rows.
     const PREFETCH_DISTANCE: usize = 4;
 
-    /// See `KernelFloat::gather`, row by row, each in passes over column tiles of up to
-    /// `16 · TILE`.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `pq` must have `s.cols` rows, `sp` and `sq` hold
-    /// `s.row_count()` rows of `pq.width`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gather(
-        s: &SparseRows<f32>,
-        pq: &Pairs<f32>,
-        sp: &mut [f32],
-        sq: &mut [f32],
-    ) {
-        let width = pq.width;
-        let outputs = sp.chunks_exact_mut(width).zip(sq.chunks_exact_mut(width));
-        for ((indices, values), (sp, sq)) in s.rows().zip(outputs) {
-            let vectors = width.div_ceil(LANES);
+    /// Runs `$tile::<V>($args..., first)` over the column tiles of a `$width`-wide row.
+    macro_rules! in_tiles {
+        ($width:expr, $tile:ident($($arg:expr),*)) => {{
+            let vectors = $width.div_ceil(LANES);
             let mut first = 0;
             while first < vectors {
                 let tile = (vectors - first).min(TILE);
-                // SAFETY: forwarded; the indices are below `s.cols`, rows of `pq`.
-                unsafe {
-                    match tile {
-                        1 => gather_tile::<1>(sp, sq, pq, indices, values, first),
-                        2 => gather_tile::<2>(sp, sq, pq, indices, values, first),
-                        3 => gather_tile::<3>(sp, sq, pq, indices, values, first),
-                        4 => gather_tile::<4>(sp, sq, pq, indices, values, first),
-                        5 => gather_tile::<5>(sp, sq, pq, indices, values, first),
-                        6 => gather_tile::<6>(sp, sq, pq, indices, values, first),
-                        _ => gather_tile::<TILE>(sp, sq, pq, indices, values, first),
-                    }
+                match tile {
+                    1 => $tile::<1>($($arg),*, first),
+                    2 => $tile::<2>($($arg),*, first),
+                    3 => $tile::<3>($($arg),*, first),
+                    4 => $tile::<4>($($arg),*, first),
+                    5 => $tile::<5>($($arg),*, first),
+                    6 => $tile::<6>($($arg),*, first),
+                    _ => $tile::<TILE>($($arg),*, first),
                 }
                 first += tile;
+            }
+        }};
+    }
+
+    /// See `KernelFloat::gather_rows`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available, and the lengths those of `shape` (`Shape::gather`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gather_rows(
+        shape: Shape,
+        s: &[f32],
+        p: &[f32],
+        q: &[f32],
+        sp: &mut [f32],
+        sq: &mut [f32],
+    ) {
+        let (mut indices, mut values) = nonzero_buffers(shape.inner);
+        let outputs = sp
+            .chunks_exact_mut(shape.width)
+            .zip(sq.chunks_exact_mut(shape.width));
+        for (row, (sp, sq)) in s.chunks_exact(shape.inner).zip(outputs) {
+            // SAFETY: the buffers hold `inner + 16`; the indices found are below `inner`, the
+            // rows of `p` and `q`, which are `width` long like `sp` and `sq`.
+            unsafe {
+                let count = collect_nonzeros(row, &mut indices, &mut values);
+                let (indices, values) = (&indices[..count], &values[..count]);
+                in_tiles!(shape.width, gather_tile(sp, sq, p, q, indices, values));
             }
         }
     }
 
-    /// Columns `16 · first` onwards (`V` vectors) of one output row of [`gather`].
+    /// `sp`, `sq` columns `16 · first` onwards (`V` vectors) of one row of
+    /// [`gather_rows`].
     ///
     /// # Safety
-    /// As [`gather`], for one row, with `16 · first` below `width = sp.len()` and every index
-    /// a row of `pq`.
+    /// As [`gather_rows`], for one row, with `16 · first` below `width = sp.len()`.
     #[target_feature(enable = "avx512f")]
     unsafe fn gather_tile<const V: usize>(
         sp: &mut [f32],
         sq: &mut [f32],
-        pq: &Pairs<f32>,
+        p: &[f32],
+        q: &[f32],
         indices: &[u32],
         values: &[f32],
         first: usize,
     ) {
         let width = sp.len();
         let offset = first * LANES;
-        let masks: [__mmask16; V] =
-            std::array::from_fn(|v| first_lanes(width.saturating_sub(offset + v * LANES)));
+        let masks = tile_masks::<V>(offset, width);
         let mut acc_p = [_mm512_setzero_ps(); V];
         let mut acc_q = [_mm512_setzero_ps(); V];
-        let base = pq.values.as_ptr();
         for (j, (&k, &x)) in indices.iter().zip(values).enumerate() {
             if let Some(&ahead) = indices.get(j + PREFETCH_DISTANCE) {
-                let start = 2 * width * ahead as usize + offset;
+                let start = ahead as usize * width + offset;
                 for v in 0..V {
-                    // Prefetches never fault; the addresses stay inside the rows anyway.
+                    // Prefetches never fault; the addresses stay inside the row anyway.
                     let at = start + v * LANES;
-                    _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(at).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(at + width).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(p.as_ptr().wrapping_add(at).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(at).cast());
                 }
             }
             let x = _mm512_set1_ps(x);
             let x2 = _mm512_mul_ps(x, x);
-            // SAFETY: rows `k` of P and Q lie inside `pq`; the masked loads read only their
+            let start = k as usize * width + offset;
+            // SAFETY: row `k` of `p` and `q` lies inside them; the masked loads read only its
             // columns from `offset` to `width`.
             unsafe {
-                let row_p = base.add(2 * width * k as usize + offset);
-                let row_q = row_p.add(width);
+                let row_p = p.as_ptr().add(start);
+                let row_q = q.as_ptr().add(start);
                 for v in 0..V {
                     let p = _mm512_maskz_loadu_ps(masks[v], row_p.add(v * LANES));
                     let q = _mm512_maskz_loadu_ps(masks[v], row_q.add(v * LANES));
@@ -664,6 +664,80 @@ mod avx512 {
             unsafe {
                 _mm512_mask_storeu_ps(sp.as_mut_ptr().add(column), masks[v], acc_p[v]);
                 _mm512_mask_storeu_ps(sq.as_mut_ptr().add(column), masks[v], acc_q[v]);
+            }
+        }
+    }
+
+    /// See `KernelFloat::scatter_rows`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available, and the lengths those of `shape` (`Shape::scatter`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scatter_rows(
+        shape: Shape,
+        s: Columns<f32>,
+        p_rows: &[f32],
+        q_rows: &[f32],
+        p_out: &mut [f32],
+        q_out: &mut [f32],
+    ) {
+        let width = shape.width;
+        let (mut indices, mut values) = nonzero_buffers(shape.inner);
+        let dense = p_rows.chunks_exact(width).zip(q_rows.chunks_exact(width));
+        for (row, (p_row, q_row)) in s.rows().zip(dense) {
+            // SAFETY: the buffers hold `inner + 16`; the indices found are below `inner`, the
+            // rows of `p_out` and `q_out`, which are `width` long like `p_row` and `q_row`.
+            unsafe {
+                let count = collect_nonzeros(row, &mut indices, &mut values);
+                let (indices, values) = (&indices[..count], &values[..count]);
+                in_tiles!(
+                    width,
+                    scatter_tile(p_out, q_out, p_row, q_row, indices, values)
+                );
+            }
+        }
+    }
+
+    /// Columns `16 · first` onwards (`V` vectors) of one row of [`scatter_rows`], whose
+    /// `p_row`, `q_row` values stay in registers.
+    ///
+    /// # Safety
+    /// As [`scatter_rows`], for one row, with `16 · first` below `width = p_row.len()`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scatter_tile<const V: usize>(
+        p_out: &mut [f32],
+        q_out: &mut [f32],
+        p_row: &[f32],
+        q_row: &[f32],
+        indices: &[u32],
+        values: &[f32],
+        first: usize,
+    ) {
+        let width = p_row.len();
+        let offset = first * LANES;
+        let masks = tile_masks::<V>(offset, width);
+        // SAFETY: the masked loads and stores touch only columns `offset..width` of the two
+        // rows and of the output rows `k`, which lie inside `p_out`, `q_out`.
+        unsafe {
+            let load = |row: &[f32], v: usize| {
+                _mm512_maskz_loadu_ps(masks[v], row.as_ptr().add(offset + v * LANES))
+            };
+            let p: [__m512; V] = std::array::from_fn(|v| load(p_row, v));
+            let q: [__m512; V] = std::array::from_fn(|v| load(q_row, v));
+            for (&k, &x) in indices.iter().zip(values) {
+                let x = _mm512_set1_ps(x);
+                let x2 = _mm512_mul_ps(x, x);
+                let start = k as usize * width + offset;
+                let out_p = p_out.as_mut_ptr().add(start);
+                let out_q = q_out.as_mut_ptr().add(start);
+                for v in 0..V {
+                    let at = out_p.add(v * LANES);
+                    let sum = _mm512_fmadd_ps(p[v], x, _mm512_maskz_loadu_ps(masks[v], at));
+                    _mm512_mask_storeu_ps(at, masks[v], sum);
+                    let at = out_q.add(v * LANES);
+                    let sum = _mm512_fmadd_ps(q[v], x2, _mm512_maskz_loadu_ps(masks[v], at));
+                    _mm512_mask_storeu_ps(at, masks[v], sum);
+                }
             }
         }
     }
