@@ -66,7 +66,7 @@ mod tests {
             let _ = standard_normal([3, 5], &Device::flex());
             standard_normal([300, 100], &Device::flex())
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap()
         })
     }

@@ -164,7 +164,6 @@ pub trait AdamWBackend: Backend {
 }
 
 #[cfg(feature = "ndarray")]
-#[allow(deprecated)]
 impl AdamWBackend for burn::backend::NdArray {}
 
 #[cfg(feature = "wgpu")]

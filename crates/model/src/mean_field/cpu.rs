@@ -282,7 +282,9 @@ struct Columns<'a, T> {
 
 impl<'a, T> Columns<'a, T> {
     fn new(values: &'a [T], width: usize, block: std::ops::Range<usize>) -> Self {
-        assert!(block.start <= block.end && block.end <= width && values.len().is_multiple_of(width));
+        assert!(
+            block.start <= block.end && block.end <= width && values.len().is_multiple_of(width)
+        );
         Self {
             values,
             width,

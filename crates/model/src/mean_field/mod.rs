@@ -112,7 +112,6 @@ pub trait MeanFieldBackend: Backend {
 }
 
 #[cfg(feature = "ndarray")]
-#[allow(deprecated)]
 impl MeanFieldBackend for burn::backend::NdArray {}
 
 #[cfg(feature = "wgpu")]
