@@ -1,7 +1,8 @@
 //! The models of "Learning credit assignment" (Li & Huang, PRL 125, 178301, 2020) as burn
 //! modules: the spike-and-slab mean-field layer ([`SpikeSlabLinear`]), networks of such layers
 //! ([`SpikeSlabNet`]) and the deterministic baseline ([`DeterministicNet`]), which is also the
-//! form of every concrete sub-network sampled from a trained model.
+//! form of every concrete sub-network sampled from a trained model. The layer's computation
+//! is one backend operation with a hand-written backward pass ([`mean_field`]).
 
 #[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
 pub mod mean_field;

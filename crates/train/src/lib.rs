@@ -1,5 +1,5 @@
 //! Training for credit: run configuration (TOML with `--set` overrides), backend selection by
-//! cargo feature, training on burn's `Learner` (AdamW, then the projection of `pi` and `xi`
+//! cargo feature, training on burn's `Learner` (a one-pass AdamW, then the projection of `pi` and `xi`
 //! after every step), checkpoints and resume, and the run directory that holds the result.
 
 mod backend;
