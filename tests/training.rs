@@ -196,3 +196,22 @@ fn fused_adamw_takes_the_steps_of_burns_adamw() {
         assert!(x.iter().zip(&y).all(|(x, y)| x == y), "{x:?} vs {y:?}");
     }
 }
+
+#[test]
+fn fused_adamw_sets_subnormal_moments_to_zero() {
+    use burn::optim::{AdamWState, AdaptiveMomentumState, Optimizer};
+    let device = device();
+    let config = smoke(&[]).optimizer;
+    let tiny = f32::MIN_POSITIVE as f64;
+    // Moments just above the normal range; with a zero gradient, beta_1 = 0.9 and
+    // beta_2 = 0.999 shrink them below it.
+    let moment = |scale: f64| common::tensor(vec![tiny * scale; 4], [4], &device);
+    let state = AdamWState::new(AdaptiveMomentumState::new(50, moment(1.05), moment(1.0005)));
+    let param = common::tensor(vec![0.5; 4], [4], &device);
+    let zero = common::tensor(vec![0.0; 4], [4], &device);
+    let (param, state) = FusedAdamW::new(&config).step(0.1, param, zero, Some(state));
+    let momentum = state.expect("a state").momentum;
+    assert_eq!(values(momentum.moment_1), vec![0.0; 4]);
+    assert_eq!(values(momentum.moment_2), vec![0.0; 4]);
+    assert!(values(param).iter().all(|&w| w > 0.49 && w < 0.5));
+}
