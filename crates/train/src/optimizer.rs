@@ -83,7 +83,7 @@ impl Optimizer for FusedAdamW {
 
 /// The scalars of one step.
 #[derive(Debug, Clone, Copy)]
-struct Step {
+pub struct Step {
     lr: f64,
     beta_1: f32,
     beta_2: f32,
@@ -105,12 +105,7 @@ impl Step {
             grad.into_dispatch(),
             moment_1.into_dispatch(),
             moment_2.into_dispatch(),
-            self.lr,
-            self.beta_1,
-            self.beta_2,
-            self.epsilon,
-            self.weight_decay,
-            self.time,
+            self,
         );
         (
             Tensor::from_dispatch(tensor),
@@ -139,27 +134,13 @@ impl Step {
     Cube: cfg(feature = "wgpu")
 )]
 pub trait AdamWBackend: Backend {
-    #[allow(clippy::too_many_arguments)]
     fn adamw_update(
         tensor: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         moment_1: FloatTensor<Self>,
         moment_2: FloatTensor<Self>,
-        lr: f64,
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-        weight_decay: f32,
-        time: usize,
+        step: Step,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let step = Step {
-            lr,
-            beta_1,
-            beta_2,
-            epsilon,
-            weight_decay,
-            time,
-        };
         composed_update::<Self>(tensor, grad, moment_1, moment_2, step)
     }
 }
@@ -213,21 +194,8 @@ mod flex {
             grad: FloatTensor<Self>,
             moment_1: FloatTensor<Self>,
             moment_2: FloatTensor<Self>,
-            lr: f64,
-            beta_1: f32,
-            beta_2: f32,
-            epsilon: f32,
-            weight_decay: f32,
-            time: usize,
+            step: Step,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            let step = Step {
-                lr,
-                beta_1,
-                beta_2,
-                epsilon,
-                weight_decay,
-                time,
-            };
             let tensors = [tensor, grad, moment_1, moment_2];
             match tensors[0].dtype() {
                 DType::F32 => update::<f32>(tensors, step),
