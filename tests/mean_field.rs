@@ -22,9 +22,10 @@ const SHAPES: [(usize, usize, usize); 5] = [
     (8, 50, 10),
 ];
 
-/// A layer fixture with exact zeros in the input, `pi` at both bounds, `xi = 0`, an
-/// all-zero input row and an output unit without variance (all its `pi` in {0, 1}, `xi = 0`),
-/// so that the floor of `Delta` is reached.
+/// A layer fixture with exact zeros in the input and in the incoming gradient, `pi` at both
+/// bounds, `xi = 0`, an all-zero input row, an all-zero gradient row and an output unit
+/// without variance (all its `pi` in {0, 1}, `xi = 0`), so that the floor of `Delta` is
+/// reached.
 pub struct Fixture {
     pub shape: (usize, usize, usize),
     pub input: Vec<f64>,
@@ -32,7 +33,8 @@ pub struct Fixture {
     pub xi: Vec<f64>,
     pub pi: Vec<f64>,
     pub eps: Vec<f64>,
-    /// Weights of the linear functional `sum(h ⊙ r)` whose gradients are compared.
+    /// Weights of the linear functional `sum(h ⊙ r)` whose gradients are compared
+    /// (`dL/dh = r`).
     pub r: Vec<f64>,
 }
 
@@ -63,7 +65,12 @@ impl Fixture {
         let eps = pick(batch * d_out, &mut |u, v| {
             (-2.0 * u.max(1e-12).ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
         });
-        let r = pick(batch * d_out, &mut |u, _| 2.0 * u - 1.0);
+        // Zeros in dL/dh, as a ReLU after the layer gives (the input gradient skips them),
+        // and one sample without any gradient.
+        let mut r = pick(batch * d_out, &mut |u, v| {
+            if u < 0.4 { 0.0 } else { 2.0 * v - 1.0 }
+        });
+        r[(batch - 1) * d_out..].fill(0.0);
         Self {
             shape: (batch, d_in, d_out),
             input,

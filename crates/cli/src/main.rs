@@ -13,7 +13,7 @@ use credit_analysis::export::{
 use credit_analysis::params::{LayerParams, deterministic_weights, to_network};
 use credit_analysis::{Analysis, AnalysisConfig, evaluate_subnetworks};
 use credit_train::{
-    Backend, Classifier, RunConfig, RunDir, TrainOptions, load_data, test_accuracies,
+    AwakeWorkers, Backend, Classifier, RunConfig, RunDir, TrainOptions, load_data, test_accuracies,
 };
 
 #[derive(Parser)]
@@ -152,16 +152,25 @@ struct BenchArgs {
     backend: BackendArg,
 }
 
+/// Runs a command that computes with the model, keeping the pool's other threads polling
+/// for work (see [`AwakeWorkers`]).
+fn computing(command: impl FnOnce() -> Result<()>) -> Result<()> {
+    let _awake = AwakeWorkers::start();
+    command()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands run on a thread of the pool, so that the kernels' parallel operations start
+    // from inside it instead of being handed to it from outside and waited for.
     let pool = rayon::ThreadPoolBuilder::new()
         .build()
         .expect("a thread pool");
     let result = pool.install(|| match cli.command {
-        Command::Train(args) => run_train(args),
-        Command::Eval(args) => run_eval(args),
-        Command::Analyze(args) => run_analyze(args),
-        Command::Bench(args) => run_bench(args),
+        Command::Train(args) => computing(|| run_train(args)),
+        Command::Eval(args) => computing(|| run_eval(args)),
+        Command::Analyze(args) => computing(|| run_analyze(args)),
+        Command::Bench(args) => computing(|| run_bench(args)),
         Command::Export(args) => run_export(args),
         Command::Sweep(args) => sweep::run_sweep(args),
     });

@@ -50,9 +50,13 @@ struct Task {
     log: PathBuf,
 }
 
-/// Runs tasks `jobs` at a time; each child's output goes to its log file.
+/// Runs tasks `jobs` at a time; each child's output goes to its log file. Children share
+/// the cores: each gets `cores / jobs` threads unless `RAYON_NUM_THREADS` is set.
 fn run_tasks(tasks: Vec<Task>, jobs: usize, what: &str) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the credit executable")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .unwrap_or_else(|_| (cores / jobs.max(1)).max(1).to_string());
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -66,6 +70,7 @@ fn run_tasks(tasks: Vec<Task>, jobs: usize, what: &str) -> Result<()> {
                         let err = log.try_clone()?;
                         Command::new(&exe)
                             .args(&task.args)
+                            .env("RAYON_NUM_THREADS", &threads)
                             .stdin(Stdio::null())
                             .stdout(log)
                             .stderr(err)

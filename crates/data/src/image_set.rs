@@ -98,13 +98,16 @@ impl ImageSet {
         // p / 255 for every byte value, computed once (the same values as dividing each time).
         static SCALED: LazyLock<[f32; 256]> =
             LazyLock::new(|| std::array::from_fn(|p| p as f32 / 255.0));
+        let scaled: &[f32; 256] = &SCALED;
         let indices: Vec<usize> = indices.into_iter().collect();
         let mut pixels = Vec::with_capacity(indices.len() * self.features);
-        let mut targets = Vec::with_capacity(indices.len());
-        for index in indices {
-            pixels.extend(self.pixels(index).iter().map(|&p| SCALED[usize::from(p)]));
-            targets.push(i64::from(self.labels[index]));
+        for &index in &indices {
+            pixels.extend(self.pixels(index).iter().map(|&p| scaled[usize::from(p)]));
         }
+        let targets: Vec<i64> = indices
+            .iter()
+            .map(|&index| i64::from(self.labels[index]))
+            .collect();
         let batch = targets.len();
         ImageBatch {
             images: Tensor::from_data(TensorData::new(pixels, [batch, self.features]), device),

@@ -4,6 +4,8 @@
 //! form of every concrete sub-network sampled from a trained model. The layer's computation
 //! is one backend operation with a hand-written backward pass ([`mean_field`]).
 
+#[cfg(feature = "flex")]
+pub mod flex_host;
 #[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
 pub mod mean_field;
 mod network;

@@ -15,7 +15,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::mean_field::{DELTA_FLOOR, spike_slab_linear};
+use crate::mean_field::{DELTA_FLOOR, clamp_values, spike_slab_linear};
 use crate::noise::standard_normal;
 
 /// How the noise term `sqrt(Delta) eps` of the pre-activation is treated.
@@ -201,11 +201,7 @@ fn clamp_leaf(tensor: Tensor<2>, min: f64, max: f64) -> Tensor<2> {
     let require_grad = tensor.is_require_grad();
     let autodiff = tensor.is_autodiff();
     let inner = tensor.inner();
-    let clamped = if max.is_finite() {
-        inner.clamp(min, max)
-    } else {
-        inner.clamp_min(min)
-    };
+    let clamped = clamp_values(inner, min, max);
     let clamped = if autodiff {
         Tensor::from_inner(clamped)
     } else {

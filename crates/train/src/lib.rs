@@ -1,6 +1,7 @@
 //! Training for credit: run configuration (TOML with `--set` overrides), backend selection by
 //! cargo feature, training on burn's `Learner` (a one-pass AdamW, then the projection of `pi` and `xi`
-//! after every step), checkpoints and resume, and the run directory that holds the result.
+//! after every step), checkpoints and resume, the run directory that holds the result, and the
+//! [`AwakeWorkers`] guard that keeps the CPU kernels' threads ready between operations.
 
 mod backend;
 mod bench;
@@ -13,6 +14,7 @@ mod optimizer;
 mod progress;
 mod run;
 mod training;
+mod workers;
 
 pub use backend::{Backend, BackendError};
 pub use bench::{BenchReport, bench};
@@ -23,3 +25,4 @@ pub use optimizer::FusedAdamW;
 pub use progress::EpochMetrics;
 pub use run::{RunDir, RunSummary, write_atomic};
 pub use training::{TrainOptions, load_data, train};
+pub use workers::AwakeWorkers;

@@ -185,6 +185,9 @@ mod flex {
     use burn::backend::tensor::FloatTensor;
     use burn::tensor::{DType, Element};
     use num_traits::Float;
+    use rayon::prelude::*;
+
+    use credit_model::flex_host::{contiguous, values, values_mut};
 
     use super::{AdamWBackend, Step, composed_update};
 
@@ -216,30 +219,80 @@ mod flex {
         step: Step,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let [mut tensor, grad, mut moment_1, mut moment_2] = tensors.map(contiguous);
-        let scalar = |value: f64| T::from(value).expect("a float scalar");
-        let (correction_1, correction_2) = step.corrections();
-        let (beta_1, beta_2) = (scalar(step.beta_1.into()), scalar(step.beta_2.into()));
-        let keep_1 = scalar((1.0 - step.beta_1).into());
-        let keep_2 = scalar((1.0 - step.beta_2).into());
-        let (correction_1, correction_2) =
-            (scalar(correction_1.into()), scalar(correction_2.into()));
-        let epsilon = scalar(step.epsilon.into());
-        let (decay, lr) = (scalar(step.decay()), scalar(step.lr));
+        let scalars = Scalars::new(step);
         let grad: &[T] = values(&grad);
-        let moments = values_mut::<T>(&mut moment_1)
-            .iter_mut()
-            .zip(values_mut::<T>(&mut moment_2));
-        for ((w, &g), (m1, m2)) in values_mut::<T>(&mut tensor)
-            .iter_mut()
-            .zip(grad)
-            .zip(moments)
-        {
-            *m1 = flush(*m1 * beta_1 + g * keep_1);
-            *m2 = flush(*m2 * beta_2 + g * g * keep_2);
-            let delta = (*m1 / correction_1) / ((*m2 / correction_2).sqrt() + epsilon);
-            *w = *w * decay - delta * lr;
-        }
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        values_mut::<T>(&mut tensor)
+            .par_chunks_mut(CHUNK)
+            .zip(values_mut::<T>(&mut moment_1).par_chunks_mut(CHUNK))
+            .zip(values_mut::<T>(&mut moment_2).par_chunks_mut(CHUNK))
+            .zip(grad.par_chunks(CHUNK))
+            .for_each(|(((tensor, moment_1), moment_2), grad)| {
+                let values = [tensor, moment_1, moment_2];
+                #[cfg(target_arch = "x86_64")]
+                if avx512 {
+                    // SAFETY: AVX-512F is available.
+                    return unsafe { update_values_avx512(values, grad, &scalars) };
+                }
+                update_values(values, grad, &scalars)
+            });
         (tensor, moment_1, moment_2)
+    }
+
+    /// Values per parallel task.
+    const CHUNK: usize = 1 << 13;
+
+    /// The scalars of a [`Step`] rounded to `T`, as flex rounds scalar operands.
+    struct Scalars<T> {
+        beta_1: T,
+        beta_2: T,
+        keep_1: T,
+        keep_2: T,
+        correction_1: T,
+        correction_2: T,
+        epsilon: T,
+        decay: T,
+        lr: T,
+    }
+
+    impl<T: Float> Scalars<T> {
+        fn new(step: Step) -> Self {
+            let scalar = |value: f64| T::from(value).expect("a float scalar");
+            let (correction_1, correction_2) = step.corrections();
+            Self {
+                beta_1: scalar(step.beta_1.into()),
+                beta_2: scalar(step.beta_2.into()),
+                keep_1: scalar((1.0 - step.beta_1).into()),
+                keep_2: scalar((1.0 - step.beta_2).into()),
+                correction_1: scalar(correction_1.into()),
+                correction_2: scalar(correction_2.into()),
+                epsilon: scalar(step.epsilon.into()),
+                decay: scalar(step.decay()),
+                lr: scalar(step.lr),
+            }
+        }
+    }
+
+    /// One step over `[parameter, moment_1, moment_2]` with gradient `grad`.
+    #[inline(always)]
+    fn update_values<T: Float>(values: [&mut [T]; 3], grad: &[T], s: &Scalars<T>) {
+        let [tensor, moment_1, moment_2] = values;
+        let moments = moment_1.iter_mut().zip(moment_2);
+        for ((w, &g), (m1, m2)) in tensor.iter_mut().zip(grad).zip(moments) {
+            *m1 = flush(*m1 * s.beta_1 + g * s.keep_1);
+            *m2 = flush(*m2 * s.beta_2 + g * g * s.keep_2);
+            let delta = (*m1 / s.correction_1) / ((*m2 / s.correction_2).sqrt() + s.epsilon);
+            *w = *w * s.decay - delta * s.lr;
+        }
+    }
+
+    /// [`update_values`] compiled for AVX-512: the divisions and the square root dominate,
+    /// four times as many lanes as the baseline's SSE.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn update_values_avx512<T: Float>(values: [&mut [T]; 3], grad: &[T], s: &Scalars<T>) {
+        update_values(values, grad, s)
     }
 
     /// `x`, or 0 where `x` is subnormal. The moments of a parameter whose gradient stays 0
@@ -247,30 +300,13 @@ mod flex {
     /// subnormal range and stop at its smallest number; arithmetic on subnormal numbers is
     /// tens of times slower on x86 CPUs, and was half of the step time late in a paper run.
     /// Such a moment changes the parameter by less than `1e-30`.
+    #[inline(always)]
     fn flush<T: Float>(x: T) -> T {
-        if x.is_subnormal() { T::zero() } else { x }
-    }
-
-    /// The tensor with a contiguous layout from offset 0.
-    fn contiguous(tensor: FlexTensor) -> FlexTensor {
-        let whole =
-            tensor.layout().contiguous_offsets() == Some((0, tensor.layout().num_elements()));
-        if whole {
-            tensor
+        // `abs() < MIN_POSITIVE` holds for the subnormal numbers and zero, not for NaN.
+        if x.abs() < T::min_positive_value() {
+            T::zero()
         } else {
-            tensor.to_contiguous()
+            x
         }
-    }
-
-    fn values<T: Element + bytemuck::Pod>(tensor: &FlexTensor) -> &[T] {
-        tensor
-            .as_slice()
-            .expect("a contiguous tensor of the dispatched dtype")
-    }
-
-    /// The values of a [`contiguous`] tensor, copied first if its storage is shared.
-    fn values_mut<T: Element + bytemuck::Pod>(tensor: &mut FlexTensor) -> &mut [T] {
-        let len = tensor.layout().num_elements();
-        &mut tensor.storage_mut()[..len]
     }
 }

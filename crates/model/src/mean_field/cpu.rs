@@ -18,6 +18,8 @@
 //! followed by the chain rule to `m`, `xi`, `pi`. With AVX-512 (`f32`) the inner loops are
 //! written with intrinsics; other CPUs and `f64` use portable loops.
 
+use std::ops::Range;
+
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
@@ -25,7 +27,12 @@ use burn::tensor::{DType, Element, TensorData};
 use num_traits::Float;
 use rayon::prelude::*;
 
-use super::{DELTA_FLOOR, MeanFieldBackend, composed_forward, composed_param_grads};
+use crate::flex_host;
+
+use super::{
+    DELTA_FLOOR, MeanFieldBackend, composed_clamp, composed_forward, composed_input_grad,
+    composed_param_grads,
+};
 
 impl MeanFieldBackend for Flex {
     fn spike_slab_forward(
@@ -36,8 +43,8 @@ impl MeanFieldBackend for Flex {
         eps: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         match input.dtype() {
-            DType::F32 if is_wide(&m) => forward::<f32>(&input, [&m, &xi, &pi], &eps),
-            DType::F64 if is_wide(&m) => forward::<f64>(&input, [&m, &xi, &pi], &eps),
+            DType::F32 if is_wide(outputs(&m)) => forward::<f32>(&input, [&m, &xi, &pi], &eps),
+            DType::F64 if is_wide(outputs(&m)) => forward::<f64>(&input, [&m, &xi, &pi], &eps),
             _ => composed_forward::<Self>(input, m, xi, pi, eps),
         }
     }
@@ -51,22 +58,77 @@ impl MeanFieldBackend for Flex {
         grad_delta: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         match input.dtype() {
-            DType::F32 if is_wide(&m) => {
+            DType::F32 if is_wide(outputs(&m)) => {
                 param_grads::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
-            DType::F64 if is_wide(&m) => {
+            DType::F64 if is_wide(outputs(&m)) => {
                 param_grads::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
             _ => composed_param_grads::<Self>(input, m, xi, pi, grad_g, grad_delta),
         }
     }
+
+    fn spike_slab_input_grad(
+        input: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        xi: FloatTensor<Self>,
+        pi: FloatTensor<Self>,
+        grad_g: FloatTensor<Self>,
+        grad_delta: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let inputs = m.layout().shape()[1];
+        match input.dtype() {
+            DType::F32 if is_wide(inputs) => {
+                input_grad::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            DType::F64 if is_wide(inputs) => {
+                input_grad::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            _ => composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta),
+        }
+    }
+
+    fn spike_slab_clamp(tensor: FloatTensor<Self>, min: f64, max: f64) -> FloatTensor<Self> {
+        match tensor.dtype() {
+            DType::F32 => clamp::<f32>(tensor, min, max),
+            DType::F64 => clamp::<f64>(tensor, min, max),
+            _ => composed_clamp::<Self>(tensor, min, max),
+        }
+    }
 }
 
-/// Whether a layer with parameters `m` (`[d_output, d_input]`) has at least one vector of
-/// outputs. The kernels keep a row of outputs in vector registers and gain nothing on
-/// narrower layers (a 10-class output layer), where the dense products are faster.
-fn is_wide(m: &FlexTensor) -> bool {
-    m.layout().shape()[0] >= LANES
+/// `tensor` clamped to `[min, max]`, in place unless its storage is shared, in parallel
+/// chunks; NaN stays NaN.
+fn clamp<T: KernelFloat>(tensor: FlexTensor, min: f64, max: f64) -> FlexTensor {
+    const CHUNK: usize = 1 << 14;
+    let mut tensor = flex_host::contiguous(tensor);
+    let (min, max) = (T::from(min).unwrap(), T::from(max).unwrap());
+    flex_host::values_mut::<T>(&mut tensor)
+        .par_chunks_mut(CHUNK)
+        .for_each(|values| {
+            for x in values {
+                *x = if *x < min {
+                    min
+                } else if *x > max {
+                    max
+                } else {
+                    *x
+                };
+            }
+        });
+    tensor
+}
+
+/// The output width of a layer with parameters `m` (`[d_output, d_input]`).
+fn outputs(m: &FlexTensor) -> usize {
+    m.layout().shape()[0]
+}
+
+/// Whether the rows a kernel accumulates, `width` long, fill at least one vector. The kernels
+/// keep a row in vector registers and gain nothing on narrower ones (the outputs of a
+/// 10-class layer), where the dense products are faster.
+fn is_wide(width: usize) -> bool {
+    width >= LANES
 }
 
 /// `(h, dh/dDelta)`, see [`MeanFieldBackend::spike_slab_forward`].
@@ -80,13 +142,9 @@ fn forward<T: KernelFloat>(
     let params = params.map(HostMatrix::<T>::new);
     let [n_out, n_in_params] = params[0].shape;
     assert_eq!(n_in, n_in_params, "input width and layer width differ");
-    let (mean, variance) = moments(&params);
-    let mean_t = transpose(&mean, n_out, n_in);
-    let variance_t = transpose(&variance, n_out, n_in);
+    let (mean_t, variance_t) = transposed_moments(&params);
     let eps = HostMatrix::<T>::new(eps);
     let scale = T::from((n_in as f64).sqrt().recip()).unwrap();
-    let half_scale = T::from(0.5).unwrap() * scale;
-    let floor = T::from(DELTA_FLOOR).unwrap();
 
     let mut h = vec![T::zero(); batch * n_out];
     let mut slope = vec![T::zero(); batch * n_out];
@@ -98,17 +156,12 @@ fn forward<T: KernelFloat>(
         .zip(eps.par_chunks(rows * n_out))
         .for_each(|(((h, slope), input), eps)| {
             // h and slope receive G and Delta first.
-            T::gather_rows(input, n_in, &mean_t, &variance_t, h, slope);
-            for ((h, slope), &eps) in h.iter_mut().zip(slope.iter_mut()).zip(eps) {
-                let delta = *slope;
-                let std = delta.max(floor).sqrt();
-                *h = (*h + std * eps) * scale;
-                *slope = if delta > floor {
-                    eps * half_scale / std
-                } else {
-                    T::zero()
-                };
-            }
+            let c = Coefficients {
+                first: input,
+                second: None,
+            };
+            T::gather_rows(c, n_in, &mean_t, &variance_t, h, slope);
+            T::add_noise(h, slope, eps, scale);
         });
     (
         flex_matrix(h, [batch, n_out]),
@@ -152,72 +205,184 @@ fn param_grads<T: KernelFloat>(
             let input = Columns::new(input, n_in, block);
             T::scatter_rows(input, grad_g, grad_delta, grad_mean_t, grad_variance_t);
         });
-    let grad_mean = transpose(&grad_mean_t, n_in, n_out);
-    let grad_variance = transpose(&grad_variance_t, n_in, n_out);
-
-    // The chain rule.
     let params = params.map(HostMatrix::<T>::new);
     assert_eq!(
         params[0].shape,
         [n_out, n_in],
         "parameter and gradient shapes differ"
     );
-    let [m, xi, pi] = [0, 1, 2].map(|i| params[i].values());
-    let mut grads = [0, 1, 2].map(|_| vec![T::zero(); n_out * n_in]);
-    let [grad_m, grad_xi, grad_pi] = &mut grads;
-    let two = T::from(2.0).unwrap();
-    let inputs = m.iter().zip(xi).zip(pi).zip(&grad_mean).zip(&grad_variance);
-    let outputs = grad_m
-        .iter_mut()
-        .zip(grad_xi.iter_mut())
-        .zip(grad_pi.iter_mut());
-    for (((((&m, &xi), &pi), &grad_mean), &grad_variance), ((grad_m, grad_xi), grad_pi)) in
-        inputs.zip(outputs)
-    {
-        let keep = T::one() - pi;
-        *grad_m = keep * (grad_mean + two * pi * m * grad_variance);
-        *grad_xi = keep * grad_variance;
-        *grad_pi = ((T::one() - two * pi) * m * m - xi) * grad_variance - m * grad_mean;
-    }
-    let [grad_m, grad_xi, grad_pi] = grads.map(|values| flex_matrix(values, [n_out, n_in]));
-    (grad_m, grad_xi, grad_pi)
+    let [grad_m, grad_xi, grad_pi] = chain_rule(&params, &grad_mean_t, &grad_variance_t);
+    let shape = [n_out, n_in];
+    (
+        flex_matrix(grad_m, shape),
+        flex_matrix(grad_xi, shape),
+        flex_matrix(grad_pi, shape),
+    )
 }
 
-/// `(mean, variance)` of every weight from its `[m, xi, pi]`, all `[d_output, d_input]`.
-fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+/// `dL/dinput`, see [`MeanFieldBackend::spike_slab_input_grad`]: per sample, the rows of
+/// `mean` and `variance` (`[d_output, d_input]`) gathered over the nonzeros of `dL/dG`,
+/// which is zero wherever the next ReLU is off (about half of a hidden layer).
+fn input_grad<T: KernelFloat>(
+    input: &FlexTensor,
+    params: [&FlexTensor; 3],
+    grad_g: &FlexTensor,
+    grad_delta: &FlexTensor,
+) -> FlexTensor {
+    let input = HostMatrix::<T>::new(input);
+    let [batch, n_in] = input.shape;
+    let params = params.map(HostMatrix::<T>::new);
+    let [n_out, n_in_params] = params[0].shape;
+    assert_eq!(n_in, n_in_params, "input width and layer width differ");
+    let grad_g = HostMatrix::<T>::new(grad_g);
+    let grad_delta = HostMatrix::<T>::new(grad_delta);
+    assert!(
+        grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
+        "gradient shapes differ from [batch, d_output]"
+    );
+    let (mean, variance) = moments(&params);
+    let two = T::from(2.0).unwrap();
+
+    let mut grad_input = vec![T::zero(); batch * n_in];
+    let mut through_delta = vec![T::zero(); batch * n_in];
+    let rows = chunk_len(batch, n_in * n_out);
+    let (input, grad_g, grad_delta) = (input.values(), grad_g.values(), grad_delta.values());
+    grad_input
+        .par_chunks_mut(rows * n_in)
+        .zip(through_delta.par_chunks_mut(rows * n_in))
+        .zip(input.par_chunks(rows * n_in))
+        .zip(
+            grad_g
+                .par_chunks(rows * n_out)
+                .zip(grad_delta.par_chunks(rows * n_out)),
+        )
+        .for_each(
+            |(((grad_input, through_delta), input), (grad_g, grad_delta))| {
+                let c = Coefficients {
+                    first: grad_g,
+                    second: Some(grad_delta),
+                };
+                // grad_input receives dL/dG · mean first.
+                T::gather_rows(c, n_out, &mean, &variance, grad_input, through_delta);
+                for ((grad, &through_delta), &x) in
+                    grad_input.iter_mut().zip(&*through_delta).zip(input)
+                {
+                    *grad = *grad + x * through_delta * two;
+                }
+            },
+        );
+    flex_matrix(grad_input, [batch, n_in])
+}
+
+/// The shape `[d_output, d_input]` of `[m, xi, pi]`, checked to be the same for all three.
+fn param_shape<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> [usize; 2] {
     let [m, xi, pi] = params;
     assert!(
         xi.shape == m.shape && pi.shape == m.shape,
         "m, xi, pi differ in shape"
     );
-    let len = m.values().len();
-    let mut mean = vec![T::zero(); len];
-    let mut variance = vec![T::zero(); len];
-    let inputs = m.values().iter().zip(xi.values()).zip(pi.values());
-    for (((&m, &xi), &pi), (mean, variance)) in inputs.zip(mean.iter_mut().zip(&mut variance)) {
-        let keep = T::one() - pi;
-        *mean = keep * m;
-        *variance = keep * (xi + pi * m * m);
-    }
-    (mean, variance)
+    m.shape
 }
 
-/// The transpose `[cols, rows]` of the row-major `[rows, cols]` matrix `src`, in tiles that
-/// stay in cache.
-fn transpose<T: KernelFloat>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
-    const TILE: usize = 16;
-    let mut dst = vec![T::zero(); rows * cols];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
-            for r in r0..(r0 + TILE).min(rows) {
-                for (c, &x) in (c0..c1).zip(&src[r * cols + c0..r * cols + c1]) {
-                    dst[c * rows + r] = x;
-                }
-            }
+/// `(mean, variance)` of one weight from its `m`, `xi`, `pi`.
+#[inline(always)]
+fn weight_moments<T: Float>(m: T, xi: T, pi: T) -> (T, T) {
+    let keep = T::one() - pi;
+    (keep * m, keep * (xi + pi * m * m))
+}
+
+/// `[dL/dm, dL/dxi, dL/dpi]` of one weight from its `m`, `xi`, `pi`, `dL/dmean` and
+/// `dL/dvariance`.
+#[inline(always)]
+fn weight_grads<T: Float>(m: T, xi: T, pi: T, grad_mean: T, grad_variance: T) -> [T; 3] {
+    let (one, two) = (T::one(), T::one() + T::one());
+    let keep = one - pi;
+    [
+        keep * (grad_mean + two * pi * m * grad_variance),
+        keep * grad_variance,
+        ((one - two * pi) * m * m - xi) * grad_variance - m * grad_mean,
+    ]
+}
+
+/// `(mean, variance)` `[d_output, d_input]` of the weights with `[m, xi, pi]`.
+fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+    param_shape(params);
+    let [m, xi, pi] = params.each_ref().map(HostMatrix::values);
+    m.iter()
+        .zip(xi)
+        .zip(pi)
+        .map(|((&m, &xi), &pi)| weight_moments(m, xi, pi))
+        .unzip()
+}
+
+/// `meanᵀ`, `varianceᵀ` `[d_input, d_output]` of the weights with `[m, xi, pi]`
+/// `[d_output, d_input]`, in parallel blocks of inputs.
+fn transposed_moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+    let params = Params::new(params);
+    let (n_out, n_in) = (params.n_out, params.n_in);
+    let mut mean_t = vec![T::zero(); n_in * n_out];
+    let mut variance_t = vec![T::zero(); n_in * n_out];
+    let block = LANES * n_out;
+    mean_t
+        .par_chunks_mut(block)
+        .zip(variance_t.par_chunks_mut(block))
+        .enumerate()
+        .for_each(|(task, (mean_t, variance_t))| {
+            let first = task * LANES;
+            let inputs = first..first + mean_t.len() / n_out;
+            T::transposed_moments_rows(params, inputs, mean_t, variance_t);
+        });
+    (mean_t, variance_t)
+}
+
+/// `[dL/dm, dL/dxi, dL/dpi]` `[d_output, d_input]` from `(dL/dmean)ᵀ`, `(dL/dvariance)ᵀ`
+/// `[d_input, d_output]` and the parameters `[m, xi, pi]`, in parallel blocks of outputs.
+fn chain_rule<T: KernelFloat>(
+    params: &[HostMatrix<T>; 3],
+    grad_mean_t: &[T],
+    grad_variance_t: &[T],
+) -> [Vec<T>; 3] {
+    let params = Params::new(params);
+    let (n_out, n_in) = (params.n_out, params.n_in);
+    let mut grads = [0, 1, 2].map(|_| vec![T::zero(); n_out * n_in]);
+    let [grad_m, grad_xi, grad_pi] = &mut grads;
+    let block = LANES * n_in;
+    grad_m
+        .par_chunks_mut(block)
+        .zip(grad_xi.par_chunks_mut(block))
+        .zip(grad_pi.par_chunks_mut(block))
+        .enumerate()
+        .for_each(|(task, ((grad_m, grad_xi), grad_pi))| {
+            let first = task * LANES;
+            let outputs = first..first + grad_m.len() / n_in;
+            let grads = [grad_m, grad_xi, grad_pi];
+            T::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads);
+        });
+    grads
+}
+
+/// The parameters `[m, xi, pi]` of a layer: row-major `[n_out, n_in]` slices.
+#[derive(Clone, Copy)]
+struct Params<'a, T> {
+    m: &'a [T],
+    xi: &'a [T],
+    pi: &'a [T],
+    n_out: usize,
+    n_in: usize,
+}
+
+impl<'a, T: KernelFloat> Params<'a, T> {
+    fn new(params: &'a [HostMatrix<T>; 3]) -> Self {
+        let [n_out, n_in] = param_shape(params);
+        let [m, xi, pi] = params.each_ref().map(HostMatrix::values);
+        Self {
+            m,
+            xi,
+            pi,
+            n_out,
+            n_in,
         }
     }
-    dst
 }
 
 /// Parallel tasks per thread: enough to balance the load, few enough that starting them
@@ -249,22 +414,15 @@ struct HostMatrix<T> {
 impl<T: KernelFloat> HostMatrix<T> {
     fn new(tensor: &FlexTensor) -> Self {
         let dims = tensor.layout().shape();
-        let tensor = if tensor.is_contiguous() {
-            tensor.clone()
-        } else {
-            tensor.to_contiguous()
-        };
         Self {
-            tensor,
+            tensor: flex_host::contiguous(tensor.clone()),
             shape: [dims[0], dims[1]],
             element: std::marker::PhantomData,
         }
     }
 
     fn values(&self) -> &[T] {
-        self.tensor
-            .as_slice()
-            .expect("spike-and-slab kernel: a contiguous tensor of the dispatched dtype")
+        flex_host::values(&self.tensor)
     }
 }
 
@@ -304,22 +462,40 @@ impl<'a, T> Columns<'a, T> {
     }
 }
 
+/// The sparse operand of a gather, `[rows, inner]`: the coefficients of the first sum and of
+/// the second, which are the squares of the first (the forward pass: `Delta` from `input²`)
+/// or a matrix of their own (the input gradient: `dL/dDelta`).
+#[derive(Clone, Copy)]
+struct Coefficients<'a, T> {
+    first: &'a [T],
+    second: Option<&'a [T]>,
+}
+
+impl<'a, T: KernelFloat> Coefficients<'a, T> {
+    /// Row `r` of `first` and, if given, of `second`, rows being `inner` long.
+    fn row(&self, r: usize, inner: usize) -> (&'a [T], Option<&'a [T]>) {
+        let at = r * inner..(r + 1) * inner;
+        (&self.first[at.clone()], self.second.map(|t| &t[at]))
+    }
+}
+
 /// Element types the kernels run on (the others go through the composed operations), with
 /// their inner loops. The defaults are portable; `f32` uses AVX-512 where the CPU has it.
 /// Matrices are row-major slices.
 trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
-    /// `sp[r] = Σ_k s[r,k] · p[k]` and `sq[r] = Σ_k s[r,k]² · q[k]` over the nonzero `s[r,k]`,
-    /// for `s` `[rows, inner]`, `p`, `q` `[inner, width]`, `sp`, `sq` `[rows, width]`.
+    /// `sp[r] = Σ_k s[r,k] · p[k]` and `sq[r] = Σ_k t[r,k] · q[k]`, for `s`, `t` the first and
+    /// second coefficients `[rows, inner]`, over the `k` where either is nonzero; `p`, `q`
+    /// `[inner, width]`, `sp`, `sq` `[rows, width]`.
     fn gather_rows(
-        s: &[Self],
+        c: Coefficients<Self>,
         inner: usize,
         p: &[Self],
         q: &[Self],
         sp: &mut [Self],
         sq: &mut [Self],
     ) {
-        let shape = Shape::gather(s, inner, p, q, sp, sq);
-        portable::gather_rows(shape, s, p, q, sp, sq)
+        let shape = Shape::gather(c, inner, p, q, sp, sq);
+        portable::gather_rows(shape, c, p, q, sp, sq)
     }
 
     /// `p_out[k] += Σ_r s[r,k] · p_rows[r]` and `q_out[k] += Σ_r s[r,k]² · q_rows[r]` over the
@@ -335,19 +511,56 @@ trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
         let shape = Shape::scatter(s, p_rows, q_rows, p_out, q_out);
         portable::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
     }
+
+    /// `h = (G + sqrt(max(Delta, floor)) · eps) / sqrt(N)` and `slope = dh/dDelta`, zero where
+    /// the floor holds, for one block of rows: `h` holds `G` and `slope` holds `Delta` on
+    /// entry; `scale = 1 / sqrt(N)`.
+    fn add_noise(h: &mut [Self], slope: &mut [Self], eps: &[Self], scale: Self) {
+        portable::add_noise(h, slope, eps, scale)
+    }
+
+    /// Rows `inputs` (at most 16) of `meanᵀ` and `varianceᵀ` (`[n_in, n_out]`), which
+    /// `mean_t` and `variance_t` hold.
+    fn transposed_moments_rows(
+        params: Params<Self>,
+        inputs: Range<usize>,
+        mean_t: &mut [Self],
+        variance_t: &mut [Self],
+    ) {
+        portable::transposed_moments_rows(params, inputs, mean_t, variance_t)
+    }
+
+    /// Rows `outputs` (at most 16) of `[dL/dm, dL/dxi, dL/dpi]` (`[n_out, n_in]`), which
+    /// `grads` hold, from `(dL/dmean)ᵀ`, `(dL/dvariance)ᵀ` (`[n_in, n_out]`).
+    fn chain_rule_rows(
+        params: Params<Self>,
+        grad_mean_t: &[Self],
+        grad_variance_t: &[Self],
+        outputs: Range<usize>,
+        grads: [&mut [Self]; 3],
+    ) {
+        portable::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
+    }
 }
 
 impl KernelFloat for f64 {}
 
 impl KernelFloat for f32 {
-    fn gather_rows(s: &[f32], inner: usize, p: &[f32], q: &[f32], sp: &mut [f32], sq: &mut [f32]) {
-        let shape = Shape::gather(s, inner, p, q, sp, sq);
+    fn gather_rows(
+        c: Coefficients<f32>,
+        inner: usize,
+        p: &[f32],
+        q: &[f32],
+        sp: &mut [f32],
+        sq: &mut [f32],
+    ) {
+        let shape = Shape::gather(c, inner, p, q, sp, sq);
         #[cfg(target_arch = "x86_64")]
         if avx512::available() {
             // SAFETY: AVX-512F is available; `Shape::gather` checked the lengths.
-            return unsafe { avx512::gather_rows(shape, s, p, q, sp, sq) };
+            return unsafe { avx512::gather_rows(shape, c, p, q, sp, sq) };
         }
-        portable::gather_rows(shape, s, p, q, sp, sq)
+        portable::gather_rows(shape, c, p, q, sp, sq)
     }
 
     fn scatter_rows(
@@ -365,6 +578,53 @@ impl KernelFloat for f32 {
         }
         portable::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
     }
+
+    fn add_noise(h: &mut [f32], slope: &mut [f32], eps: &[f32], scale: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            // SAFETY: AVX-512F is available.
+            return unsafe { avx512::add_noise(h, slope, eps, scale) };
+        }
+        portable::add_noise(h, slope, eps, scale)
+    }
+
+    fn transposed_moments_rows(
+        params: Params<f32>,
+        inputs: Range<usize>,
+        mean_t: &mut [f32],
+        variance_t: &mut [f32],
+    ) {
+        Shape::transposed_rows(params, inputs.clone(), [&*mean_t, &*variance_t]);
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            // SAFETY: AVX-512F is available; `Shape::transposed_rows` checked the lengths.
+            return unsafe { avx512::transposed_moments_rows(params, inputs, mean_t, variance_t) };
+        }
+        portable::transposed_moments_rows(params, inputs, mean_t, variance_t)
+    }
+
+    fn chain_rule_rows(
+        params: Params<f32>,
+        grad_mean_t: &[f32],
+        grad_variance_t: &[f32],
+        outputs: Range<usize>,
+        grads: [&mut [f32]; 3],
+    ) {
+        Shape::chain_rule_rows(
+            params,
+            [grad_mean_t, grad_variance_t],
+            outputs.clone(),
+            &grads,
+        );
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            // SAFETY: AVX-512F is available; `Shape::chain_rule_rows` checked the lengths.
+            return unsafe {
+                avx512::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
+            };
+        }
+        portable::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
+    }
 }
 
 /// Checked sizes of a kernel call: the length of the sparse rows, and of the dense ones.
@@ -376,11 +636,40 @@ struct Shape {
 
 impl Shape {
     /// See [`KernelFloat::gather_rows`].
-    fn gather<T>(s: &[T], inner: usize, p: &[T], q: &[T], sp: &[T], sq: &[T]) -> Self {
+    fn gather<T>(c: Coefficients<T>, inner: usize, p: &[T], q: &[T], sp: &[T], sq: &[T]) -> Self {
+        let s = c.first;
         assert!(inner > 0 && s.len().is_multiple_of(inner) && p.len().is_multiple_of(inner));
+        assert!(c.second.is_none_or(|t| t.len() == s.len()));
         let (rows, width) = (s.len() / inner, p.len() / inner);
         assert!(q.len() == p.len() && sp.len() == rows * width && sq.len() == sp.len());
         Self { inner, width }
+    }
+
+    /// See [`KernelFloat::transposed_moments_rows`]; `outputs` are `mean_t` and
+    /// `variance_t`.
+    fn transposed_rows<T>(params: Params<T>, inputs: Range<usize>, outputs: [&[T]; 2]) {
+        assert!(inputs.len() <= LANES && inputs.end <= params.n_in);
+        assert!(params.m.len() == params.n_out * params.n_in);
+        assert!(params.xi.len() == params.m.len() && params.pi.len() == params.m.len());
+        assert!(
+            outputs
+                .iter()
+                .all(|o| o.len() == inputs.len() * params.n_out)
+        );
+    }
+
+    /// See [`KernelFloat::chain_rule_rows`]; `grads_t` are `(dL/dmean)ᵀ`, `(dL/dvariance)ᵀ`.
+    fn chain_rule_rows<T>(
+        params: Params<T>,
+        grads_t: [&[T]; 2],
+        outputs: Range<usize>,
+        grads: &[&mut [T]; 3],
+    ) {
+        assert!(outputs.len() <= LANES && outputs.end <= params.n_out);
+        assert!(params.m.len() == params.n_out * params.n_in);
+        assert!(params.xi.len() == params.m.len() && params.pi.len() == params.m.len());
+        assert!(grads_t.iter().all(|g| g.len() == params.m.len()));
+        assert!(grads.iter().all(|g| g.len() == outputs.len() * params.n_in));
     }
 
     /// See [`KernelFloat::scatter_rows`].
@@ -397,64 +686,153 @@ impl Shape {
     }
 }
 
-/// Room for the nonzeros of a row of `len`: the vector kernels write whole vectors.
-fn nonzero_buffers<T: KernelFloat>(len: usize) -> (Vec<u32>, Vec<T>) {
-    (vec![0; len + LANES], vec![T::zero(); len + LANES])
+/// The nonzeros of one sparse row: positions and both coefficients, at the fronts of buffers
+/// with room for a row of `len` plus one vector (the vector kernels write whole vectors).
+struct Nonzeros<T> {
+    indices: Vec<u32>,
+    first: Vec<T>,
+    second: Vec<T>,
+}
+
+impl<T: KernelFloat> Nonzeros<T> {
+    fn new(len: usize) -> Self {
+        Self {
+            indices: vec![0; len + LANES],
+            first: vec![T::zero(); len + LANES],
+            second: vec![T::zero(); len + LANES],
+        }
+    }
 }
 
 /// Loops for any CPU, written for the compiler to vectorise.
 mod portable {
-    use super::{Columns, KernelFloat, Shape, nonzero_buffers};
+    use std::ops::Range;
 
-    /// The positions and values of the nonzero entries of `row` written to the fronts of
-    /// `indices` and `values`; returns how many. Branch-free: sparsity patterns of images
-    /// are unpredictable, and a mispredicted branch per entry costs more than the products.
-    fn collect_nonzeros<T: KernelFloat>(row: &[T], indices: &mut [u32], values: &mut [T]) -> usize {
+    use super::{
+        Coefficients, Columns, DELTA_FLOOR, KernelFloat, Nonzeros, Params, Shape, weight_grads,
+        weight_moments,
+    };
+
+    /// The positions `k` where `row[k]` or `second[k]` (default `row[k]²`) is nonzero, with
+    /// both values, written to the fronts of `found`; returns how many. Branch-free:
+    /// sparsity patterns of images are unpredictable, and a mispredicted branch per entry
+    /// costs more than the products.
+    fn collect_nonzeros<T: KernelFloat>(
+        row: &[T],
+        second: Option<&[T]>,
+        found: &mut Nonzeros<T>,
+    ) -> usize {
         let mut count = 0;
         for (k, &x) in row.iter().enumerate() {
-            indices[count] = k as u32;
-            values[count] = x;
-            count += usize::from(x != T::zero());
+            let y = second.map_or(x * x, |t| t[k]);
+            found.indices[count] = k as u32;
+            found.first[count] = x;
+            found.second[count] = y;
+            count += usize::from(x != T::zero() || y != T::zero());
         }
         count
+    }
+
+    /// See [`KernelFloat::add_noise`]. Branch-free, for the compiler to vectorise; inlined
+    /// into the AVX-512 version.
+    #[inline(always)]
+    pub(super) fn add_noise<T: KernelFloat>(h: &mut [T], slope: &mut [T], eps: &[T], scale: T) {
+        assert!(slope.len() == h.len() && eps.len() == h.len());
+        let floor = T::from(DELTA_FLOOR).unwrap();
+        let half_scale = T::from(0.5).unwrap() * scale;
+        for ((h, slope), &eps) in h.iter_mut().zip(slope.iter_mut()).zip(eps) {
+            let delta = *slope;
+            let above = delta > floor;
+            let std = if above { delta } else { floor }.sqrt();
+            *h = (*h + std * eps) * scale;
+            *slope = if above {
+                eps * half_scale / std
+            } else {
+                T::zero()
+            };
+        }
+    }
+
+    /// See [`KernelFloat::transposed_moments_rows`].
+    pub(super) fn transposed_moments_rows<T: KernelFloat>(
+        params: Params<T>,
+        inputs: Range<usize>,
+        mean_t: &mut [T],
+        variance_t: &mut [T],
+    ) {
+        for o in 0..params.n_out {
+            let at = o * params.n_in;
+            let row = at + inputs.start..at + inputs.end;
+            let (m, xi, pi) = (
+                &params.m[row.clone()],
+                &params.xi[row.clone()],
+                &params.pi[row],
+            );
+            let rows = mean_t
+                .chunks_exact_mut(params.n_out)
+                .zip(variance_t.chunks_exact_mut(params.n_out));
+            for (((mean_t, variance_t), &m), (&xi, &pi)) in rows.zip(m).zip(xi.iter().zip(pi)) {
+                (mean_t[o], variance_t[o]) = weight_moments(m, xi, pi);
+            }
+        }
+    }
+
+    /// See [`KernelFloat::chain_rule_rows`].
+    pub(super) fn chain_rule_rows<T: KernelFloat>(
+        params: Params<T>,
+        grad_mean_t: &[T],
+        grad_variance_t: &[T],
+        outputs: Range<usize>,
+        grads: [&mut [T]; 3],
+    ) {
+        let [grad_m, grad_xi, grad_pi] = grads;
+        let (n_out, n_in) = (params.n_out, params.n_in);
+        let block = outputs.start * n_in..outputs.end * n_in;
+        let (m, xi, pi) = (
+            &params.m[block.clone()],
+            &params.xi[block.clone()],
+            &params.pi[block],
+        );
+        for k in 0..n_in {
+            let grad_mean = &grad_mean_t[k * n_out..][outputs.clone()];
+            let grad_variance = &grad_variance_t[k * n_out..][outputs.clone()];
+            for (row, (&gm, &gv)) in grad_mean.iter().zip(grad_variance).enumerate() {
+                let j = row * n_in + k;
+                [grad_m[j], grad_xi[j], grad_pi[j]] = weight_grads(m[j], xi[j], pi[j], gm, gv);
+            }
+        }
     }
 
     /// See [`KernelFloat::gather_rows`].
     pub(super) fn gather_rows<T: KernelFloat>(
         shape: Shape,
-        s: &[T],
+        c: Coefficients<T>,
         p: &[T],
         q: &[T],
         sp: &mut [T],
         sq: &mut [T],
     ) {
-        let (mut indices, mut values) = nonzero_buffers(shape.inner);
+        let mut found = Nonzeros::new(shape.inner);
         let outputs = sp
             .chunks_exact_mut(shape.width)
             .zip(sq.chunks_exact_mut(shape.width));
-        for (row, (sp, sq)) in s.chunks_exact(shape.inner).zip(outputs) {
-            let count = collect_nonzeros(row, &mut indices, &mut values);
-            let (indices, values) = (&indices[..count], &values[..count]);
+        for (r, (sp, sq)) in outputs.enumerate() {
+            let (row, second) = c.row(r, shape.inner);
+            let count = collect_nonzeros(row, second, &mut found);
+            let indices = &found.indices[..count];
             sp.fill(T::zero());
             sq.fill(T::zero());
-            gather(sp, p, indices, values, |x| x);
-            gather(sq, q, indices, values, |x| x * x);
+            gather(sp, p, indices, &found.first[..count]);
+            gather(sq, q, indices, &found.second[..count]);
         }
     }
 
-    /// `acc += Σ_j coefficient(values[j]) · m[indices[j]]`, four rows at a time.
-    fn gather<T: KernelFloat>(
-        acc: &mut [T],
-        m: &[T],
-        indices: &[u32],
-        values: &[T],
-        coefficient: impl Fn(T) -> T,
-    ) {
+    /// `acc += Σ_j values[j] · m[indices[j]]`, four rows at a time.
+    fn gather<T: KernelFloat>(acc: &mut [T], m: &[T], indices: &[u32], values: &[T]) {
         let width = acc.len();
         let row = |k: u32| &m[k as usize * width..][..width];
         let quads = indices.chunks_exact(4).zip(values.chunks_exact(4));
-        for (k, x) in quads {
-            let c = [0, 1, 2, 3].map(|i| coefficient(x[i]));
+        for (k, c) in quads {
             for ((((a, &m0), &m1), &m2), &m3) in acc
                 .iter_mut()
                 .zip(row(k[0]))
@@ -469,8 +847,7 @@ mod portable {
             }
         }
         let done = indices.len() / 4 * 4;
-        for (&k, &x) in indices[done..].iter().zip(&values[done..]) {
-            let c = coefficient(x);
+        for (&k, &c) in indices[done..].iter().zip(&values[done..]) {
             for (a, &mk) in acc.iter_mut().zip(row(k)) {
                 *a = mk.mul_add(c, *a);
             }
@@ -487,16 +864,16 @@ mod portable {
         q_out: &mut [T],
     ) {
         let width = shape.width;
-        let (mut indices, mut values) = nonzero_buffers(shape.inner);
+        let mut found = Nonzeros::new(shape.inner);
         let dense = p_rows.chunks_exact(width).zip(q_rows.chunks_exact(width));
         for (row, (p_row, q_row)) in s.rows().zip(dense) {
-            let count = collect_nonzeros(row, &mut indices, &mut values);
-            for (&k, &x) in indices[..count].iter().zip(&values[..count]) {
+            let count = collect_nonzeros(row, None, &mut found);
+            let values = found.first[..count].iter().zip(&found.second[..count]);
+            for (&k, (&x, &x2)) in found.indices[..count].iter().zip(values) {
                 let at = k as usize * width;
                 for (out, &p) in p_out[at..at + width].iter_mut().zip(p_row) {
                     *out = p.mul_add(x, *out);
                 }
-                let x2 = x * x;
                 for (out, &q) in q_out[at..at + width].iter_mut().zip(q_row) {
                     *out = q.mul_add(x2, *out);
                 }
@@ -509,11 +886,176 @@ mod portable {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
-    use super::{Columns, LANES, Shape, nonzero_buffers};
+    use super::{Coefficients, Columns, LANES, Nonzeros, Params, Shape};
 
     pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
+    }
+
+    /// `KernelFloat::add_noise`, the portable loop compiled for AVX-512.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn add_noise(h: &mut [f32], slope: &mut [f32], eps: &[f32], scale: f32) {
+        super::portable::add_noise(h, slope, eps, scale)
+    }
+
+    /// The transpose of the 16 × 16 tile whose rows are `r`: lane `j` of row `i` of the
+    /// result is lane `i` of `r[j]`. Pairs, then quads of lanes, then 128-bit blocks swap.
+    #[target_feature(enable = "avx512f")]
+    fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
+        let mut t = [_mm512_setzero_ps(); LANES];
+        for i in (0..LANES).step_by(2) {
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        let mut u = [_mm512_setzero_ps(); LANES];
+        for i in (0..LANES).step_by(4) {
+            u[i] = _mm512_shuffle_ps::<0x44>(t[i], t[i + 2]);
+            u[i + 1] = _mm512_shuffle_ps::<0xee>(t[i], t[i + 2]);
+            u[i + 2] = _mm512_shuffle_ps::<0x44>(t[i + 1], t[i + 3]);
+            u[i + 3] = _mm512_shuffle_ps::<0xee>(t[i + 1], t[i + 3]);
+        }
+        for i in [0, 1, 2, 3, 8, 9, 10, 11] {
+            t[i] = _mm512_shuffle_f32x4::<0x88>(u[i], u[i + 4]);
+            t[i + 4] = _mm512_shuffle_f32x4::<0xdd>(u[i], u[i + 4]);
+        }
+        for i in 0..8 {
+            u[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[i + 8]);
+            u[i + 8] = _mm512_shuffle_f32x4::<0xdd>(t[i], t[i + 8]);
+        }
+        u
+    }
+
+    /// `weight_moments` on 16 weights: the same operations in the same order.
+    #[target_feature(enable = "avx512f")]
+    fn vector_moments(m: __m512, xi: __m512, pi: __m512) -> (__m512, __m512) {
+        let keep = _mm512_sub_ps(_mm512_set1_ps(1.0), pi);
+        let slab_and_spike = _mm512_add_ps(xi, _mm512_mul_ps(_mm512_mul_ps(pi, m), m));
+        (_mm512_mul_ps(keep, m), _mm512_mul_ps(keep, slab_and_spike))
+    }
+
+    /// `weight_grads` on 16 weights: the same operations in the same order.
+    #[target_feature(enable = "avx512f")]
+    fn vector_grads(
+        m: __m512,
+        xi: __m512,
+        pi: __m512,
+        mean: __m512,
+        variance: __m512,
+    ) -> [__m512; 3] {
+        let one = _mm512_set1_ps(1.0);
+        let keep = _mm512_sub_ps(one, pi);
+        let two_pi = _mm512_mul_ps(_mm512_set1_ps(2.0), pi);
+        let through_variance = _mm512_mul_ps(_mm512_mul_ps(two_pi, m), variance);
+        let variance_slope = _mm512_sub_ps(
+            _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(one, two_pi), m), m),
+            xi,
+        );
+        [
+            _mm512_mul_ps(keep, _mm512_add_ps(mean, through_variance)),
+            _mm512_mul_ps(keep, variance),
+            _mm512_sub_ps(
+                _mm512_mul_ps(variance_slope, variance),
+                _mm512_mul_ps(m, mean),
+            ),
+        ]
+    }
+
+    /// See `KernelFloat::transposed_moments_rows`: the moments of 16 × 16 tiles of the
+    /// parameters, transposed in registers.
+    ///
+    /// # Safety
+    /// AVX-512F must be available, and the lengths those `Shape::transposed_rows` checks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transposed_moments_rows(
+        params: Params<f32>,
+        inputs: Range<usize>,
+        mean_t: &mut [f32],
+        variance_t: &mut [f32],
+    ) {
+        let (n_out, n_in) = (params.n_out, params.n_in);
+        let input_lanes = first_lanes(inputs.len());
+        for first in (0..n_out).step_by(LANES) {
+            let outputs = (n_out - first).min(LANES);
+            let mut mean = [_mm512_setzero_ps(); LANES];
+            let mut variance = [_mm512_setzero_ps(); LANES];
+            for o in 0..outputs {
+                let at = (first + o) * n_in + inputs.start;
+                // SAFETY: the masked loads read columns `inputs` of row `first + o`.
+                let load = |values: &[f32]| unsafe {
+                    _mm512_maskz_loadu_ps(input_lanes, values.as_ptr().add(at))
+                };
+                (mean[o], variance[o]) =
+                    vector_moments(load(params.m), load(params.xi), load(params.pi));
+            }
+            let (mean, variance) = (transpose(mean), transpose(variance));
+            let output_lanes = first_lanes(outputs);
+            for k in 0..inputs.len() {
+                let at = k * n_out + first;
+                // SAFETY: the masked stores write columns `first..first + outputs` of row
+                // `k` of the block, inside `mean_t` and `variance_t`.
+                unsafe {
+                    _mm512_mask_storeu_ps(mean_t.as_mut_ptr().add(at), output_lanes, mean[k]);
+                    let variance_at = variance_t.as_mut_ptr().add(at);
+                    _mm512_mask_storeu_ps(variance_at, output_lanes, variance[k]);
+                }
+            }
+        }
+    }
+
+    /// See `KernelFloat::chain_rule_rows`: 16 × 16 tiles of the transposed gradients,
+    /// transposed in registers.
+    ///
+    /// # Safety
+    /// AVX-512F must be available, and the lengths those `Shape::chain_rule_rows` checks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn chain_rule_rows(
+        params: Params<f32>,
+        grad_mean_t: &[f32],
+        grad_variance_t: &[f32],
+        outputs: Range<usize>,
+        mut grads: [&mut [f32]; 3],
+    ) {
+        let (n_out, n_in) = (params.n_out, params.n_in);
+        let output_lanes = first_lanes(outputs.len());
+        // Columns `outputs` of rows `first..first + inputs` of a transposed gradient,
+        // transposed back: vector `o` holds output `o`'s gradient for those inputs.
+        let untranspose = |grad_t: &[f32], first: usize, inputs: usize| {
+            transpose(std::array::from_fn(|k| {
+                if k < inputs {
+                    let at = (first + k) * n_out + outputs.start;
+                    // SAFETY: the masked load reads columns `outputs` of row `first + k`.
+                    unsafe { _mm512_maskz_loadu_ps(output_lanes, grad_t.as_ptr().add(at)) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            }))
+        };
+        for first in (0..n_in).step_by(LANES) {
+            let inputs = (n_in - first).min(LANES);
+            let input_lanes = first_lanes(inputs);
+            let grad_mean = untranspose(grad_mean_t, first, inputs);
+            let grad_variance = untranspose(grad_variance_t, first, inputs);
+            for o in 0..outputs.len() {
+                let at = (outputs.start + o) * n_in + first;
+                // SAFETY: the masked loads read columns `first..first + inputs` of row
+                // `outputs.start + o` of the parameters.
+                let load = |values: &[f32]| unsafe {
+                    _mm512_maskz_loadu_ps(input_lanes, values.as_ptr().add(at))
+                };
+                let (m, xi, pi) = (load(params.m), load(params.xi), load(params.pi));
+                let values = vector_grads(m, xi, pi, grad_mean[o], grad_variance[o]);
+                let out = o * n_in + first;
+                for (grad, value) in grads.iter_mut().zip(values) {
+                    // SAFETY: the masked store writes columns `first..first + inputs` of row
+                    // `o` of the block.
+                    unsafe {
+                        _mm512_mask_storeu_ps(grad.as_mut_ptr().add(out), input_lanes, value)
+                    };
+                }
+            }
+        }
     }
 
     /// Mask of the first `n` (at most 16) lanes.
@@ -526,31 +1068,40 @@ mod avx512 {
         std::array::from_fn(|v| first_lanes(width.saturating_sub(offset + v * LANES)))
     }
 
-    /// The positions and values of the nonzero (or NaN) entries of `row` written to the
-    /// fronts of `indices` and `values`, 16 entries at a time compressed in registers;
-    /// returns how many.
+    /// The positions `k` where `row[k]` or `second[k]` (default `row[k]²`) is nonzero (or
+    /// NaN), with both values, written to the fronts of `found`, 16 entries at a time
+    /// compressed in registers; returns how many.
     ///
     /// # Safety
-    /// AVX-512F must be available; `indices` and `values` must be at least `row.len() + 16`
-    /// long.
+    /// AVX-512F must be available; `second` must be as long as `row`, and `found` hold
+    /// `Nonzeros::new(row.len())` or more.
     #[target_feature(enable = "avx512f")]
-    unsafe fn collect_nonzeros(row: &[f32], indices: &mut [u32], values: &mut [f32]) -> usize {
+    unsafe fn collect_nonzeros(
+        row: &[f32],
+        second: Option<&[f32]>,
+        found: &mut Nonzeros<f32>,
+    ) -> usize {
         let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let mut count = 0;
         for start in (0..row.len()).step_by(LANES) {
             let load = first_lanes(row.len() - start);
-            // SAFETY: the masked load reads only lanes inside `row`; each store writes 16
-            // lanes at `count <= start`, inside the `row.len() + 16` of each buffer.
+            // SAFETY: the masked loads read only lanes inside `row` and `second`; each store
+            // writes 16 lanes at `count <= start`, inside the `row.len() + 16` of each buffer.
             count += unsafe {
                 let x = _mm512_maskz_loadu_ps(load, row.as_ptr().add(start));
-                let nonzero = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, x, _mm512_setzero_ps());
+                let y = match second {
+                    Some(t) => _mm512_maskz_loadu_ps(load, t.as_ptr().add(start)),
+                    None => _mm512_mul_ps(x, x),
+                };
+                let zero = _mm512_setzero_ps();
+                let nonzero = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, x, zero)
+                    | _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, y, zero);
                 let positions = _mm512_add_epi32(lanes, _mm512_set1_epi32(start as i32));
-                _mm512_storeu_ps(
-                    values.as_mut_ptr().add(count),
-                    _mm512_maskz_compress_ps(nonzero, x),
-                );
+                let compress = |v| _mm512_maskz_compress_ps(nonzero, v);
+                _mm512_storeu_ps(found.first.as_mut_ptr().add(count), compress(x));
+                _mm512_storeu_ps(found.second.as_mut_ptr().add(count), compress(y));
                 _mm512_storeu_si512(
-                    indices.as_mut_ptr().add(count).cast(),
+                    found.indices.as_mut_ptr().add(count).cast(),
                     _mm512_maskz_compress_epi32(nonzero, positions),
                 );
                 nonzero.count_ones() as usize
@@ -586,6 +1137,24 @@ mod avx512 {
         }};
     }
 
+    /// The nonzeros found in one row: positions and the two coefficients.
+    #[derive(Clone, Copy)]
+    struct Found<'a> {
+        indices: &'a [u32],
+        first: &'a [f32],
+        second: &'a [f32],
+    }
+
+    impl<'a> Found<'a> {
+        fn new(found: &'a Nonzeros<f32>, count: usize) -> Self {
+            Self {
+                indices: &found.indices[..count],
+                first: &found.first[..count],
+                second: &found.second[..count],
+            }
+        }
+    }
+
     /// See `KernelFloat::gather_rows`.
     ///
     /// # Safety
@@ -593,23 +1162,24 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn gather_rows(
         shape: Shape,
-        s: &[f32],
+        c: Coefficients<f32>,
         p: &[f32],
         q: &[f32],
         sp: &mut [f32],
         sq: &mut [f32],
     ) {
-        let (mut indices, mut values) = nonzero_buffers(shape.inner);
+        let mut nonzeros = Nonzeros::new(shape.inner);
         let outputs = sp
             .chunks_exact_mut(shape.width)
             .zip(sq.chunks_exact_mut(shape.width));
-        for (row, (sp, sq)) in s.chunks_exact(shape.inner).zip(outputs) {
+        for (r, (sp, sq)) in outputs.enumerate() {
+            let (row, second) = c.row(r, shape.inner);
             // SAFETY: the buffers hold `inner + 16`; the indices found are below `inner`, the
             // rows of `p` and `q`, which are `width` long like `sp` and `sq`.
             unsafe {
-                let count = collect_nonzeros(row, &mut indices, &mut values);
-                let (indices, values) = (&indices[..count], &values[..count]);
-                in_tiles!(shape.width, gather_tile(sp, sq, p, q, indices, values));
+                let count = collect_nonzeros(row, second, &mut nonzeros);
+                let found = Found::new(&nonzeros, count);
+                in_tiles!(shape.width, gather_tile(sp, sq, p, q, found));
             }
         }
     }
@@ -625,8 +1195,7 @@ mod avx512 {
         sq: &mut [f32],
         p: &[f32],
         q: &[f32],
-        indices: &[u32],
-        values: &[f32],
+        found: Found,
         first: usize,
     ) {
         let width = sp.len();
@@ -634,8 +1203,9 @@ mod avx512 {
         let masks = tile_masks::<V>(offset, width);
         let mut acc_p = [_mm512_setzero_ps(); V];
         let mut acc_q = [_mm512_setzero_ps(); V];
-        for (j, (&k, &x)) in indices.iter().zip(values).enumerate() {
-            if let Some(&ahead) = indices.get(j + PREFETCH_DISTANCE) {
+        let values = found.first.iter().zip(found.second);
+        for (j, (&k, (&x, &y))) in found.indices.iter().zip(values).enumerate() {
+            if let Some(&ahead) = found.indices.get(j + PREFETCH_DISTANCE) {
                 let start = ahead as usize * width + offset;
                 for v in 0..V {
                     // Prefetches never fault; the addresses stay inside the row anyway.
@@ -644,8 +1214,7 @@ mod avx512 {
                     _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(at).cast());
                 }
             }
-            let x = _mm512_set1_ps(x);
-            let x2 = _mm512_mul_ps(x, x);
+            let (x, y) = (_mm512_set1_ps(x), _mm512_set1_ps(y));
             let start = k as usize * width + offset;
             // SAFETY: row `k` of `p` and `q` lies inside them; the masked loads read only its
             // columns from `offset` to `width`.
@@ -656,7 +1225,7 @@ mod avx512 {
                     let p = _mm512_maskz_loadu_ps(masks[v], row_p.add(v * LANES));
                     let q = _mm512_maskz_loadu_ps(masks[v], row_q.add(v * LANES));
                     acc_p[v] = _mm512_fmadd_ps(p, x, acc_p[v]);
-                    acc_q[v] = _mm512_fmadd_ps(q, x2, acc_q[v]);
+                    acc_q[v] = _mm512_fmadd_ps(q, y, acc_q[v]);
                 }
             }
         }
@@ -684,18 +1253,15 @@ mod avx512 {
         q_out: &mut [f32],
     ) {
         let width = shape.width;
-        let (mut indices, mut values) = nonzero_buffers(shape.inner);
+        let mut nonzeros = Nonzeros::new(shape.inner);
         let dense = p_rows.chunks_exact(width).zip(q_rows.chunks_exact(width));
         for (row, (p_row, q_row)) in s.rows().zip(dense) {
             // SAFETY: the buffers hold `inner + 16`; the indices found are below `inner`, the
             // rows of `p_out` and `q_out`, which are `width` long like `p_row` and `q_row`.
             unsafe {
-                let count = collect_nonzeros(row, &mut indices, &mut values);
-                let (indices, values) = (&indices[..count], &values[..count]);
-                in_tiles!(
-                    width,
-                    scatter_tile(p_out, q_out, p_row, q_row, indices, values)
-                );
+                let count = collect_nonzeros(row, None, &mut nonzeros);
+                let found = Found::new(&nonzeros, count);
+                in_tiles!(width, scatter_tile(p_out, q_out, p_row, q_row, found));
             }
         }
     }
@@ -711,8 +1277,7 @@ mod avx512 {
         q_out: &mut [f32],
         p_row: &[f32],
         q_row: &[f32],
-        indices: &[u32],
-        values: &[f32],
+        found: Found,
         first: usize,
     ) {
         let width = p_row.len();
@@ -726,9 +1291,9 @@ mod avx512 {
             };
             let p: [__m512; V] = std::array::from_fn(|v| load(p_row, v));
             let q: [__m512; V] = std::array::from_fn(|v| load(q_row, v));
-            for (&k, &x) in indices.iter().zip(values) {
-                let x = _mm512_set1_ps(x);
-                let x2 = _mm512_mul_ps(x, x);
+            let values = found.first.iter().zip(found.second);
+            for (&k, (&x, &x2)) in found.indices.iter().zip(values) {
+                let (x, x2) = (_mm512_set1_ps(x), _mm512_set1_ps(x2));
                 let start = k as usize * width + offset;
                 let out_p = p_out.as_mut_ptr().add(start);
                 let out_q = q_out.as_mut_ptr().add(start);
@@ -739,6 +1304,34 @@ mod avx512 {
                     let at = out_q.add(v * LANES);
                     let sum = _mm512_fmadd_ps(q[v], x2, _mm512_maskz_loadu_ps(masks[v], at));
                     _mm512_mask_storeu_ps(at, masks[v], sum);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn transpose_swaps_rows_and_columns() {
+            if !available() {
+                return; // nothing to check without AVX-512
+            }
+            let tile: [[f32; LANES]; LANES] =
+                std::array::from_fn(|i| std::array::from_fn(|j| (i * 16 + j) as f32));
+            // SAFETY: AVX-512F is available; each row is 16 floats.
+            let transposed = unsafe {
+                let rows = transpose(tile.map(|row| _mm512_loadu_ps(row.as_ptr())));
+                rows.map(|row| {
+                    let mut values = [0.0; LANES];
+                    _mm512_storeu_ps(values.as_mut_ptr(), row);
+                    values
+                })
+            };
+            for (i, row) in transposed.iter().enumerate() {
+                for (j, &value) in row.iter().enumerate() {
+                    assert_eq!(value, tile[j][i], "({i}, {j})");
                 }
             }
         }

@@ -66,6 +66,16 @@ pub fn spike_slab_linear(
     ))
 }
 
+/// `tensor` clamped to `[min, max]` (`max` may be infinite), by the backend's projection
+/// operation (in place on `flex`). Not differentiable: for parameter values.
+pub(crate) fn clamp_values(tensor: Tensor<2>, min: f64, max: f64) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as MeanFieldBackend>::spike_slab_clamp(
+        tensor.into_dispatch(),
+        min,
+        max,
+    ))
+}
+
 /// The backend operations behind [`spike_slab_linear`]. Shapes as there; `grad_g` and
 /// `grad_delta` are `[batch, d_output]`.
 #[backend_extension(
@@ -108,6 +118,24 @@ pub trait MeanFieldBackend: Backend {
         grad_delta: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         composed_param_grads::<Self>(input, m, xi, pi, grad_g, grad_delta)
+    }
+
+    /// `tensor` clamped to `[min, max]` (`max` may be infinite): the projection of `xi` and
+    /// `pi` onto their supports after an optimizer step.
+    fn spike_slab_clamp(tensor: FloatTensor<Self>, min: f64, max: f64) -> FloatTensor<Self> {
+        composed_clamp::<Self>(tensor, min, max)
+    }
+
+    /// `dL/dinput` from `dL/dG` and `dL/dDelta`.
+    fn spike_slab_input_grad(
+        input: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        xi: FloatTensor<Self>,
+        pi: FloatTensor<Self>,
+        grad_g: FloatTensor<Self>,
+        grad_delta: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta)
     }
 }
 
@@ -199,6 +227,32 @@ fn composed_param_grads<B: Backend>(
     (grad_m, grad_xi, grad_pi)
 }
 
+/// [`MeanFieldBackend::spike_slab_clamp`] from generic backend operations.
+fn composed_clamp<B: Backend>(tensor: FloatTensor<B>, min: f64, max: f64) -> FloatTensor<B> {
+    if max.is_finite() {
+        B::float_clamp(tensor, min.into(), max.into())
+    } else {
+        B::float_clamp_min(tensor, min.into())
+    }
+}
+
+/// [`MeanFieldBackend::spike_slab_input_grad`] from generic backend operations.
+fn composed_input_grad<B: Backend>(
+    input: FloatTensor<B>,
+    m: FloatTensor<B>,
+    xi: FloatTensor<B>,
+    pi: FloatTensor<B>,
+    grad_g: FloatTensor<B>,
+    grad_delta: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let (mean, variance) = composed_moments::<B>(m, xi, pi);
+    let through_delta = B::float_matmul(grad_delta, variance);
+    B::float_add(
+        B::float_matmul(grad_g, mean),
+        B::float_mul_scalar(B::float_mul(input, through_delta), 2.0.into()),
+    )
+}
+
 /// What the backward pass of [`spike_slab_linear`] keeps from its forward pass.
 #[derive(Debug, Clone)]
 struct Saved<B: Backend> {
@@ -230,11 +284,13 @@ impl<B: MeanFieldBackend> Backward<B, 4> for SpikeSlabLinearBackward {
         let grad_delta = B::float_mul(grad, slope);
 
         if let Some(node) = input_node {
-            let (mean, variance) = composed_moments::<B>(m.clone(), xi.clone(), pi.clone());
-            let through_delta = B::float_matmul(grad_delta.clone(), variance);
-            let grad_input = B::float_add(
-                B::float_matmul(grad_g.clone(), mean),
-                B::float_mul_scalar(B::float_mul(input.clone(), through_delta), 2.0.into()),
+            let grad_input = B::spike_slab_input_grad(
+                input.clone(),
+                m.clone(),
+                xi.clone(),
+                pi.clone(),
+                grad_g.clone(),
+                grad_delta.clone(),
             );
             grads.register::<B>(node.id, grad_input);
         }
