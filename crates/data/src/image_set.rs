@@ -1,11 +1,12 @@
 //! A labelled set of byte images, the burn [`Dataset`] over it and the [`Batcher`] that turns
 //! examples into tensors with pixels scaled to `[0, 1]`.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 /// Images stored as raw bytes, one flattened row of `features` bytes per image.
 #[derive(Debug, Clone)]
@@ -95,15 +96,17 @@ impl ImageSet {
     /// # Shapes
     /// - images: `[indices.len(), features]`, targets: `[indices.len()]`
     pub fn batch(&self, indices: impl IntoIterator<Item = usize>, device: &Device) -> ImageBatch {
-        // p / 255 for every byte value, computed once (the same values as dividing each time).
-        static SCALED: LazyLock<[f32; 256]> =
-            LazyLock::new(|| std::array::from_fn(|p| p as f32 / 255.0));
-        let scaled: &[f32; 256] = &SCALED;
         let indices: Vec<usize> = indices.into_iter().collect();
-        let mut pixels = Vec::with_capacity(indices.len() * self.features);
-        for &index in &indices {
-            pixels.extend(self.pixels(index).iter().map(|&p| scaled[usize::from(p)]));
-        }
+        let mut pixels = vec![0.0; indices.len() * self.features];
+        // Rows in parallel; the division vectorises (a table of p / 255 does not).
+        pixels
+            .par_chunks_mut(self.features.max(1))
+            .zip(&indices)
+            .for_each(|(row, &index)| {
+                for (value, &byte) in row.iter_mut().zip(self.pixels(index)) {
+                    *value = f32::from(byte) / 255.0;
+                }
+            });
         let targets: Vec<i64> = indices
             .iter()
             .map(|&index| i64::from(self.labels[index]))
