@@ -85,7 +85,7 @@ mod tests {
             let awake = AwakeWorkers::start();
             assert_eq!(awake.polling.load(Ordering::SeqCst), 2);
             // Parallel work completes while they poll (the jobs they steal run inside them).
-            let sum: u64 = (0..10_000u64).into_par_iter().with_max_len(1).sum();
+            let sum: usize = (0..10_000usize).into_par_iter().with_max_len(1).sum();
             assert_eq!(sum, 10_000 * 9_999 / 2);
             let polling = awake.polling.clone();
             drop(awake);
