@@ -1,4 +1,4 @@
-//! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zero inputs.
+//! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zeros.
 //!
 //! Forward, per sample `b` (in parallel over samples):
 //!
@@ -7,16 +7,20 @@
 //! Delta[b] = Σ_k input[b,k]² · varianceᵀ[k]
 //! ```
 //!
-//! with `meanᵀ`, `varianceᵀ` `[d_input, d_output]` built once per call; a row's outputs stay
-//! in registers while the rows they need stream through. Backward, per input column `k` (in
-//! parallel over blocks of columns, each sample's nonzeros scattered into its block):
+//! with `meanᵀ`, `varianceᵀ` `[d_input, d_output]` built once per call (16 × 16 tiles of the
+//! parameters transposed in registers); a row's outputs stay in registers while the rows they
+//! need stream through, and the noise term follows in vector registers. Backward, per input
+//! column `k` (in parallel over blocks of columns, each sample's nonzeros scattered into its
+//! block):
 //!
 //! ```text
 //! (dL/dmean)ᵀ[k] += input[b,k] · dL/dG[b]        (dL/dvariance)ᵀ[k] += input[b,k]² · dL/dDelta[b]
 //! ```
 //!
-//! followed by the chain rule to `m`, `xi`, `pi`. With AVX-512 (`f32`) the inner loops are
-//! written with intrinsics; other CPUs and `f64` use portable loops.
+//! followed by the chain rule to `m`, `xi`, `pi` (tiles transposed back in registers). The
+//! input gradient gathers the rows of `mean` and `variance` over the nonzeros of `dL/dG`,
+//! which is zero wherever the next ReLU is off. With AVX-512 (`f32`) the inner loops are
+//! written with intrinsics or compiled for it; other CPUs and `f64` use portable loops.
 
 use std::ops::Range;
 
@@ -306,11 +310,12 @@ fn weight_grads<T: Float>(m: T, xi: T, pi: T, grad_mean: T, grad_variance: T) ->
 
 /// `(mean, variance)` `[d_output, d_input]` of the weights with `[m, xi, pi]`.
 fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
-    param_shape(params);
-    let [m, xi, pi] = params.each_ref().map(HostMatrix::values);
-    m.iter()
-        .zip(xi)
-        .zip(pi)
+    let params = Params::new(params);
+    params
+        .m
+        .iter()
+        .zip(params.xi)
+        .zip(params.pi)
         .map(|((&m, &xi), &pi)| weight_moments(m, xi, pi))
         .unzip()
 }
