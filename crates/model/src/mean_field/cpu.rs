@@ -532,6 +532,7 @@ trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
         mean_t: &mut [Self],
         variance_t: &mut [Self],
     ) {
+        Shape::transposed_rows(params, inputs.clone(), [&*mean_t, &*variance_t]);
         portable::transposed_moments_rows(params, inputs, mean_t, variance_t)
     }
 
@@ -544,6 +545,8 @@ trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
         outputs: Range<usize>,
         grads: [&mut [Self]; 3],
     ) {
+        let grads_t = [grad_mean_t, grad_variance_t];
+        Shape::chain_rule_rows(params, grads_t, outputs.clone(), &grads);
         portable::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
     }
 }
