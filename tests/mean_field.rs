@@ -179,3 +179,27 @@ fn a_unit_without_variance_gets_no_variance_gradient() {
     // Elsewhere xi does get gradients.
     assert!(grad_xi.iter().any(|&g| g != 0.0));
 }
+
+#[test]
+fn negligible_incoming_gradients_are_dropped_on_flex() {
+    let device = common::device();
+    let mut fixture = Fixture::new(SHAPES[0], 5);
+    let (_, d_in, d_out) = fixture.shape;
+    // Sample 0's gradient below 2^-100 (normal numbers in float32, but far below anything
+    // that moves an AdamW step); the others as they are.
+    for r in &mut fixture.r[..d_out] {
+        *r *= 1e-32;
+    }
+    let with_tiny = fixture.evaluate(&device, true);
+    let composed = fixture.evaluate(&device, false);
+    fixture.r[..d_out].fill(0.0);
+    let without = fixture.evaluate(&device, true);
+    for ((with_tiny, without), name) in with_tiny.iter().zip(&without).zip(NAMES).skip(1) {
+        assert_eq!(with_tiny, without, "{name}");
+    }
+    let [_, input_grad, ..] = &composed;
+    assert!(
+        input_grad[..d_in].iter().any(|&g| g != 0.0),
+        "the composed formula keeps them"
+    );
+}

@@ -11,7 +11,10 @@ use burn::tensor::Tensor;
 use burn::train::TrainStep;
 use common::{device, values};
 use credit_model::{Noise, SpikeSlabLinear};
-use credit_train::{Classifier, FusedAdamW, RunConfig, RunDir, TrainOptions, load_data, train};
+use credit_train::{
+    Classifier, FusedAdamW, RunConfig, RunDir, TrainOptions, learning_rate_schedule, load_data,
+    train,
+};
 
 fn smoke(overrides: &[&str]) -> RunConfig {
     let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/smoke.toml"));
@@ -61,7 +64,7 @@ fn the_smoke_config_learns_and_reloads_identically() {
     let run = run_dir(&root, "smoke");
     let summary = train(&config, &run, &options()).unwrap();
     assert_eq!(summary.epochs, 3);
-    // Chance is 10%. Seeds 0-9 give 79.6-82.3% mean-field and 81.0-83.4% for the mean network;
+    // Chance is 10%. Seeds 0-9 give 80.0-82.6% mean-field and 79.3-82.9% for the mean network;
     // the tests of this file share the noise stream and run at once, so the draws vary.
     assert!(
         summary.test_accuracy_mean_field_pct > SMOKE_FLOOR_PCT,
@@ -80,6 +83,13 @@ fn the_smoke_config_learns_and_reloads_identically() {
         "training loss falls"
     );
     assert!(metrics.iter().all(|m| m.test_accuracy_pct > 50.0));
+    // The learning rate first steps after optimizer.lr_step_epochs = 20 epochs.
+    let lr = config.optimizer.lr;
+    assert!(
+        metrics
+            .iter()
+            .all(|m| (m.learning_rate - lr).abs() < 1e-12 * lr)
+    );
     assert_eq!(
         RunConfig::load(&run.file("config.toml"), &[]).unwrap(),
         config
@@ -104,25 +114,33 @@ fn the_smoke_config_learns_and_reloads_identically() {
 fn resume_continues_after_the_saved_epoch() {
     let root = tempfile::tempdir().unwrap();
     let run = run_dir(&root, "resumed");
-    train(&smoke(&["train.epochs=2"]), &run, &options()).unwrap();
+    // The learning rate halves every epoch, so its schedule must survive the resume too.
+    let smoke = |epochs: &str| smoke(&[epochs, "optimizer.lr_step_epochs=1"]);
+    train(&smoke("train.epochs=2"), &run, &options()).unwrap();
     assert_eq!(run.latest_checkpoint(), Some(2));
 
-    let again = train(&smoke(&["train.epochs=2"]), &run, &options()).unwrap_err();
+    let again = train(&smoke("train.epochs=2"), &run, &options()).unwrap_err();
     assert!(format!("{again:#}").contains("is not empty"), "{again:#}");
 
     let mut resume = options();
     resume.resume = true;
-    let finished = train(&smoke(&["train.epochs=2"]), &run, &resume).unwrap_err();
+    let finished = train(&smoke("train.epochs=2"), &run, &resume).unwrap_err();
     assert!(
         format!("{finished:#}").contains("already holds epoch 2"),
         "{finished:#}"
     );
 
-    let summary = train(&smoke(&["train.epochs=4"]), &run, &resume).unwrap();
+    let config = smoke("train.epochs=4");
+    let summary = train(&config, &run, &resume).unwrap();
     assert_eq!(summary.epochs, 4);
     assert_eq!(run.latest_checkpoint(), Some(4));
-    let epochs: Vec<usize> = run.metrics().unwrap().iter().map(|m| m.epoch).collect();
+    let metrics = run.metrics().unwrap();
+    let epochs: Vec<usize> = metrics.iter().map(|m| m.epoch).collect();
     assert_eq!(epochs, [1, 2, 3, 4]);
+    let lr = config.optimizer.lr;
+    for (row, expected) in metrics.iter().zip([lr, lr / 2.0, lr / 4.0, lr / 8.0]) {
+        assert!((row.learning_rate - expected).abs() < 1e-12 * lr, "{row:?}");
+    }
     assert!(summary.test_accuracy_mean_network_pct > SMOKE_FLOOR_PCT);
 }
 
@@ -200,6 +218,51 @@ fn fused_adamw_takes_the_steps_of_burns_adamw() {
         let (x, y) = (values(x.val()), values(y.val()));
         assert!(x.iter().zip(&y).all(|(x, y)| x == y), "{x:?} vs {y:?}");
     }
+}
+
+#[test]
+fn the_learning_rate_steps_after_every_lr_step_epochs() {
+    let config = smoke(&["optimizer.lr=0.1", "optimizer.lr_step_epochs=2"]).optimizer;
+    let mut schedule = learning_rate_schedule(&config, 3).unwrap();
+    let rates: Vec<f64> = (0..14).map(|_| schedule.step().base()).collect();
+    // Epochs of 3 steps: 6 steps at 0.1, 6 at 0.05, then 0.025.
+    let expected = [[0.1; 6], [0.05; 6]].concat();
+    assert_eq!(rates[..12], expected);
+    assert_eq!(rates[12..], [0.025; 2]);
+
+    let constant = smoke(&["optimizer.lr_step_epochs=0"]).optimizer;
+    let mut schedule = learning_rate_schedule(&constant, 3).unwrap();
+    assert!((0..100).all(|_| schedule.step().base() == constant.lr));
+}
+
+#[test]
+fn fused_adamw_restarts_after_every_period() {
+    use burn::optim::Optimizer;
+    let device = device();
+    let config = smoke(&[]).optimizer;
+    let mut rng = common::Lcg(11);
+    let mut tensor = |lo, hi| common::tensor(rng.uniform(40, lo, hi), [40], &device);
+    let grads: Vec<Tensor<1>> = (0..4).map(|_| tensor(-1.0, 1.0)).collect();
+    let restarting = FusedAdamW::new(&config).restarting_every(3);
+    let steady = FusedAdamW::new(&config);
+    let start = tensor(-1.0, 1.0);
+    let (mut a, mut b) = (start.clone(), start);
+    let (mut state_a, mut state_b) = (None, None);
+    for grad in &grads[..3] {
+        (a, state_a) = restarting.step(config.lr, a, grad.clone(), state_a);
+        (b, state_b) = steady.step(config.lr, b, grad.clone(), state_b);
+    }
+    assert_eq!(
+        values(a.clone()),
+        values(b.clone()),
+        "the same first period"
+    );
+    let (fresh, _) = steady.step(config.lr, b.clone(), grads[3].clone(), None);
+    let (continued, _) = steady.step(config.lr, b, grads[3].clone(), state_b);
+    let (restarted, state_a) = restarting.step(config.lr, a, grads[3].clone(), state_a);
+    assert_eq!(state_a.expect("a state").momentum.time, 1);
+    assert_eq!(values(restarted.clone()), values(fresh));
+    assert_ne!(values(restarted), values(continued));
 }
 
 #[test]

@@ -2,8 +2,9 @@
 
 Same model, init, data and training step as `configs/mnist.toml`: sizes 784-100-100-10,
 m ~ sqrt(2/784) N(0,1), xi ~ U(0, 0.01), pi = 0; AdamW(lr 0.1, betas 0.9/0.999, eps 1e-8,
-weight decay 1e-4) on m, xi and pi; pi clamped into [0, 1] and xi to >= 0 after every step;
-batch 500 over the first 10,000 MNIST training images, reshuffled every epoch.
+weight decay 1e-4) on m, xi and pi, started afresh every epoch, its learning rate halved
+every 20 epochs; pi clamped into [0, 1] and xi to >= 0 after every step; batch 500 over the
+first 10,000 MNIST training images, reshuffled every epoch.
 
 Prints one JSON line: seconds of each timed epoch, their median and images per second.
 """
@@ -48,9 +49,10 @@ def main():
         xi = (torch.rand(n_out, n_in) * 0.01).requires_grad_()
         pi = torch.zeros(n_out, n_in).requires_grad_()
         params.append((m, xi, pi))
-    optim = torch.optim.AdamW(
-        [t for layer in params for t in layer], lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4
-    )
+    def adamw(epoch_index):
+        lr = 0.1 * 0.5 ** (epoch_index // 20)
+        tensors = [t for layer in params for t in layer]
+        return torch.optim.AdamW(tensors, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
 
     def forward(a):
         for i, (m, xi, pi) in enumerate(params):
@@ -63,9 +65,10 @@ def main():
             a = torch.relu(h) if i < len(params) - 1 else h
         return a
 
-    def epoch():
+    def epoch(index):
         order = torch.randperm(args.train_size)
         start = time.perf_counter()
+        optim = adamw(index)
         for b in range(0, args.train_size, args.batch):
             idx = order[b : b + args.batch]
             loss = torch.nn.functional.cross_entropy(forward(x[idx]), y[idx])
@@ -78,8 +81,8 @@ def main():
                     pi.clamp_(0.0, 1.0)
         return time.perf_counter() - start
 
-    epoch()
-    seconds = [epoch() for _ in range(args.epochs)]
+    epoch(0)
+    seconds = [epoch(i + 1) for i in range(args.epochs)]
     median = statistics.median(seconds)
     print(
         json.dumps(

@@ -81,7 +81,7 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
 }
 
-/// AdamW with decoupled weight decay on every parameter tensor.
+/// AdamW with decoupled weight decay on every parameter tensor, and its schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimizerConfig {
@@ -95,6 +95,14 @@ pub struct OptimizerConfig {
     pub epsilon: f32,
     /// Decoupled weight decay: each step multiplies parameters by `1 - lr * weight_decay`.
     pub weight_decay: f32,
+    /// Multiply the learning rate by `lr_step_factor` after every this many epochs; 0 keeps
+    /// it constant. The reference code halves it every 20 epochs.
+    pub lr_step_epochs: usize,
+    /// The factor of each learning-rate step, in (0, 1].
+    pub lr_step_factor: f64,
+    /// Start AdamW afresh at every epoch (zero moments, bias corrections counted from the
+    /// epoch's first step), as the reference code does.
+    pub restart_each_epoch: bool,
 }
 
 impl Default for ModelConfig {
@@ -139,6 +147,9 @@ impl Default for OptimizerConfig {
             beta2: 0.999,
             epsilon: 1e-8,
             weight_decay: 1e-4,
+            lr_step_epochs: 20,
+            lr_step_factor: 0.5,
+            restart_each_epoch: true,
         }
     }
 }
@@ -235,6 +246,11 @@ impl RunConfig {
             "optimizer.weight_decay must be >= 0, got {}",
             o.weight_decay
         );
+        ensure!(
+            o.lr_step_factor > 0.0 && o.lr_step_factor <= 1.0,
+            "optimizer.lr_step_factor must be in (0, 1], got {}",
+            o.lr_step_factor
+        );
         Ok(())
     }
 
@@ -306,6 +322,9 @@ mod tests {
         assert_eq!(config.optimizer.lr, 0.1);
         assert_eq!(config.optimizer.epsilon, 1e-8);
         assert_eq!(config.optimizer.weight_decay, 1e-4);
+        assert_eq!(config.optimizer.lr_step_epochs, 20);
+        assert_eq!(config.optimizer.lr_step_factor, 0.5);
+        assert!(config.optimizer.restart_each_epoch);
     }
 
     #[test]
@@ -334,6 +353,13 @@ mod tests {
         assert!(error_of("", &["optimizer.lr=-0.1"]).contains("optimizer.lr must be positive"));
         assert!(error_of("", &["model.sizes=[784]"]).contains("model.sizes"));
         assert!(error_of("", &["model.pi_init=1.5"]).contains("model.pi_init"));
+        for factor in ["0", "1.5"] {
+            let error = error_of("", &[&format!("optimizer.lr_step_factor={factor}")]);
+            assert!(
+                error.contains("optimizer.lr_step_factor must be in (0, 1]"),
+                "{error}"
+            );
+        }
         assert!(error_of("", &["train.batch_size=0"]).contains("train.batch_size"));
         assert!(error_of("seed = 3\n", &["seed.x=1"]).contains("`seed` is not a table"));
         assert!(error_of("", &["train.epochs"]).contains("key=value"));

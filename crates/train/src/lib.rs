@@ -21,7 +21,7 @@ pub use bench::{BenchReport, bench};
 pub use classifier::Classifier;
 pub use config::{DataConfig, ModelConfig, ModelKind, OptimizerConfig, RunConfig, TrainConfig};
 pub use evaluate::{Accuracies, accuracy_pct, set_accuracy_pct, test_accuracies};
-pub use optimizer::FusedAdamW;
+pub use optimizer::{FusedAdamW, learning_rate_schedule};
 pub use progress::EpochMetrics;
 pub use run::{RunDir, RunSummary, write_atomic};
 pub use training::{TrainOptions, load_data, train};

@@ -6,9 +6,15 @@
 //! backends compose the same generic operations). On `flex` it also sets moments that fall
 //! below the smallest normal number to zero (see `flex::flush`). Its state is burn's
 //! [`AdamWState`], so optimizer checkpoints keep their format.
+//!
+//! [`learning_rate_schedule`] and [`FusedAdamW::restarting_every`] give the reference code's
+//! schedule: the learning rate halved every 20 epochs, AdamW started afresh every epoch.
 
+use anyhow::{Result, anyhow};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::optim::{AdamWState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, Tensor};
 
@@ -20,21 +26,46 @@ use crate::config::OptimizerConfig;
 /// m1 = beta_1 m1 + (1 - beta_1) g          m2 = beta_2 m2 + (1 - beta_2) g²
 /// w  = (1 - lr weight_decay) w - lr (m1 / (1 - beta_1^t)) / (sqrt(m2 / (1 - beta_2^t)) + epsilon)
 /// ```
+///
+/// With a restart period `n`, the step after every `n` steps of a tensor starts from zero
+/// moments again, with `t = 1`.
 #[derive(Debug, Clone, Copy)]
 pub struct FusedAdamW {
     beta_1: f32,
     beta_2: f32,
     epsilon: f32,
     weight_decay: f32,
+    restart_every: Option<usize>,
 }
 
 impl FusedAdamW {
+    /// The optimizer of `config`, never restarting.
     pub fn new(config: &OptimizerConfig) -> Self {
         Self {
             beta_1: config.beta1,
             beta_2: config.beta2,
             epsilon: config.epsilon,
             weight_decay: config.weight_decay,
+            restart_every: None,
+        }
+    }
+
+    /// The optimizer of `config` for epochs of `steps_per_epoch` steps: restarting every
+    /// epoch if `config.restart_each_epoch`.
+    pub fn for_epochs(config: &OptimizerConfig, steps_per_epoch: usize) -> Self {
+        let optimizer = Self::new(config);
+        if config.restart_each_epoch {
+            optimizer.restarting_every(steps_per_epoch)
+        } else {
+            optimizer
+        }
+    }
+
+    /// Starts afresh after every `steps` steps (at least 1).
+    pub fn restarting_every(self, steps: usize) -> Self {
+        Self {
+            restart_every: Some(steps.max(1)),
+            ..self
         }
     }
 
@@ -54,8 +85,12 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let restart = |state: &Self::State<D>| {
+            self.restart_every
+                .is_some_and(|steps| state.momentum.time % steps == 0)
+        };
         // Zero moments make the first step's update equal burn's initialisation.
-        let (moment_1, moment_2, time) = match state {
+        let (moment_1, moment_2, time) = match state.filter(|state| !restart(state)) {
             Some(state) => {
                 let momentum = state.momentum;
                 (momentum.moment_1, momentum.moment_2, momentum.time + 1)
@@ -79,6 +114,21 @@ impl Optimizer for FusedAdamW {
         state.momentum = state.momentum.to_device(device);
         state
     }
+}
+
+/// The learning rate of each step for epochs of `steps_per_epoch` steps: `config.lr`,
+/// multiplied by `config.lr_step_factor` after every `config.lr_step_epochs` epochs.
+pub fn learning_rate_schedule(
+    config: &OptimizerConfig,
+    steps_per_epoch: usize,
+) -> Result<ModuleLrScheduler> {
+    if config.lr_step_epochs == 0 {
+        return Ok(config.lr.into());
+    }
+    StepLrSchedulerConfig::new(config.lr, config.lr_step_epochs * steps_per_epoch.max(1))
+        .with_gamma(config.lr_step_factor)
+        .init()
+        .map_err(|error| anyhow!("optimizer.lr_step_epochs: {error}"))
 }
 
 /// The scalars of one step.

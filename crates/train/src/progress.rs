@@ -33,6 +33,10 @@ pub struct EpochMetrics {
     pub test_accuracy_pct: f64,
     /// Wall-clock seconds of the epoch's training part.
     pub train_seconds: f64,
+    /// The mean learning rate of the epoch's steps (0 in files written before it was
+    /// recorded).
+    #[serde(default)]
+    pub learning_rate: f64,
 }
 
 /// Where the loss first stopped being finite.
@@ -91,6 +95,9 @@ impl EpochLogger {
         }
     }
 }
+
+/// The name of burn's `LearningRateMetric`.
+const LEARNING_RATE: &str = "Learning Rate";
 
 /// The value an entry contributes; the authoritative end-of-epoch value where there is one.
 fn value(entry: &NumericEntry) -> f64 {
@@ -151,6 +158,7 @@ impl MetricLogger for EpochLogger {
                 ("Accuracy", true) => &mut self.current.train_accuracy_pct,
                 ("Loss", false) => &mut self.current.test_loss,
                 ("Accuracy", false) => &mut self.current.test_accuracy_pct,
+                (LEARNING_RATE, true) => &mut self.current.learning_rate,
                 _ => continue,
             };
             *slot = epoch_value;
@@ -182,9 +190,10 @@ impl MetricLogger for EpochLogger {
                 let row = self.current.clone();
                 if self.print_lines {
                     println!(
-                        "epoch {:>3}/{}  train loss {:.4} acc {:6.2}%  test loss {:.4} acc {:6.2}%  {:.2} s",
+                        "epoch {:>3}/{}  lr {:.3e}  train loss {:.4} acc {:6.2}%  test loss {:.4} acc {:6.2}%  {:.2} s",
                         row.epoch,
                         self.total_epochs,
+                        row.learning_rate,
                         row.train_loss,
                         row.train_accuracy_pct,
                         row.test_loss,

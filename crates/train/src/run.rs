@@ -196,13 +196,14 @@ impl RunDir {
         text.push('\n');
         for r in rows {
             text.push_str(&format!(
-                "{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{}\n",
                 r.epoch,
                 r.train_loss,
                 r.train_accuracy_pct,
                 r.test_loss,
                 r.test_accuracy_pct,
-                r.train_seconds
+                r.train_seconds,
+                r.learning_rate
             ));
         }
         write_atomic(&self.file(METRICS_FILE), text.as_bytes())
@@ -210,12 +211,13 @@ impl RunDir {
 }
 
 const METRICS_HEADER: &str =
-    "epoch,train_loss,train_accuracy_pct,test_loss,test_accuracy_pct,train_seconds";
+    "epoch,train_loss,train_accuracy_pct,test_loss,test_accuracy_pct,train_seconds,learning_rate";
 
+/// A row of the current layout, or of the six-column layout before `learning_rate`.
 fn parse_metrics_row(line: &str) -> Result<EpochMetrics> {
     let fields: Vec<&str> = line.split(',').collect();
-    if fields.len() != 6 {
-        bail!("expected 6 fields, found {}", fields.len());
+    if !(6..=7).contains(&fields.len()) {
+        bail!("expected 7 fields, found {}", fields.len());
     }
     let number = |i: usize| -> Result<f64> {
         fields[i]
@@ -233,6 +235,7 @@ fn parse_metrics_row(line: &str) -> Result<EpochMetrics> {
         test_loss: number(3)?,
         test_accuracy_pct: number(4)?,
         train_seconds: number(5)?,
+        learning_rate: if fields.len() == 7 { number(6)? } else { 0.0 },
     })
 }
 

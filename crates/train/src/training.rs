@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
 use burn::train::checkpoint::KeepLastNCheckpoints;
-use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{Interrupter, Learner, SupervisedTraining};
 use credit_data::{ImageSet, Splits};
 
@@ -17,7 +17,7 @@ use crate::checkpoint::AtomicFileCheckpointer;
 use crate::classifier::Classifier;
 use crate::config::RunConfig;
 use crate::evaluate::test_accuracies;
-use crate::optimizer::FusedAdamW;
+use crate::optimizer::{FusedAdamW, learning_rate_schedule};
 use crate::progress::{EpochLogger, SilentRenderer, TrainingRecord};
 use crate::run::{CONFIG_FILE, RunDir, RunSummary, write_atomic};
 
@@ -81,7 +81,9 @@ pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result
     let train_device = device.clone().autodiff();
     let model = Classifier::init(&config.model, &train_device);
 
-    let optimizer = FusedAdamW::new(&config.optimizer).init();
+    let steps_per_epoch = data.train.len().div_ceil(config.train.batch_size);
+    let optimizer = FusedAdamW::for_epochs(&config.optimizer, steps_per_epoch).init();
+    let learning_rate = learning_rate_schedule(&config.optimizer, steps_per_epoch)?;
 
     let mut train_loader = DataLoaderBuilder::new(data.train.clone())
         .batch_size(config.train.batch_size)
@@ -117,6 +119,7 @@ pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result
     let checkpoint_dir = run.checkpoint_dir();
     let mut training = SupervisedTraining::new(run.path(), train_loader, test_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(logger)
         .with_interrupter(interrupter)
         .with_custom_checkpointers(
@@ -133,7 +136,7 @@ pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result
     if start_epoch > 0 {
         training = training.checkpoint(start_epoch);
     }
-    let result = training.launch(Learner::new(model, optimizer, config.optimizer.lr));
+    let result = training.launch(Learner::new(model, optimizer, learning_rate));
 
     let record = record
         .lock()

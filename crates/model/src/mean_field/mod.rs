@@ -108,6 +108,17 @@ pub trait MeanFieldBackend: Backend {
         composed_forward::<Self>(input, m, xi, pi, eps)
     }
 
+    /// `(dL/dG, dL/dDelta) = (scale · grad, grad ⊙ slope)` from the incoming gradient
+    /// `grad = dL/dh` and `slope = dh/dDelta`, with `scale = 1 / sqrt(N)`. A backend may set
+    /// subnormal results to zero (`flex` does, see its implementation).
+    fn spike_slab_output_grads(
+        grad: FloatTensor<Self>,
+        slope: FloatTensor<Self>,
+        scale: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_output_grads::<Self>(grad, slope, scale)
+    }
+
     /// `(dL/dm, dL/dxi, dL/dpi)` from `dL/dG` and `dL/dDelta`.
     fn spike_slab_param_grads(
         input: FloatTensor<Self>,
@@ -190,6 +201,16 @@ fn composed_forward<B: Backend>(
         above_floor,
     );
     (h, slope)
+}
+
+/// [`MeanFieldBackend::spike_slab_output_grads`] from generic backend operations.
+fn composed_output_grads<B: Backend>(
+    grad: FloatTensor<B>,
+    slope: FloatTensor<B>,
+    scale: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let grad_g = B::float_mul_scalar(grad.clone(), scale.into());
+    (grad_g, B::float_mul(grad, slope))
 }
 
 /// [`MeanFieldBackend::spike_slab_param_grads`] from generic backend operations.
@@ -280,8 +301,8 @@ impl<B: MeanFieldBackend> Backward<B, 4> for SpikeSlabLinearBackward {
             pi,
             slope,
         } = ops.state;
-        let grad_g = B::float_mul_scalar(grad.clone(), input_scale::<B>(&input).into());
-        let grad_delta = B::float_mul(grad, slope);
+        let (grad_g, grad_delta) =
+            B::spike_slab_output_grads(grad, slope, input_scale::<B>(&input));
 
         if let Some(node) = input_node {
             let grad_input = B::spike_slab_input_grad(
