@@ -3,7 +3,7 @@
 //! Connection classes ([`classes`]), the entropy of each weight's distribution ([`entropy`]),
 //! concrete sub-networks sampled from the learned distribution and their ensemble
 //! ([`subnetworks`]), the targeted perturbation experiment ([`perturb`]), and the report that
-//! puts them together ([`analyze`], [`report`]); parameters exported for numpy and PyTorch
+//! puts them together ([`analyze()`], [`report`]); parameters exported for numpy and PyTorch
 //! ([`export`]).
 
 pub mod analyze;

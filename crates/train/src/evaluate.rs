@@ -21,7 +21,7 @@ pub fn accuracy_pct(logits: Tensor<2>, targets: Tensor<1, Int>) -> f64 {
     100.0 * correct as f64 / n as f64
 }
 
-/// Accuracy (percent) of `logits_of` over a whole set, in chunks of [`EVAL_BATCH`] images.
+/// Accuracy (percent) of `logits_of` over a whole set, in chunks of `EVAL_BATCH` images.
 pub fn set_accuracy_pct(
     set: &ImageSet,
     device: &Device,
