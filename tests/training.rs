@@ -243,8 +243,11 @@ fn fused_adamw_restarts_after_every_period() {
     let mut rng = common::Lcg(11);
     let mut tensor = |lo, hi| common::tensor(rng.uniform(40, lo, hi), [40], &device);
     let grads: Vec<Tensor<1>> = (0..4).map(|_| tensor(-1.0, 1.0)).collect();
-    let restarting = FusedAdamW::new(&config).restarting_every(3);
-    let steady = FusedAdamW::new(&config);
+    // Epochs of 3 steps, with and without optimizer.restart_each_epoch.
+    let restarting = FusedAdamW::for_epochs(&config, 3);
+    assert!(config.restart_each_epoch);
+    let steady =
+        FusedAdamW::for_epochs(&smoke(&["optimizer.restart_each_epoch=false"]).optimizer, 3);
     let start = tensor(-1.0, 1.0);
     let (mut a, mut b) = (start.clone(), start);
     let (mut state_a, mut state_b) = (None, None);

@@ -7,7 +7,7 @@
 //! below the smallest normal number to zero (see `flex::flush`). Its state is burn's
 //! [`AdamWState`], so optimizer checkpoints keep their format.
 //!
-//! [`learning_rate_schedule`] and [`FusedAdamW::restarting_every`] give the reference code's
+//! [`learning_rate_schedule`] and [`FusedAdamW::for_epochs`] give the reference code's
 //! schedule: the learning rate halved every 20 epochs, AdamW started afresh every epoch.
 
 use anyhow::{Result, anyhow};
@@ -53,19 +53,9 @@ impl FusedAdamW {
     /// The optimizer of `config` for epochs of `steps_per_epoch` steps: restarting every
     /// epoch if `config.restart_each_epoch`.
     pub fn for_epochs(config: &OptimizerConfig, steps_per_epoch: usize) -> Self {
-        let optimizer = Self::new(config);
-        if config.restart_each_epoch {
-            optimizer.restarting_every(steps_per_epoch)
-        } else {
-            optimizer
-        }
-    }
-
-    /// Starts afresh after every `steps` steps (at least 1).
-    pub fn restarting_every(self, steps: usize) -> Self {
         Self {
-            restart_every: Some(steps.max(1)),
-            ..self
+            restart_every: config.restart_each_epoch.then_some(steps_per_epoch.max(1)),
+            ..Self::new(config)
         }
     }
 

@@ -217,7 +217,10 @@ const METRICS_HEADER: &str =
 fn parse_metrics_row(line: &str) -> Result<EpochMetrics> {
     let fields: Vec<&str> = line.split(',').collect();
     if !(6..=7).contains(&fields.len()) {
-        bail!("expected 7 fields, found {}", fields.len());
+        bail!(
+            "expected 7 fields (6 before learning_rate), found {}",
+            fields.len()
+        );
     }
     let number = |i: usize| -> Result<f64> {
         fields[i]
