@@ -4,11 +4,11 @@ mod common;
 
 use std::path::Path;
 
-use credit_analysis::classes::{Tolerance, layer_classes};
+use credit_analysis::classes::Tolerance;
 use credit_analysis::params::LayerParams;
 use credit_analysis::perturb::{perturb_layer, sampled_error_pct};
 use credit_analysis::{AnalysisConfig, analyze, write_report, zero_fraction};
-use credit_train::{Backend, RunConfig, RunDir, TrainOptions, load_data, train};
+use credit_train::{BackendKind, RunConfig, RunDir, TrainOptions, load_data, train};
 
 /// Trains the smoke config into a temporary run.
 fn smoke_run() -> (tempfile::TempDir, RunDir, RunConfig) {
@@ -17,7 +17,7 @@ fn smoke_run() -> (tempfile::TempDir, RunDir, RunConfig) {
     let data_dir = format!("data.dir={}", manifest.join("data/mnist").display());
     let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &[data_dir]).unwrap();
     let run = RunDir::new(root.path().join("smoke"));
-    let mut options = TrainOptions::new(Backend::default_available().unwrap());
+    let mut options = TrainOptions::new(BackendKind::default_available().unwrap());
     options.dashboard = false;
     train(&config, &run, &options).unwrap();
     (root, run, config)
@@ -36,7 +36,7 @@ fn removing_very_important_connections_hurts_far_more_than_variable_ones() {
     let net = model.spike_slab().unwrap();
     let params = LayerParams::of(net);
     let test = load_data(&config).unwrap().test;
-    let classes = layer_classes(&params[0], Tolerance::default());
+    let classes = params[0].classes(Tolerance::default());
 
     // With one repetition and the same device seed, f = 0 is exactly the first unperturbed
     // sampled network.
@@ -109,7 +109,7 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
         repetitions: 2,
         ..AnalysisConfig::default()
     };
-    let analysed = analyze(&run, &config, Backend::default_available().unwrap()).unwrap();
+    let analysed = analyze(&run, &config, BackendKind::default_available().unwrap()).unwrap();
     let out = root.path().join("analysis");
     let written = write_report(&analysed, &out).unwrap();
 

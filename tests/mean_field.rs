@@ -9,8 +9,8 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use common::{Lcg, tensor, values};
-use credit_model::{DELTA_FLOOR, spike_slab_linear};
-use credit_train::Backend;
+use credit_ops::mean_field::{DELTA_FLOOR, spike_slab_linear};
+use credit_train::BackendKind;
 
 /// Layer shapes `(batch, d_input, d_output)`: column tiles with and without a partial vector,
 /// two tiles, exactly one vector, and an output layer narrower than a vector (composed path).
@@ -139,7 +139,7 @@ pub fn assert_close(a: &[f64], b: &[f64], tolerance: f64, what: &str) {
 
 const NAMES: [&str; 5] = ["h", "dL/dinput", "dL/dm", "dL/dxi", "dL/dpi"];
 
-fn check_backend(backend: Backend) {
+fn check_backend(backend: BackendKind) {
     let device = backend.device().expect("the backend has a device");
     for (i, shape) in SHAPES.into_iter().enumerate() {
         let fixture = Fixture::new(shape, 7 + i as u64);
@@ -154,13 +154,13 @@ fn check_backend(backend: Backend) {
 
 #[test]
 fn fused_operation_matches_the_composed_formula_on_flex() {
-    check_backend(Backend::Flex);
+    check_backend(BackendKind::Flex);
 }
 
 #[cfg(feature = "ndarray")]
 #[test]
 fn fused_operation_matches_the_composed_formula_on_ndarray() {
-    check_backend(Backend::Ndarray);
+    check_backend(BackendKind::Ndarray);
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{Lcg, device, tensor, values};
-use credit_model::{NetworkConfig, Noise, SpikeSlabLinear};
+use credit_model::{ModelConfig, Noise, SpikeSlabLinear};
 
 const D_IN: usize = 8;
 const D_OUT: usize = 3;
@@ -159,9 +159,12 @@ fn a_layer_with_no_spikes_and_no_variance_samples_its_mean() {
 fn the_mean_network_equals_the_noise_free_forward_pass() {
     let device = device();
     device.seed(6);
-    let net = NetworkConfig::new(vec![D_IN, 5, D_OUT])
-        .with_pi_init(0.3)
-        .init_spike_slab(&device);
+    let config = ModelConfig {
+        sizes: vec![D_IN, 5, D_OUT],
+        pi_init: 0.3,
+        ..ModelConfig::default()
+    };
+    let net = config.init_spike_slab(&device);
     let input: Tensor<2> = tensor(Lcg(9).uniform(4 * D_IN, 0.0, 1.0), [4, D_IN], &device);
     let direct = values(net.forward(input.clone(), Noise::Off));
     let via_mean = values(net.mean_network().forward(input));
@@ -176,7 +179,7 @@ fn the_mean_network_equals_the_noise_free_forward_pass() {
 fn initialisation_follows_the_reference_code() {
     let device = device();
     device.seed(8);
-    let net = NetworkConfig::new(vec![784, 100, 100, 10]).init_spike_slab(&device);
+    let net = ModelConfig::default().init_spike_slab(&device);
     for layer in &net.layers {
         let m = values(layer.m.val());
         let (mean, var, mean_se, _) = moments(&m);

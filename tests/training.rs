@@ -32,7 +32,7 @@ fn smoke(overrides: &[&str]) -> RunConfig {
 const SMOKE_FLOOR_PCT: f64 = 70.0;
 
 fn options() -> TrainOptions {
-    let mut options = TrainOptions::new(credit_train::Backend::default_available().unwrap());
+    let mut options = TrainOptions::new(credit_train::BackendKind::default_available().unwrap());
     options.dashboard = false;
     options
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use common::{Lcg, tensor, values};
 use credit_model::{SpikeSlabLinear, SpikeSlabNet};
-use credit_train::{Backend, RunConfig, RunDir, TrainOptions, train};
+use credit_train::{BackendKind, RunConfig, RunDir, TrainOptions, train};
 
 const SIZES: [usize; 3] = [12, 8, 4];
 const BATCH: usize = 5;
@@ -50,8 +50,8 @@ const TOLERANCE: f64 = 1e-4;
 
 #[test]
 fn wgpu_forward_matches_the_cpu_for_fixed_parameters_and_noise() {
-    let cpu = logits(&Backend::Flex.device().unwrap());
-    let gpu = logits(&Backend::Wgpu.device().unwrap());
+    let cpu = logits(&BackendKind::Flex.device().unwrap());
+    let gpu = logits(&BackendKind::Wgpu.device().unwrap());
     assert_eq!(cpu.len(), gpu.len());
     for (c, g) in cpu.iter().zip(&gpu) {
         assert!(
@@ -70,7 +70,7 @@ fn the_smoke_config_trains_on_wgpu() {
     ];
     let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &overrides).unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut options = TrainOptions::new(Backend::Wgpu);
+    let mut options = TrainOptions::new(BackendKind::Wgpu);
     options.dashboard = false;
     let summary = train(&config, &RunDir::new(root.path().join("wgpu")), &options).unwrap();
     assert_eq!(summary.backend, "wgpu");

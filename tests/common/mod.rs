@@ -3,11 +3,11 @@
 #![allow(dead_code)]
 
 use burn::tensor::{Device, Tensor, TensorData};
-use credit_train::Backend;
+use credit_train::BackendKind;
 
 /// The default backend's device (flex in the default build).
 pub fn device() -> Device {
-    Backend::default_available()
+    BackendKind::default_available()
         .expect("a backend is compiled in")
         .device()
         .expect("the default backend has a device")

@@ -5,10 +5,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use credit_train::{Backend, Classifier, ModelKind, RunConfig, RunDir, load_data, test_accuracies};
+use credit_train::{
+    BackendKind, Classifier, ModelKind, RunConfig, RunDir, load_data, test_accuracies,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::classes::{ClassCounts, Tolerance, count_classes, layer_classes};
+use crate::classes::{ClassCounts, Tolerance, count_classes};
 use crate::entropy::{entropy_closed_form, layer_entropies};
 use crate::params::{LayerParams, deterministic_weights};
 use crate::perturb::{LayerPerturbation, perturb_layer};
@@ -166,7 +168,7 @@ pub struct AnalysedRun {
 }
 
 /// Analyses the run in `run` on `backend`.
-pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: Backend) -> Result<AnalysedRun> {
+pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: BackendKind) -> Result<AnalysedRun> {
     let started = Instant::now();
     let run_config: RunConfig = run.config()?;
     let device: Device = backend.device()?;
@@ -215,12 +217,8 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: Backend) -> Resul
         &device,
         config.samples,
     ));
-    let (nonzero, total) = params.iter().fold((0, 0), |(nz, t), p| {
-        let kept = (0..p.len())
-            .filter(|&k| (1.0 - p.pi[k]) * p.m[k] != 0.0)
-            .count();
-        (nz + kept, t + p.len())
-    });
+    let nonzero = params.iter().map(LayerParams::nonzero_mean_weights).sum();
+    let total = params.iter().map(LayerParams::len).sum();
     analysis.accuracy.pruned = Some(PrunedReport {
         accuracy_pct: accuracies.test_mean_network_pct,
         nonzero,
@@ -228,7 +226,7 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: Backend) -> Resul
     });
 
     for (l, p) in params.iter().enumerate() {
-        let classes = layer_classes(p, config.tolerance);
+        let classes = p.classes(config.tolerance);
         let entropies = layer_entropies(p, config.entropy_samples, config.seed + l as u64);
         let (entropy_mean, entropy_sd) = mean_sd(&entropies);
         let closed: f64 = (0..p.len())
@@ -241,7 +239,7 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: Backend) -> Resul
             d_input: p.d_input,
             d_output: p.d_output,
             classes: count_classes(&classes),
-            classes_loose: count_classes(&layer_classes(p, config.loose_tolerance)),
+            classes_loose: count_classes(&p.classes(config.loose_tolerance)),
             mean_pi: mean(&p.pi),
             mean_xi: mean(&p.xi),
             entropy_mean,

@@ -7,12 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use credit_train::{BackendKind, Classifier, RunDir, load_data, set_accuracy_pct, write_atomic};
 use serde::{Deserialize, Serialize};
 
-use crate::params::LayerParams;
+use crate::params::{LayerParams, deterministic_weights, to_network};
 
 /// The file format of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,22 +66,14 @@ pub fn spike_slab_tensors(params: &[LayerParams]) -> TensorSet {
     set
 }
 
-/// The pruned deterministic network: expected weights `(1 - pi) m`, and zero wherever
+/// The pruned deterministic network: expected weights `(1 - pi) m`, which are zero wherever
 /// `pi = 1` (unimportant connections dropped).
 pub fn pruned_tensors(params: &[LayerParams]) -> TensorSet {
     params
         .iter()
         .enumerate()
         .map(|(l, p)| {
-            let values = (0..p.len())
-                .map(|k| {
-                    if p.pi[k] >= 1.0 {
-                        0.0
-                    } else {
-                        (1.0 - p.pi[k]) * p.m[k]
-                    }
-                })
-                .collect();
+            let values = p.mean_weights();
             (
                 format!("layer{}.weight", l + 1),
                 NamedTensor {
@@ -249,4 +242,91 @@ fn parse_npy_header(data: &[u8]) -> Result<(Vec<usize>, usize)> {
         .map(|s| s.parse::<usize>().context("bad npy shape"))
         .collect::<Result<Vec<_>>>()?;
     Ok((shape, 10 + len))
+}
+
+/// What [`export_run`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportReport {
+    /// The file written.
+    pub path: PathBuf,
+    /// The tensors' names, in name order.
+    pub tensors: Vec<String>,
+    /// For `--pruned`: the pruned network's test accuracy (percent), its non-zero weights and
+    /// all its weights.
+    pub pruned: Option<(f64, usize, usize)>,
+}
+
+/// Writes the parameters of the run in `run` as `format`: `m`, `xi`, `pi` of a spike-and-slab
+/// run, the weights of a deterministic one, or with `pruned` the network of expected weights
+/// `(1 - pi) m` (whose test accuracy it measures on `backend`). `out` defaults to
+/// `RUN/export.EXT` or `RUN/pruned.EXT`.
+///
+/// # Errors
+/// If the run cannot be loaded, `pruned` is asked of a deterministic run, or the file cannot
+/// be written.
+pub fn export_run(
+    run: &RunDir,
+    format: ExportFormat,
+    pruned: bool,
+    out: Option<PathBuf>,
+    backend: BackendKind,
+) -> Result<ExportReport> {
+    let config = run.config()?;
+    let device = backend.device()?;
+    let model = run.load_model(&config, &device, None)?;
+    let mut metadata = HashMap::from([
+        ("run".to_string(), run.path().display().to_string()),
+        ("sizes".to_string(), format!("{:?}", config.model.sizes)),
+        (
+            "layer".to_string(),
+            "h = a @ weight.T / sqrt(d_input), ReLU between layers, no biases".to_string(),
+        ),
+    ]);
+    let mut pruned_report = None;
+    let tensors = match (&model, pruned) {
+        (Classifier::SpikeSlab(net), false) => {
+            metadata.insert(
+                "model".into(),
+                "spike-slab: w = 0 w.p. pi, else N(m, xi)".into(),
+            );
+            spike_slab_tensors(&LayerParams::of(net))
+        }
+        (Classifier::SpikeSlab(net), true) => {
+            let params = LayerParams::of(net);
+            let tensors = pruned_tensors(&params);
+            let total: usize = params.iter().map(LayerParams::len).sum();
+            let nonzero: usize = params.iter().map(LayerParams::nonzero_mean_weights).sum();
+            let data = load_data(&config)?;
+            let network = to_network(&params, &device).mean_network();
+            let accuracy = set_accuracy_pct(&data.test, &device, |x| network.forward(x));
+            metadata.insert(
+                "model".into(),
+                "pruned: weight = (1-pi) m, 0 where pi = 1".into(),
+            );
+            metadata.insert("test_accuracy_pct".into(), format!("{accuracy:.4}"));
+            metadata.insert("nonzero_weights".into(), nonzero.to_string());
+            pruned_report = Some((accuracy, nonzero, total));
+            tensors
+        }
+        (Classifier::Deterministic(net), false) => {
+            metadata.insert("model".into(), "deterministic".into());
+            weight_tensors(&deterministic_weights(net))
+        }
+        (Classifier::Deterministic(_), true) => bail!(
+            "--pruned needs a spike-and-slab run; {} is deterministic",
+            run.path().display()
+        ),
+    };
+    let extension = match format {
+        ExportFormat::Safetensors => "safetensors",
+        ExportFormat::Npz => "npz",
+    };
+    let stem = if pruned { "pruned" } else { "export" };
+    let path = out.unwrap_or_else(|| run.file(&format!("{stem}.{extension}")));
+    write_atomic(&path, &encode(&tensors, format, metadata)?)?;
+    Ok(ExportReport {
+        path,
+        tensors: tensors.keys().cloned().collect(),
+        pruned: pruned_report,
+    })
 }

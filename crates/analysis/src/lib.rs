@@ -7,7 +7,7 @@
 //! ([`export`]).
 
 pub mod analyze;
-pub mod classes;
+pub use credit_model::classes;
 pub mod entropy;
 pub mod export;
 mod figures;

@@ -2,7 +2,9 @@
 //! connection.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use credit_model::classes::{ConnectionClass, Tolerance, layer_classes};
 use credit_model::{DeterministicNet, SpikeSlabLinear, SpikeSlabNet};
+use credit_ops::equations::weight_moments;
 
 /// One layer's `m`, `xi` and `pi`, row-major `[d_output, d_input]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +52,24 @@ impl LayerParams {
     /// Number of connections.
     pub fn len(&self) -> usize {
         self.m.len()
+    }
+
+    /// The expected weights `(1 - pi) m`, row-major: the mean network, and the pruned
+    /// network, since they are 0 where `pi = 1`.
+    pub fn mean_weights(&self) -> Vec<f32> {
+        (0..self.len())
+            .map(|k| weight_moments(self.m[k], self.xi[k], self.pi[k]).0)
+            .collect()
+    }
+
+    /// How many expected weights `(1 - pi) m` are not zero.
+    pub fn nonzero_mean_weights(&self) -> usize {
+        self.mean_weights().iter().filter(|&&w| w != 0.0).count()
+    }
+
+    /// The class of every connection, row-major.
+    pub fn classes(&self, tolerance: Tolerance) -> Vec<ConnectionClass> {
+        layer_classes(&self.pi, &self.xi, tolerance)
     }
 
     /// Whether the layer has no connection.

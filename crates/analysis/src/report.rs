@@ -8,7 +8,7 @@ use anyhow::Result;
 use credit_train::write_atomic;
 
 use crate::analyze::{AnalysedRun, Analysis};
-use crate::classes::{ConnectionClass, layer_classes};
+use crate::classes::ConnectionClass;
 use crate::figures::{CurveSeries, HistogramSeries, curves_svg, histogram_svg};
 use crate::perturb::Curve;
 
@@ -65,7 +65,7 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
                 svg: histogram_svg(&format!("Layer {n}: {name}"), axis, &series, bins)?,
             });
         }
-        let classes = layer_classes(p, a.config.tolerance);
+        let classes = p.classes(a.config.tolerance);
         let by_class: Vec<(ConnectionClass, Vec<f32>)> = ConnectionClass::ALL
             .iter()
             .map(|&c| {

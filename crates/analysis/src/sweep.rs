@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use credit_train::{ModelKind, RunSummary};
+use anyhow::{Result, bail};
+use credit_train::{ModelKind, RunSummary, split_override};
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::Analysis;
@@ -64,9 +64,7 @@ pub fn plan(sets: &[String], seeds: usize, baseline: bool) -> Result<Vec<SweepRu
     let mut fixed = Vec::new();
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for set in sets {
-        let (key, raw) = set
-            .split_once('=')
-            .with_context(|| format!("--set {set:?} is not of the form key=value"))?;
+        let (key, raw) = split_override(set)?;
         let values = split_values(raw);
         if values.iter().any(String::is_empty) {
             bail!("--set {set:?} has an empty value");

@@ -7,13 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use credit_analysis::export::{
-    ExportFormat, encode, pruned_tensors, spike_slab_tensors, weight_tensors,
-};
-use credit_analysis::params::{LayerParams, deterministic_weights, to_network};
+use credit_analysis::export::ExportFormat;
 use credit_analysis::{Analysis, AnalysisConfig, evaluate_subnetworks};
 use credit_train::{
-    AwakeWorkers, Backend, Classifier, RunConfig, RunDir, TrainOptions, load_data, test_accuracies,
+    AwakeWorkers, BackendKind, RunConfig, RunDir, TrainOptions, load_data, test_accuracies,
 };
 
 #[derive(Parser)]
@@ -80,14 +77,14 @@ pub(crate) struct BackendArg {
     /// Backend to run on (flex, ndarray, wgpu; whichever this build contains). Default: the
     /// first compiled in, in that order.
     #[arg(long)]
-    backend: Option<Backend>,
+    backend: Option<BackendKind>,
 }
 
 impl BackendArg {
-    pub(crate) fn resolve(&self) -> Result<Backend> {
+    pub(crate) fn resolve(&self) -> Result<BackendKind> {
         match self.backend {
             Some(backend) => Ok(backend),
-            None => Backend::default_available().context("this build contains no backend"),
+            None => BackendKind::default_available().context("this build contains no backend"),
         }
     }
 }
@@ -404,74 +401,23 @@ fn print_analysis(a: &Analysis) {
 
 fn run_export(args: ExportArgs) -> Result<()> {
     let backend = args.backend.resolve()?;
-    let run = RunDir::new(&args.run);
-    let config = run.config()?;
-    let device = backend.device()?;
-    let model = run.load_model(&config, &device, None)?;
-    let mut metadata = std::collections::HashMap::from([
-        ("run".to_string(), args.run.display().to_string()),
-        ("sizes".to_string(), format!("{:?}", config.model.sizes)),
-        (
-            "layer".to_string(),
-            "h = a @ weight.T / sqrt(d_input), ReLU between layers, no biases".to_string(),
-        ),
-    ]);
-    let tensors = match (&model, args.pruned) {
-        (Classifier::SpikeSlab(net), false) => {
-            metadata.insert(
-                "model".into(),
-                "spike-slab: w = 0 w.p. pi, else N(m, xi)".into(),
-            );
-            spike_slab_tensors(&LayerParams::of(net))
-        }
-        (Classifier::SpikeSlab(net), true) => {
-            let params = LayerParams::of(net);
-            let pruned = pruned_tensors(&params);
-            let total: usize = params.iter().map(LayerParams::len).sum();
-            let nonzero = pruned
-                .values()
-                .map(|t| t.values.iter().filter(|&&w| w != 0.0).count())
-                .sum::<usize>();
-            let data = load_data(&config)?;
-            let pruned_network = to_network(&params, &device).mean_network();
-            let accuracy =
-                credit_train::set_accuracy_pct(&data.test, &device, |x| pruned_network.forward(x));
-            println!(
-                "pruned network: {accuracy:.2}% test accuracy, {nonzero} of {total} weights non-zero"
-            );
-            metadata.insert(
-                "model".into(),
-                "pruned: weight = (1-pi) m, 0 where pi = 1".into(),
-            );
-            metadata.insert("test_accuracy_pct".into(), format!("{accuracy:.4}"));
-            metadata.insert("nonzero_weights".into(), nonzero.to_string());
-            pruned
-        }
-        (Classifier::Deterministic(net), false) => {
-            metadata.insert("model".into(), "deterministic".into());
-            weight_tensors(&deterministic_weights(net))
-        }
-        (Classifier::Deterministic(_), true) => {
-            anyhow::bail!(
-                "--pruned needs a spike-and-slab run; {} is deterministic",
-                args.run.display()
-            )
-        }
-    };
-    let extension = match args.format {
-        ExportFormat::Safetensors => "safetensors",
-        ExportFormat::Npz => "npz",
-    };
-    let stem = if args.pruned { "pruned" } else { "export" };
-    let out = args
-        .out
-        .unwrap_or_else(|| args.run.join(format!("{stem}.{extension}")));
-    credit_train::write_atomic(&out, &encode(&tensors, args.format, metadata)?)?;
+    let report = credit_analysis::export::export_run(
+        &RunDir::new(&args.run),
+        args.format,
+        args.pruned,
+        args.out,
+        backend,
+    )?;
+    if let Some((accuracy, nonzero, total)) = report.pruned {
+        println!(
+            "pruned network: {accuracy:.2}% test accuracy, {nonzero} of {total} weights non-zero"
+        );
+    }
     println!(
         "wrote {} tensors ({}) to {}",
-        tensors.len(),
-        tensors.keys().cloned().collect::<Vec<_>>().join(", "),
-        out.display()
+        report.tensors.len(),
+        report.tensors.join(", "),
+        report.path.display()
     );
     Ok(())
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use credit_analysis::Analysis;
 use credit_analysis::sweep::{SweepRun, plan, summarise, write_sweep_report};
-use credit_train::{Backend, ModelKind, RunConfig, RunDir};
+use credit_train::{BackendKind, ModelKind, RunConfig, RunDir};
 
 use crate::BackendArg;
 
@@ -106,7 +106,7 @@ fn run_tasks(tasks: Vec<Task>, jobs: usize, what: &str) -> Result<()> {
 }
 
 pub fn run_sweep(args: SweepArgs) -> Result<()> {
-    let backend: Backend = args.backend.resolve()?;
+    let backend: BackendKind = args.backend.resolve()?;
     let runs = plan(&args.sets, args.seeds, !args.no_baseline)?;
     for run in &runs {
         RunConfig::load(&args.config, &run.overrides)

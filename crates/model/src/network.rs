@@ -3,65 +3,12 @@
 //! Both map `[batch, sizes[0]]` inputs to `[batch, sizes.last()]` logits through bias-free
 //! layers scaled by `1/sqrt(N)`, with ReLU between layers and none after the last.
 
-use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::spike_slab::{Noise, SpikeSlabLinear, SpikeSlabLinearConfig};
-
-/// Configuration shared by both networks; the defaults are the reference code's.
-#[derive(Config, Debug)]
-pub struct NetworkConfig {
-    /// Layer widths, input first: `[784, 100, 100, 10]` is two hidden layers.
-    pub sizes: Vec<usize>,
-    /// Standard deviation of the Gaussian init of `m` (or of the baseline's weights).
-    #[config(default = 0.050_507_627_227_610_54)]
-    pub m_init_std: f64,
-    /// `xi` starts uniform in `[0, xi_init_max)`.
-    #[config(default = 0.01)]
-    pub xi_init_max: f64,
-    /// Initial value of every `pi`.
-    #[config(default = 0.0)]
-    pub pi_init: f64,
-}
-
-impl NetworkConfig {
-    /// `(d_input, d_output)` of each layer.
-    fn layer_dims(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.sizes.windows(2).map(|pair| (pair[0], pair[1]))
-    }
-
-    /// A spike-and-slab network with freshly drawn parameters.
-    pub fn init_spike_slab(&self, device: &Device) -> SpikeSlabNet {
-        let layers = self
-            .layer_dims()
-            .map(|(d_input, d_output)| {
-                SpikeSlabLinearConfig::new(d_input, d_output)
-                    .with_m_init_std(self.m_init_std)
-                    .with_xi_init_max(self.xi_init_max)
-                    .with_pi_init(self.pi_init)
-                    .init(device)
-            })
-            .collect();
-        SpikeSlabNet { layers }
-    }
-
-    /// A deterministic network whose weights are drawn like the spike-and-slab `m`.
-    pub fn init_deterministic(&self, device: &Device) -> DeterministicNet {
-        let layers = self
-            .layer_dims()
-            .map(|(d_input, d_output)| {
-                DeterministicLinear::new(Tensor::random(
-                    [d_output, d_input],
-                    Distribution::Normal(0.0, self.m_init_std),
-                    device,
-                ))
-            })
-            .collect();
-        DeterministicNet { layers }
-    }
-}
+use crate::config::ModelConfig;
+use crate::spike_slab::{Noise, SpikeSlabLinear};
 
 /// Applies `layer` to each layer in turn with ReLU in between.
 fn chain<L>(
@@ -84,6 +31,15 @@ pub struct SpikeSlabNet {
 }
 
 impl SpikeSlabNet {
+    /// A network of `config.sizes` with freshly drawn parameters (seed the device first).
+    pub fn init(config: &ModelConfig, device: &Device) -> Self {
+        let layers = config
+            .layer_dims()
+            .map(|(d_input, d_output)| SpikeSlabLinear::init(d_input, d_output, config, device))
+            .collect();
+        Self { layers }
+    }
+
     /// Layer widths, input first.
     pub fn sizes(&self) -> Vec<usize> {
         layer_sizes(self.layers.iter().map(SpikeSlabLinear::dims))
@@ -180,6 +136,22 @@ pub struct DeterministicNet {
 }
 
 impl DeterministicNet {
+    /// A network of `config.sizes` whose weights are drawn like the spike-and-slab `m`,
+    /// `N(0, m_init_std²)` (seed the device first).
+    pub fn init(config: &ModelConfig, device: &Device) -> Self {
+        let layers = config
+            .layer_dims()
+            .map(|(d_input, d_output)| {
+                DeterministicLinear::new(Tensor::random(
+                    [d_output, d_input],
+                    Distribution::Normal(0.0, config.m_init_std),
+                    device,
+                ))
+            })
+            .collect();
+        Self { layers }
+    }
+
     /// Layer widths, input first.
     pub fn sizes(&self) -> Vec<usize> {
         layer_sizes(self.layers.iter().map(|l| l.weight.val().dims()))

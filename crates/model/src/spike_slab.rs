@@ -11,11 +11,12 @@
 //! h     = (G + sqrt(Delta) eps) / sqrt(N),    eps ~ N(0, 1) per sample and unit
 //! ```
 
-use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::mean_field::{DELTA_FLOOR, clamp_values, spike_slab_linear};
+use credit_ops::mean_field::{DELTA_FLOOR, clamp_values, spike_slab_linear};
+
+use crate::config::ModelConfig;
 use crate::noise::standard_normal;
 
 /// How the noise term `sqrt(Delta) eps` of the pre-activation is treated.
@@ -25,36 +26,6 @@ pub enum Noise {
     Sampled,
     /// No noise: the "mean network" `h = G / sqrt(N)`.
     Off,
-}
-
-/// Configuration of a [`SpikeSlabLinear`] layer; the defaults are those of the authors' code.
-#[derive(Config, Debug)]
-pub struct SpikeSlabLinearConfig {
-    /// Input width `N`.
-    pub d_input: usize,
-    /// Output width.
-    pub d_output: usize,
-    /// Standard deviation of the Gaussian init of `m` (the reference uses `sqrt(2/784)` for
-    /// every layer, whatever its width).
-    #[config(default = 0.050_507_627_227_610_54)]
-    pub m_init_std: f64,
-    /// `xi` starts uniform in `[0, xi_init_max)`.
-    #[config(default = 0.01)]
-    pub xi_init_max: f64,
-    /// Initial value of every `pi`.
-    #[config(default = 0.0)]
-    pub pi_init: f64,
-}
-
-impl SpikeSlabLinearConfig {
-    /// Draws the initial parameters on `device` (seed the device first for reproducibility).
-    pub fn init(&self, device: &Device) -> SpikeSlabLinear {
-        let shape = [self.d_output, self.d_input];
-        let m = Tensor::random(shape, Distribution::Normal(0.0, self.m_init_std), device);
-        let xi = Tensor::random(shape, Distribution::Uniform(0.0, self.xi_init_max), device);
-        let pi = Tensor::full(shape, self.pi_init, device);
-        SpikeSlabLinear::from_tensors(m, xi, pi)
-    }
 }
 
 /// A fully connected layer whose weights are spike-and-slab random variables. No bias.
@@ -69,6 +40,21 @@ pub struct SpikeSlabLinear {
 }
 
 impl SpikeSlabLinear {
+    /// A layer `[d_output, d_input]` with parameters drawn as `config` says (seed the device
+    /// first for reproducibility): `m ~ N(0, m_init_std²)`, `xi ~ U(0, xi_init_max)`,
+    /// `pi = pi_init`.
+    pub fn init(d_input: usize, d_output: usize, config: &ModelConfig, device: &Device) -> Self {
+        let shape = [d_output, d_input];
+        let m = Tensor::random(shape, Distribution::Normal(0.0, config.m_init_std), device);
+        let xi = Tensor::random(
+            shape,
+            Distribution::Uniform(0.0, config.xi_init_max),
+            device,
+        );
+        let pi = Tensor::full(shape, config.pi_init, device);
+        Self::from_tensors(m, xi, pi)
+    }
+
     /// Builds a layer from parameter values, each `[d_output, d_input]`.
     pub fn from_tensors(m: Tensor<2>, xi: Tensor<2>, pi: Tensor<2>) -> Self {
         assert_eq!(m.dims(), xi.dims(), "m and xi must have the same shape");

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// A burn backend this build may contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Backend {
+pub enum BackendKind {
     /// burn-flex: pure-Rust CPU backend (feature `flex`).
     Flex,
     /// burn-ndarray: the older CPU backend, deprecated in burn 0.22 (feature `ndarray`).
@@ -18,35 +18,35 @@ pub enum Backend {
     Wgpu,
 }
 
-impl Backend {
+impl BackendKind {
     /// Every backend, fastest CPU backend first (measured with `credit bench`).
-    pub const ALL: [Backend; 3] = [Backend::Flex, Backend::Ndarray, Backend::Wgpu];
+    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Wgpu];
 
     /// The backends compiled into this build.
-    pub fn available() -> Vec<Backend> {
+    pub fn available() -> Vec<BackendKind> {
         Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
     }
 
-    /// The default: the first compiled one of [`Backend::ALL`].
-    pub fn default_available() -> Option<Backend> {
+    /// The default: the first compiled one of [`BackendKind::ALL`].
+    pub fn default_available() -> Option<BackendKind> {
         Self::available().into_iter().next()
     }
 
     /// Whether this build contains the backend.
     pub fn is_compiled(self) -> bool {
         match self {
-            Backend::Flex => cfg!(feature = "flex"),
-            Backend::Ndarray => cfg!(feature = "ndarray"),
-            Backend::Wgpu => cfg!(feature = "wgpu"),
+            BackendKind::Flex => cfg!(feature = "flex"),
+            BackendKind::Ndarray => cfg!(feature = "ndarray"),
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
         }
     }
 
     /// The cargo feature that compiles it in.
     pub fn name(self) -> &'static str {
         match self {
-            Backend::Flex => "flex",
-            Backend::Ndarray => "ndarray",
-            Backend::Wgpu => "wgpu",
+            BackendKind::Flex => "flex",
+            BackendKind::Ndarray => "ndarray",
+            BackendKind::Wgpu => "wgpu",
         }
     }
 
@@ -54,25 +54,25 @@ impl Backend {
     pub fn device(self) -> Result<Device, BackendError> {
         match self {
             #[cfg(feature = "flex")]
-            Backend::Flex => Ok(Device::flex()),
+            BackendKind::Flex => Ok(Device::flex()),
             #[cfg(feature = "ndarray")]
             #[allow(deprecated)]
-            Backend::Ndarray => Ok(Device::ndarray()),
+            BackendKind::Ndarray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            BackendKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
             #[allow(unreachable_patterns)]
             other => Err(BackendError::NotCompiled(other)),
         }
     }
 }
 
-impl fmt::Display for Backend {
+impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl FromStr for Backend {
+impl FromStr for BackendKind {
     type Err = BackendError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -86,13 +86,13 @@ impl FromStr for Backend {
 /// A backend that cannot be used in this build.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// Not one of the names in [`Backend::ALL`].
+    /// Not one of the names in [`BackendKind::ALL`].
     #[error("unknown backend `{0}` (known: flex, ndarray, wgpu)")]
     Unknown(String),
     /// Known, but its cargo feature was not enabled.
     #[error(
         "backend `{0}` is not compiled into this build (available: {list}); rebuild with `--features {0}`",
-        list = Backend::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+        list = BackendKind::available().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     )]
-    NotCompiled(Backend),
+    NotCompiled(BackendKind),
 }

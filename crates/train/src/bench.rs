@@ -6,7 +6,7 @@ use anyhow::Result;
 use credit_model::Noise;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::BackendKind;
 use crate::classifier::Classifier;
 use crate::config::RunConfig;
 use crate::evaluate::set_accuracy_pct;
@@ -45,7 +45,7 @@ pub struct BenchReport {
 /// times `eval_repeats` mean-field passes over the test images.
 pub fn bench(
     config: &RunConfig,
-    backend: Backend,
+    backend: BackendKind,
     epochs: usize,
     eval_repeats: usize,
     run: &RunDir,

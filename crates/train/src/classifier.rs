@@ -10,7 +10,7 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use credit_data::ImageBatch;
 use credit_model::{DeterministicNet, Noise, SpikeSlabNet};
 
-use crate::config::{ModelConfig, ModelKind};
+use credit_model::{ModelConfig, ModelKind};
 
 /// Either network of a run.
 #[derive(Module, Debug)]
@@ -24,10 +24,9 @@ pub enum Classifier {
 impl Classifier {
     /// Freshly initialised network of the configured kind (seed the device first).
     pub fn init(config: &ModelConfig, device: &Device) -> Self {
-        let network = config.network();
         match config.kind {
-            ModelKind::SpikeSlab => Self::SpikeSlab(network.init_spike_slab(device)),
-            ModelKind::Deterministic => Self::Deterministic(network.init_deterministic(device)),
+            ModelKind::SpikeSlab => Self::SpikeSlab(config.init_spike_slab(device)),
+            ModelKind::Deterministic => Self::Deterministic(config.init_deterministic(device)),
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use credit_data::Format;
-use credit_model::NetworkConfig;
+pub use credit_model::{ModelConfig, ModelKind};
 use serde::{Deserialize, Serialize};
 
 /// A whole run: what to train, on what, how.
@@ -24,33 +24,6 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// AdamW settings.
     pub optimizer: OptimizerConfig,
-}
-
-/// Which network, which sizes, which init.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    /// `spike-slab` (the paper's model) or `deterministic` (plain backprop baseline).
-    pub kind: ModelKind,
-    /// Layer widths, input first.
-    pub sizes: Vec<usize>,
-    /// Standard deviation of the Gaussian init of `m`: `sqrt(2/784)` in the reference code,
-    /// for every layer.
-    pub m_init_std: f64,
-    /// `xi` starts uniform in `[0, xi_init_max)`.
-    pub xi_init_max: f64,
-    /// Initial `pi`.
-    pub pi_init: f64,
-}
-
-/// The two trainable networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// Spike-and-slab mean-field network.
-    SpikeSlab,
-    /// Ordinary network with deterministic weights.
-    Deterministic,
 }
 
 /// Where the data is and how much of it is used.
@@ -105,18 +78,6 @@ pub struct OptimizerConfig {
     pub restart_each_epoch: bool,
 }
 
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            kind: ModelKind::SpikeSlab,
-            sizes: vec![784, 100, 100, 10],
-            m_init_std: (2.0f64 / 784.0).sqrt(),
-            xi_init_max: 0.01,
-            pi_init: 0.0,
-        }
-    }
-}
-
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
@@ -151,16 +112,6 @@ impl Default for OptimizerConfig {
             lr_step_factor: 0.5,
             restart_each_epoch: true,
         }
-    }
-}
-
-impl ModelConfig {
-    /// The burn-side network configuration.
-    pub fn network(&self) -> NetworkConfig {
-        NetworkConfig::new(self.sizes.clone())
-            .with_m_init_std(self.m_init_std)
-            .with_xi_init_max(self.xi_init_max)
-            .with_pi_init(self.pi_init)
     }
 }
 
@@ -275,13 +226,21 @@ impl RunConfig {
     }
 }
 
-/// Sets `a.b.c = value` in a TOML table, creating intermediate tables.
-fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+/// The key and the raw value of a `key=value` override (both trimmed): the one reader of the
+/// `--set` syntax, for runs and sweeps.
+///
+/// # Errors
+/// If there is no `=`.
+pub fn split_override(assignment: &str) -> Result<(&str, &str)> {
     let (key, raw) = assignment
         .split_once('=')
         .with_context(|| format!("override {assignment:?} is not of the form key=value"))?;
-    let key = key.trim();
-    let raw = raw.trim();
+    Ok((key.trim(), raw.trim()))
+}
+
+/// Sets `a.b.c = value` in a TOML table, creating intermediate tables.
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = split_override(assignment)?;
     let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))

@@ -9,17 +9,18 @@ mod checkpoint;
 mod classifier;
 mod config;
 mod evaluate;
-#[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
 mod optimizer;
 mod progress;
 mod run;
 mod training;
 mod workers;
 
-pub use backend::{Backend, BackendError};
+pub use backend::{BackendError, BackendKind};
 pub use bench::{BenchReport, bench};
 pub use classifier::Classifier;
-pub use config::{DataConfig, ModelConfig, ModelKind, OptimizerConfig, RunConfig, TrainConfig};
+pub use config::{
+    DataConfig, ModelConfig, ModelKind, OptimizerConfig, RunConfig, TrainConfig, split_override,
+};
 pub use evaluate::{Accuracies, accuracy_pct, set_accuracy_pct, test_accuracies};
 pub use optimizer::{FusedAdamW, learning_rate_schedule};
 pub use progress::EpochMetrics;

@@ -12,7 +12,7 @@ use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{Interrupter, Learner, SupervisedTraining};
 use credit_data::{ImageSet, Splits};
 
-use crate::backend::Backend;
+use crate::backend::BackendKind;
 use crate::checkpoint::AtomicFileCheckpointer;
 use crate::classifier::Classifier;
 use crate::config::RunConfig;
@@ -25,7 +25,7 @@ use crate::run::{CONFIG_FILE, RunDir, RunSummary, write_atomic};
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     /// The backend to train on.
-    pub backend: Backend,
+    pub backend: BackendKind,
     /// Continue from the run directory's latest checkpoint.
     pub resume: bool,
     /// burn's terminal dashboard; off means one plain line per epoch.
@@ -34,7 +34,7 @@ pub struct TrainOptions {
 
 impl TrainOptions {
     /// The given backend, a fresh run, the dashboard when stdout is a terminal.
-    pub fn new(backend: Backend) -> Self {
+    pub fn new(backend: BackendKind) -> Self {
         Self {
             backend,
             resume: false,

@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::params::LayerParams;
-
 /// The class of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -44,6 +42,13 @@ pub struct Tolerance {
     pub pi: f64,
     /// `xi <= tol` counts as 0.
     pub xi: f64,
+}
+
+impl Tolerance {
+    /// The paper's exact comparison.
+    pub const EXACT: Tolerance = Tolerance { pi: 0.0, xi: 0.0 };
+    /// The loose tolerance reported beside the exact one, to show how sharp the classes are.
+    pub const LOOSE: Tolerance = Tolerance { pi: 1e-3, xi: 1e-6 };
 }
 
 /// Classifies one connection.
@@ -89,12 +94,10 @@ impl ClassCounts {
     }
 }
 
-/// The class of every connection of a layer, row-major.
-pub fn layer_classes(layer: &LayerParams, tolerance: Tolerance) -> Vec<ConnectionClass> {
-    layer
-        .pi
-        .iter()
-        .zip(&layer.xi)
+/// The class of every connection of a layer from its `pi` and `xi` (row-major, equally long).
+pub fn layer_classes(pi: &[f32], xi: &[f32], tolerance: Tolerance) -> Vec<ConnectionClass> {
+    pi.iter()
+        .zip(xi)
         .map(|(&pi, &xi)| classify(f64::from(pi), f64::from(xi), tolerance))
         .collect()
 }
@@ -116,23 +119,17 @@ pub fn count_classes(classes: &[ConnectionClass]) -> ClassCounts {
 mod tests {
     use super::*;
 
-    fn layer(pi: Vec<f32>, xi: Vec<f32>) -> LayerParams {
-        LayerParams {
-            d_output: 1,
-            d_input: pi.len(),
-            m: vec![0.5; pi.len()],
-            xi,
-            pi,
-        }
+    fn pi_xi() -> (Vec<f32>, Vec<f32>) {
+        (
+            vec![0.0, 0.0, 1.0, 1.0, 0.5, 1e-6, 0.0, 0.999_99],
+            vec![0.0, 0.1, 0.0, 0.3, 0.0, 0.0, 1e-7, 0.0],
+        )
     }
 
     #[test]
     fn exact_classes_on_hand_built_tensors() {
-        let l = layer(
-            vec![0.0, 0.0, 1.0, 1.0, 0.5, 1e-6, 0.0, 0.999_99],
-            vec![0.0, 0.1, 0.0, 0.3, 0.0, 0.0, 1e-7, 0.0],
-        );
-        let counts = count_classes(&layer_classes(&l, Tolerance::default()));
+        let (pi, xi) = pi_xi();
+        let counts = count_classes(&layer_classes(&pi, &xi, Tolerance::EXACT));
         assert_eq!(
             counts,
             ClassCounts {
@@ -147,12 +144,8 @@ mod tests {
 
     #[test]
     fn a_tolerance_widens_the_bounds() {
-        let l = layer(
-            vec![0.0, 0.0, 1.0, 1.0, 0.5, 1e-6, 0.0, 0.999_99],
-            vec![0.0, 0.1, 0.0, 0.3, 0.0, 0.0, 1e-7, 0.0],
-        );
-        let loose = Tolerance { pi: 1e-3, xi: 1e-6 };
-        let counts = count_classes(&layer_classes(&l, loose));
+        let (pi, xi) = pi_xi();
+        let counts = count_classes(&layer_classes(&pi, &xi, Tolerance::LOOSE));
         assert_eq!(
             counts,
             ClassCounts {

@@ -1,0 +1,75 @@
+//! The network a run trains: its kind, widths and initialisation. This is the `[model]`
+//! table of a run's TOML; every default is written here, once.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::network::{DeterministicNet, SpikeSlabNet};
+
+/// Which network, which widths, which initialisation. The defaults are those of the
+/// authors' code (`DNN-SAS-MNIST.py`): 784-100-100-10, `m ~ sqrt(2/784) N(0, 1)` in every
+/// layer, `xi ~ 0.01 U(0, 1)`, `pi = 0`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `spike-slab` (the paper's model) or `deterministic` (plain backprop baseline).
+    pub kind: ModelKind,
+    /// Layer widths, input first: `[784, 100, 100, 10]` is two hidden layers.
+    pub sizes: Vec<usize>,
+    /// Standard deviation of the Gaussian init of `m` (and of the baseline's weights):
+    /// `sqrt(2/784)` in the authors' code, for every layer whatever its width.
+    pub m_init_std: f64,
+    /// `xi` starts uniform in `[0, xi_init_max)`.
+    pub xi_init_max: f64,
+    /// Initial value of every `pi`.
+    pub pi_init: f64,
+}
+
+/// The two trainable networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Spike-and-slab mean-field network.
+    SpikeSlab,
+    /// Ordinary network with deterministic weights.
+    Deterministic,
+}
+
+impl ModelKind {
+    /// The name in configs and folder names: `spike-slab` or `deterministic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::SpikeSlab => "spike-slab",
+            ModelKind::Deterministic => "deterministic",
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::SpikeSlab,
+            sizes: vec![784, 100, 100, 10],
+            m_init_std: (2.0f64 / 784.0).sqrt(),
+            xi_init_max: 0.01,
+            pi_init: 0.0,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// `(d_input, d_output)` of each layer, input side first.
+    pub fn layer_dims(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.sizes.windows(2).map(|pair| (pair[0], pair[1]))
+    }
+
+    /// A spike-and-slab network with freshly drawn parameters (seed the device first).
+    pub fn init_spike_slab(&self, device: &Device) -> SpikeSlabNet {
+        SpikeSlabNet::init(self, device)
+    }
+
+    /// A deterministic network whose weights are drawn like the spike-and-slab `m`.
+    pub fn init_deterministic(&self, device: &Device) -> DeterministicNet {
+        DeterministicNet::init(self, device)
+    }
+}

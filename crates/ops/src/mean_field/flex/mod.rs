@@ -1,0 +1,401 @@
+//! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zeros.
+//!
+//! Forward, per sample `b` (in parallel over samples):
+//!
+//! ```text
+//! G[b]     = Σ_k input[b,k]  · meanᵀ[k]           over the nonzero input[b,k]
+//! Delta[b] = Σ_k input[b,k]² · varianceᵀ[k]
+//! ```
+//!
+//! with `meanᵀ`, `varianceᵀ` `[d_input, d_output]` built once per call (16 × 16 tiles of the
+//! parameters transposed in registers); a row's outputs stay in registers while the rows they
+//! need stream through, and the noise term follows in vector registers. Backward, per input
+//! column `k` (in parallel over blocks of columns, each sample's nonzeros scattered into its
+//! block):
+//!
+//! ```text
+//! (dL/dmean)ᵀ[k] += input[b,k] · dL/dG[b]        (dL/dvariance)ᵀ[k] += input[b,k]² · dL/dDelta[b]
+//! ```
+//!
+//! followed by the chain rule to `m`, `xi`, `pi` (tiles transposed back in registers). The
+//! input gradient gathers the rows of `mean` and `variance` over the nonzeros of `dL/dG`,
+//! which is zero wherever the next ReLU is off. With AVX-512 (`f32`) the inner loops are
+//! written with intrinsics or compiled for it; other CPUs and `f64` use portable loops.
+//!
+//! Files: `layout.rs` (host views of the tensors, sizes checked once per call), `kernels.rs`
+//! (the element types and their dispatch), `portable.rs` and `avx512.rs` (the inner loops).
+
+mod avx512;
+mod kernels;
+mod layout;
+mod portable;
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::DType;
+use rayon::prelude::*;
+
+use super::MeanFieldBackend;
+use super::reference::{
+    composed_clamp, composed_forward, composed_input_grad, composed_output_grads,
+    composed_param_grads,
+};
+use crate::equations::weight_moments;
+use crate::flex_host;
+use kernels::KernelFloat;
+use layout::{Coefficients, Columns, HostMatrix, LANES, Params, chunk_len, flex_matrix};
+
+impl MeanFieldBackend for Flex {
+    fn spike_slab_forward(
+        input: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        xi: FloatTensor<Self>,
+        pi: FloatTensor<Self>,
+        eps: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match input.dtype() {
+            DType::F32 if is_wide(outputs(&m)) => forward::<f32>(&input, [&m, &xi, &pi], &eps),
+            DType::F64 if is_wide(outputs(&m)) => forward::<f64>(&input, [&m, &xi, &pi], &eps),
+            _ => composed_forward::<Self>(input, m, xi, pi, eps),
+        }
+    }
+
+    fn spike_slab_output_grads(
+        grad: FloatTensor<Self>,
+        slope: FloatTensor<Self>,
+        scale: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match grad.dtype() {
+            DType::F32 => output_grads::<f32>(&grad, &slope, scale),
+            DType::F64 => output_grads::<f64>(&grad, &slope, scale),
+            _ => composed_output_grads::<Self>(grad, slope, scale),
+        }
+    }
+
+    fn spike_slab_param_grads(
+        input: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        xi: FloatTensor<Self>,
+        pi: FloatTensor<Self>,
+        grad_g: FloatTensor<Self>,
+        grad_delta: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match input.dtype() {
+            DType::F32 if is_wide(outputs(&m)) => {
+                param_grads::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            DType::F64 if is_wide(outputs(&m)) => {
+                param_grads::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            _ => composed_param_grads::<Self>(input, m, xi, pi, grad_g, grad_delta),
+        }
+    }
+
+    fn spike_slab_input_grad(
+        input: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        xi: FloatTensor<Self>,
+        pi: FloatTensor<Self>,
+        grad_g: FloatTensor<Self>,
+        grad_delta: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let inputs = m.layout().shape()[1];
+        match input.dtype() {
+            DType::F32 if is_wide(inputs) => {
+                input_grad::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            DType::F64 if is_wide(inputs) => {
+                input_grad::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            _ => composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta),
+        }
+    }
+
+    fn spike_slab_clamp(tensor: FloatTensor<Self>, min: f64, max: f64) -> FloatTensor<Self> {
+        match tensor.dtype() {
+            DType::F32 => clamp::<f32>(tensor, min, max),
+            DType::F64 => clamp::<f64>(tensor, min, max),
+            _ => composed_clamp::<Self>(tensor, min, max),
+        }
+    }
+}
+
+/// Below this, entries of `dL/dG` and `dL/dDelta` are set to zero (2^-100, about 7.9e-31).
+const NEGLIGIBLE_GRADIENT: f64 = 7.888_609_052_210_118e-31;
+
+/// `(dL/dG, dL/dDelta)`, see [`MeanFieldBackend::spike_slab_output_grads`], in one pass,
+/// with entries below [`NEGLIGIBLE_GRADIENT`] set to zero. Once training fits its data, the
+/// softmax gradient of most samples falls below the smallest normal number, and on x86 every
+/// operation with a subnormal operand takes a slow microcode path: the paper run's last
+/// epochs took twice as long. The threshold sits well above the subnormal range so that the
+/// products with weights and activations stay normal too, and 22 orders of magnitude below
+/// anything that moves an AdamW step (its `epsilon` is 1e-8); the kernels skip the zeros.
+fn output_grads<T: KernelFloat>(
+    grad: &FlexTensor,
+    slope: &FlexTensor,
+    scale: f64,
+) -> (FlexTensor, FlexTensor) {
+    const CHUNK: usize = 1 << 13;
+    let (grad, slope) = (HostMatrix::<T>::new(grad), HostMatrix::<T>::new(slope));
+    assert_eq!(
+        grad.shape, slope.shape,
+        "gradient and slope differ in shape"
+    );
+    let len = grad.values().len();
+    let (mut grad_g, mut grad_delta) = (vec![T::zero(); len], vec![T::zero(); len]);
+    let scale = T::from(scale).unwrap();
+    let tiny = T::from(NEGLIGIBLE_GRADIENT).unwrap();
+    let normal = |x: T| if x.abs() < tiny { T::zero() } else { x };
+    grad_g
+        .par_chunks_mut(CHUNK)
+        .zip(grad_delta.par_chunks_mut(CHUNK))
+        .zip(grad.values().par_chunks(CHUNK))
+        .zip(slope.values().par_chunks(CHUNK))
+        .for_each(|(((grad_g, grad_delta), grad), slope)| {
+            let outputs = grad_g.iter_mut().zip(grad_delta.iter_mut());
+            for ((g, d), (&x, &s)) in outputs.zip(grad.iter().zip(slope)) {
+                *g = normal(x * scale);
+                *d = normal(x * s);
+            }
+        });
+    (
+        flex_matrix(grad_g, grad.shape),
+        flex_matrix(grad_delta, grad.shape),
+    )
+}
+
+/// `tensor` clamped to `[min, max]`, in place unless its storage is shared, in parallel
+/// chunks; NaN stays NaN.
+fn clamp<T: KernelFloat>(tensor: FlexTensor, min: f64, max: f64) -> FlexTensor {
+    const CHUNK: usize = 1 << 14;
+    let mut tensor = flex_host::contiguous(tensor);
+    let (min, max) = (T::from(min).unwrap(), T::from(max).unwrap());
+    flex_host::values_mut::<T>(&mut tensor)
+        .par_chunks_mut(CHUNK)
+        .for_each(|values| clamp_slice(values, min, max));
+    tensor
+}
+
+/// `values` clamped to `[min, max]` as two selects, which the compiler vectorises: whether
+/// a value is out of bounds is a coin toss after a step, and mispredicted branches cost more
+/// than the clamp.
+fn clamp_slice<T: KernelFloat>(values: &mut [T], min: T, max: T) {
+    for x in values {
+        let above_min = if *x < min { min } else { *x };
+        *x = if above_min > max { max } else { above_min };
+    }
+}
+
+/// The output width of a layer with parameters `m` (`[d_output, d_input]`).
+fn outputs(m: &FlexTensor) -> usize {
+    m.layout().shape()[0]
+}
+
+/// Whether the rows a kernel accumulates, `width` long, fill at least one vector. The kernels
+/// keep a row in vector registers and gain nothing on narrower ones (the outputs of a
+/// 10-class layer), where the dense products are faster.
+fn is_wide(width: usize) -> bool {
+    width >= LANES
+}
+
+/// `(h, dh/dDelta)`, see [`MeanFieldBackend::spike_slab_forward`].
+fn forward<T: KernelFloat>(
+    input: &FlexTensor,
+    params: [&FlexTensor; 3],
+    eps: &FlexTensor,
+) -> (FlexTensor, FlexTensor) {
+    let input = HostMatrix::<T>::new(input);
+    let [batch, n_in] = input.shape;
+    let params = params.map(HostMatrix::<T>::new);
+    let [n_out, n_in_params] = params[0].shape;
+    assert_eq!(n_in, n_in_params, "input width and layer width differ");
+    let (mean_t, variance_t) = transposed_moments(&params);
+    let eps = HostMatrix::<T>::new(eps);
+    let scale = T::from((n_in as f64).sqrt().recip()).unwrap();
+
+    let mut h = vec![T::zero(); batch * n_out];
+    let mut slope = vec![T::zero(); batch * n_out];
+    let rows = chunk_len(batch, n_in * n_out);
+    let (input, eps) = (input.values(), eps.values());
+    h.par_chunks_mut(rows * n_out)
+        .zip(slope.par_chunks_mut(rows * n_out))
+        .zip(input.par_chunks(rows * n_in))
+        .zip(eps.par_chunks(rows * n_out))
+        .for_each(|(((h, slope), input), eps)| {
+            // h and slope receive G and Delta first.
+            let c = Coefficients {
+                first: input,
+                second: None,
+            };
+            T::gather_rows(c, n_in, &mean_t, &variance_t, h, slope);
+            T::add_noise(h, slope, eps, scale);
+        });
+    (
+        flex_matrix(h, [batch, n_out]),
+        flex_matrix(slope, [batch, n_out]),
+    )
+}
+
+/// `(dL/dm, dL/dxi, dL/dpi)`, see [`MeanFieldBackend::spike_slab_param_grads`].
+fn param_grads<T: KernelFloat>(
+    input: &FlexTensor,
+    params: [&FlexTensor; 3],
+    grad_g: &FlexTensor,
+    grad_delta: &FlexTensor,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let input = HostMatrix::<T>::new(input);
+    let [batch, n_in] = input.shape;
+    let grad_g = HostMatrix::<T>::new(grad_g);
+    let grad_delta = HostMatrix::<T>::new(grad_delta);
+    let n_out = grad_g.shape[1];
+    assert_eq!(
+        grad_g.shape,
+        [batch, n_out],
+        "gradient and input differ in batch"
+    );
+    assert_eq!(
+        grad_delta.shape, grad_g.shape,
+        "the two gradients differ in shape"
+    );
+
+    // (dL/dmean)ᵀ and (dL/dvariance)ᵀ, [d_input, d_output], in blocks of input columns.
+    let mut grad_mean_t = vec![T::zero(); n_in * n_out];
+    let mut grad_variance_t = vec![T::zero(); n_in * n_out];
+    let columns = chunk_len(n_in, batch * n_out);
+    let (input, grad_g, grad_delta) = (input.values(), grad_g.values(), grad_delta.values());
+    grad_mean_t
+        .par_chunks_mut(columns * n_out)
+        .zip(grad_variance_t.par_chunks_mut(columns * n_out))
+        .enumerate()
+        .for_each(|(task, (grad_mean_t, grad_variance_t))| {
+            let block = task * columns..(task * columns + columns).min(n_in);
+            let input = Columns::new(input, n_in, block);
+            T::scatter_rows(input, grad_g, grad_delta, grad_mean_t, grad_variance_t);
+        });
+    let params = params.map(HostMatrix::<T>::new);
+    assert_eq!(
+        params[0].shape,
+        [n_out, n_in],
+        "parameter and gradient shapes differ"
+    );
+    let [grad_m, grad_xi, grad_pi] = chain_rule(&params, &grad_mean_t, &grad_variance_t);
+    let shape = [n_out, n_in];
+    (
+        flex_matrix(grad_m, shape),
+        flex_matrix(grad_xi, shape),
+        flex_matrix(grad_pi, shape),
+    )
+}
+
+/// `dL/dinput`, see [`MeanFieldBackend::spike_slab_input_grad`]: per sample, the rows of
+/// `mean` and `variance` (`[d_output, d_input]`) gathered over the nonzeros of `dL/dG`,
+/// which is zero wherever the next ReLU is off (about half of a hidden layer).
+fn input_grad<T: KernelFloat>(
+    input: &FlexTensor,
+    params: [&FlexTensor; 3],
+    grad_g: &FlexTensor,
+    grad_delta: &FlexTensor,
+) -> FlexTensor {
+    let input = HostMatrix::<T>::new(input);
+    let [batch, n_in] = input.shape;
+    let params = params.map(HostMatrix::<T>::new);
+    let [n_out, n_in_params] = params[0].shape;
+    assert_eq!(n_in, n_in_params, "input width and layer width differ");
+    let grad_g = HostMatrix::<T>::new(grad_g);
+    let grad_delta = HostMatrix::<T>::new(grad_delta);
+    assert!(
+        grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
+        "gradient shapes differ from [batch, d_output]"
+    );
+    let (mean, variance) = moments(&params);
+    let two = T::from(2.0).unwrap();
+
+    let mut grad_input = vec![T::zero(); batch * n_in];
+    let mut through_delta = vec![T::zero(); batch * n_in];
+    let rows = chunk_len(batch, n_in * n_out);
+    let (input, grad_g, grad_delta) = (input.values(), grad_g.values(), grad_delta.values());
+    grad_input
+        .par_chunks_mut(rows * n_in)
+        .zip(through_delta.par_chunks_mut(rows * n_in))
+        .zip(input.par_chunks(rows * n_in))
+        .zip(
+            grad_g
+                .par_chunks(rows * n_out)
+                .zip(grad_delta.par_chunks(rows * n_out)),
+        )
+        .for_each(
+            |(((grad_input, through_delta), input), (grad_g, grad_delta))| {
+                let c = Coefficients {
+                    first: grad_g,
+                    second: Some(grad_delta),
+                };
+                // grad_input receives dL/dG · mean first.
+                T::gather_rows(c, n_out, &mean, &variance, grad_input, through_delta);
+                for ((grad, &through_delta), &x) in
+                    grad_input.iter_mut().zip(&*through_delta).zip(input)
+                {
+                    *grad = *grad + x * through_delta * two;
+                }
+            },
+        );
+    flex_matrix(grad_input, [batch, n_in])
+}
+
+/// `(mean, variance)` `[d_output, d_input]` of the weights with `[m, xi, pi]`.
+fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+    let params = Params::new(params);
+    params
+        .m
+        .iter()
+        .zip(params.xi)
+        .zip(params.pi)
+        .map(|((&m, &xi), &pi)| weight_moments(m, xi, pi))
+        .unzip()
+}
+
+/// `meanᵀ`, `varianceᵀ` `[d_input, d_output]` of the weights with `[m, xi, pi]`
+/// `[d_output, d_input]`, in parallel blocks of inputs.
+fn transposed_moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+    let params = Params::new(params);
+    let (n_out, n_in) = (params.n_out, params.n_in);
+    let mut mean_t = vec![T::zero(); n_in * n_out];
+    let mut variance_t = vec![T::zero(); n_in * n_out];
+    let block = LANES * n_out;
+    mean_t
+        .par_chunks_mut(block)
+        .zip(variance_t.par_chunks_mut(block))
+        .enumerate()
+        .for_each(|(task, (mean_t, variance_t))| {
+            let first = task * LANES;
+            let inputs = first..first + mean_t.len() / n_out;
+            T::transposed_moments_rows(params, inputs, mean_t, variance_t);
+        });
+    (mean_t, variance_t)
+}
+
+/// `[dL/dm, dL/dxi, dL/dpi]` `[d_output, d_input]` from `(dL/dmean)ᵀ`, `(dL/dvariance)ᵀ`
+/// `[d_input, d_output]` and the parameters `[m, xi, pi]`, in parallel blocks of outputs.
+fn chain_rule<T: KernelFloat>(
+    params: &[HostMatrix<T>; 3],
+    grad_mean_t: &[T],
+    grad_variance_t: &[T],
+) -> [Vec<T>; 3] {
+    let params = Params::new(params);
+    let (n_out, n_in) = (params.n_out, params.n_in);
+    let mut grads = [0, 1, 2].map(|_| vec![T::zero(); n_out * n_in]);
+    let [grad_m, grad_xi, grad_pi] = &mut grads;
+    let block = LANES * n_in;
+    grad_m
+        .par_chunks_mut(block)
+        .zip(grad_xi.par_chunks_mut(block))
+        .zip(grad_pi.par_chunks_mut(block))
+        .enumerate()
+        .for_each(|(task, ((grad_m, grad_xi), grad_pi))| {
+            let first = task * LANES;
+            let outputs = first..first + grad_m.len() / n_in;
+            let grads = [grad_m, grad_xi, grad_pi];
+            T::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads);
+        });
+    grads
+}

@@ -1,0 +1,163 @@
+use std::ops::Range;
+
+use super::kernels::KernelFloat;
+use super::layout::{Coefficients, Columns, Nonzeros, Params, Shape};
+use crate::equations::{noisy_preactivation, weight_grads, weight_moments};
+
+/// The positions `k` where `row[k]` or `second[k]` (default `row[k]²`) is nonzero, with
+/// both values, written to the fronts of `found`; returns how many. Branch-free:
+/// sparsity patterns of images are unpredictable, and a mispredicted branch per entry
+/// costs more than the products.
+fn collect_nonzeros<T: KernelFloat>(
+    row: &[T],
+    second: Option<&[T]>,
+    found: &mut Nonzeros<T>,
+) -> usize {
+    let mut count = 0;
+    for (k, &x) in row.iter().enumerate() {
+        let y = second.map_or(x * x, |t| t[k]);
+        found.indices[count] = k as u32;
+        found.first[count] = x;
+        found.second[count] = y;
+        count += usize::from(x != T::zero() || y != T::zero());
+    }
+    count
+}
+
+/// See [`KernelFloat::add_noise`]. Branch-free, for the compiler to vectorise; inlined
+/// into the AVX-512 version.
+#[inline(always)]
+pub(super) fn add_noise<T: KernelFloat>(h: &mut [T], slope: &mut [T], eps: &[T], scale: T) {
+    assert!(slope.len() == h.len() && eps.len() == h.len());
+    for ((h, slope), &eps) in h.iter_mut().zip(slope.iter_mut()).zip(eps) {
+        (*h, *slope) = noisy_preactivation(*h, *slope, eps, scale);
+    }
+}
+
+/// See [`KernelFloat::transposed_moments_rows`].
+pub(super) fn transposed_moments_rows<T: KernelFloat>(
+    params: Params<T>,
+    inputs: Range<usize>,
+    mean_t: &mut [T],
+    variance_t: &mut [T],
+) {
+    for o in 0..params.n_out {
+        let at = o * params.n_in;
+        let row = at + inputs.start..at + inputs.end;
+        let (m, xi, pi) = (
+            &params.m[row.clone()],
+            &params.xi[row.clone()],
+            &params.pi[row],
+        );
+        let rows = mean_t
+            .chunks_exact_mut(params.n_out)
+            .zip(variance_t.chunks_exact_mut(params.n_out));
+        for (((mean_t, variance_t), &m), (&xi, &pi)) in rows.zip(m).zip(xi.iter().zip(pi)) {
+            (mean_t[o], variance_t[o]) = weight_moments(m, xi, pi);
+        }
+    }
+}
+
+/// See [`KernelFloat::chain_rule_rows`].
+pub(super) fn chain_rule_rows<T: KernelFloat>(
+    params: Params<T>,
+    grad_mean_t: &[T],
+    grad_variance_t: &[T],
+    outputs: Range<usize>,
+    grads: [&mut [T]; 3],
+) {
+    let [grad_m, grad_xi, grad_pi] = grads;
+    let (n_out, n_in) = (params.n_out, params.n_in);
+    let block = outputs.start * n_in..outputs.end * n_in;
+    let (m, xi, pi) = (
+        &params.m[block.clone()],
+        &params.xi[block.clone()],
+        &params.pi[block],
+    );
+    for k in 0..n_in {
+        let grad_mean = &grad_mean_t[k * n_out..][outputs.clone()];
+        let grad_variance = &grad_variance_t[k * n_out..][outputs.clone()];
+        for (row, (&gm, &gv)) in grad_mean.iter().zip(grad_variance).enumerate() {
+            let j = row * n_in + k;
+            [grad_m[j], grad_xi[j], grad_pi[j]] = weight_grads(m[j], xi[j], pi[j], gm, gv);
+        }
+    }
+}
+
+/// See [`KernelFloat::gather_rows`].
+pub(super) fn gather_rows<T: KernelFloat>(
+    shape: Shape,
+    c: Coefficients<T>,
+    p: &[T],
+    q: &[T],
+    sp: &mut [T],
+    sq: &mut [T],
+) {
+    let mut found = Nonzeros::new(shape.inner);
+    let outputs = sp
+        .chunks_exact_mut(shape.width)
+        .zip(sq.chunks_exact_mut(shape.width));
+    for (r, (sp, sq)) in outputs.enumerate() {
+        let (row, second) = c.row(r, shape.inner);
+        let count = collect_nonzeros(row, second, &mut found);
+        let indices = &found.indices[..count];
+        sp.fill(T::zero());
+        sq.fill(T::zero());
+        gather(sp, p, indices, &found.first[..count]);
+        gather(sq, q, indices, &found.second[..count]);
+    }
+}
+
+/// `acc += Σ_j values[j] · m[indices[j]]`, four rows at a time.
+fn gather<T: KernelFloat>(acc: &mut [T], m: &[T], indices: &[u32], values: &[T]) {
+    let width = acc.len();
+    let row = |k: u32| &m[k as usize * width..][..width];
+    let quads = indices.chunks_exact(4).zip(values.chunks_exact(4));
+    for (k, c) in quads {
+        for ((((a, &m0), &m1), &m2), &m3) in acc
+            .iter_mut()
+            .zip(row(k[0]))
+            .zip(row(k[1]))
+            .zip(row(k[2]))
+            .zip(row(k[3]))
+        {
+            *a = m3.mul_add(
+                c[3],
+                m2.mul_add(c[2], m1.mul_add(c[1], m0.mul_add(c[0], *a))),
+            );
+        }
+    }
+    let done = indices.len() / 4 * 4;
+    for (&k, &c) in indices[done..].iter().zip(&values[done..]) {
+        for (a, &mk) in acc.iter_mut().zip(row(k)) {
+            *a = mk.mul_add(c, *a);
+        }
+    }
+}
+
+/// See [`KernelFloat::scatter_rows`].
+pub(super) fn scatter_rows<T: KernelFloat>(
+    shape: Shape,
+    s: Columns<T>,
+    p_rows: &[T],
+    q_rows: &[T],
+    p_out: &mut [T],
+    q_out: &mut [T],
+) {
+    let width = shape.width;
+    let mut found = Nonzeros::new(shape.inner);
+    let dense = p_rows.chunks_exact(width).zip(q_rows.chunks_exact(width));
+    for (row, (p_row, q_row)) in s.rows().zip(dense) {
+        let count = collect_nonzeros(row, None, &mut found);
+        let values = found.first[..count].iter().zip(&found.second[..count]);
+        for (&k, (&x, &x2)) in found.indices[..count].iter().zip(values) {
+            let at = k as usize * width;
+            for (out, &p) in p_out[at..at + width].iter_mut().zip(p_row) {
+                *out = p.mul_add(x, *out);
+            }
+            for (out, &q) in q_out[at..at + width].iter_mut().zip(q_row) {
+                *out = q.mul_add(x2, *out);
+            }
+        }
+    }
+}
