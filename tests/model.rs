@@ -5,7 +5,7 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{Lcg, device, tensor, values};
-use credit_model::{ModelConfig, Noise, SpikeSlabLinear};
+use credit_model::{Classifier, ModelConfig, Noise, Seed, SpikeSlabLinear};
 
 const D_IN: usize = 8;
 const D_OUT: usize = 3;
@@ -24,6 +24,13 @@ fn fixture_layer(device: &burn::tensor::Device) -> SpikeSlabLinear {
         tensor(xi, [D_OUT, D_IN], device),
         tensor(pi, [D_OUT, D_IN], device),
     )
+}
+
+fn spike_slab(model: Classifier) -> credit_model::SpikeSlabNet {
+    match model {
+        Classifier::SpikeSlab(net) => net,
+        Classifier::Deterministic(_) => panic!("a spike-and-slab network"),
+    }
 }
 
 fn fixture_input() -> Vec<f64> {
@@ -61,7 +68,6 @@ fn assert_matches_moments(draws: &[f64], expected_mean: &[f64], expected_var: &[
 #[test]
 fn preactivation_moments_match_sampled_weight_matrices() {
     let device = device();
-    device.seed(3);
     let layer = fixture_layer(&device);
     let a = fixture_input();
     let (mean, std) = layer.preactivation_moments(tensor(a.clone(), [1, D_IN], &device));
@@ -70,7 +76,7 @@ fn preactivation_moments_match_sampled_weight_matrices() {
 
     // h = sum_j a_j w_ij / sqrt(N) for 200k independently drawn weight matrices.
     let samples = 200_000;
-    let weights = layer.sample_weight_stack(samples);
+    let weights = layer.sample_weight_stack(samples, Seed::new(3));
     let input: Tensor<3> = tensor(a, [1, 1, D_IN], &device);
     let h = (weights * input)
         .sum_dim(2)
@@ -82,7 +88,6 @@ fn preactivation_moments_match_sampled_weight_matrices() {
 #[test]
 fn noisy_forward_has_the_mean_field_distribution() {
     let device = device();
-    device.seed(4);
     let layer = fixture_layer(&device);
     let a = fixture_input();
     let (mean, std) = layer.preactivation_moments(tensor(a.clone(), [1, D_IN], &device));
@@ -91,7 +96,7 @@ fn noisy_forward_has_the_mean_field_distribution() {
 
     let samples = 200_000;
     let batch: Tensor<2> = tensor(a, [1, D_IN], &device).repeat_dim(0, samples);
-    let h = layer.forward(batch.clone(), Noise::Sampled);
+    let h = layer.forward(batch.clone(), Noise::Sampled(Seed::new(4)));
     assert_matches_moments(&values(h), &expected_mean, &expected_var);
 
     let off = values(layer.forward(batch.slice([0..1, 0..D_IN]), Noise::Off));
@@ -106,10 +111,9 @@ fn noisy_forward_has_the_mean_field_distribution() {
 #[test]
 fn sampled_weights_follow_the_spike_and_slab_law() {
     let device = device();
-    device.seed(5);
     let layer = fixture_layer(&device);
     let samples = 100_000;
-    let stack = values(layer.sample_weight_stack(samples));
+    let stack = values(layer.sample_weight_stack(samples, Seed::new(5)));
     let m = values(layer.m.val());
     let xi = values(layer.xi.val());
     let pi = values(layer.pi.val());
@@ -149,7 +153,7 @@ fn a_layer_with_no_spikes_and_no_variance_samples_its_mean() {
         Tensor::zeros([D_OUT, D_IN], &device),
         Tensor::zeros([D_OUT, D_IN], &device),
     );
-    let sampled = values(layer.sample_weights());
+    let sampled = values(layer.sample_weights(Seed::new(1)));
     for (s, e) in sampled.iter().zip(&m) {
         assert!((s - e).abs() < 1e-6, "{s} vs {e}");
     }
@@ -158,13 +162,12 @@ fn a_layer_with_no_spikes_and_no_variance_samples_its_mean() {
 #[test]
 fn the_mean_network_equals_the_noise_free_forward_pass() {
     let device = device();
-    device.seed(6);
     let config = ModelConfig {
         sizes: vec![D_IN, 5, D_OUT],
         pi_init: 0.3,
         ..ModelConfig::default()
     };
-    let net = config.init_spike_slab(&device);
+    let net = spike_slab(config.init(Seed::new(6), &device));
     let input: Tensor<2> = tensor(Lcg(9).uniform(4 * D_IN, 0.0, 1.0), [4, D_IN], &device);
     let direct = values(net.forward(input.clone(), Noise::Off));
     let via_mean = values(net.mean_network().forward(input));
@@ -172,14 +175,16 @@ fn the_mean_network_equals_the_noise_free_forward_pass() {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
     assert_eq!(net.sizes(), vec![D_IN, 5, D_OUT]);
-    assert_eq!(net.sample_network().sizes(), vec![D_IN, 5, D_OUT]);
+    assert_eq!(
+        net.sample_network(Seed::new(1)).sizes(),
+        vec![D_IN, 5, D_OUT]
+    );
 }
 
 #[test]
 fn initialisation_follows_the_reference_code() {
     let device = device();
-    device.seed(8);
-    let net = ModelConfig::default().init_spike_slab(&device);
+    let net = spike_slab(ModelConfig::default().init(Seed::new(8), &device));
     for layer in &net.layers {
         let m = values(layer.m.val());
         let (mean, var, mean_se, _) = moments(&m);
@@ -201,5 +206,63 @@ fn initialisation_follows_the_reference_code() {
             values(layer.pi.val()).iter().all(|&p| p == 0.0),
             "pi starts at 0"
         );
+    }
+}
+
+#[test]
+fn initialisation_is_a_function_of_the_seed() {
+    let device = device();
+    let config = ModelConfig {
+        sizes: vec![20, 17, 3],
+        ..ModelConfig::default()
+    };
+    let params = |seed: u64| {
+        let net = spike_slab(config.init(Seed::new(seed), &device));
+        let layer = &net.layers[0];
+        [values(layer.m.val()), values(layer.xi.val())]
+    };
+    assert_eq!(params(1), params(1));
+    assert_ne!(params(1)[0], params(2)[0]);
+    assert_ne!(params(1)[1], params(2)[1]);
+}
+
+/// Every value the configuration accepts at the edges of its ranges initialises both
+/// networks (`xi ~ U(0, 0)` once made burn's sampler panic).
+#[test]
+fn every_edge_of_the_init_ranges_initialises() {
+    let device = device();
+    for (m_init_std, xi_init_max, pi_init) in [
+        (0.0, 0.0, 0.0),
+        (0.0, 0.0, 1.0),
+        (1e6, 1e6, 0.5),
+        (0.05, 0.0, 0.0),
+    ] {
+        for kind in [
+            credit_model::ModelKind::SpikeSlab,
+            credit_model::ModelKind::Deterministic,
+        ] {
+            let config = ModelConfig {
+                kind,
+                sizes: vec![D_IN, 5, D_OUT],
+                m_init_std,
+                xi_init_max,
+                pi_init,
+            };
+            let model = config.init(Seed::new(0), &device);
+            let input: Tensor<2> = tensor(fixture_input(), [1, D_IN], &device);
+            let logits = values(model.forward(input, Noise::Sampled(Seed::new(1))));
+            assert!(
+                logits.iter().all(|v| v.is_finite()),
+                "{config:?}: {logits:?}"
+            );
+            if let Classifier::SpikeSlab(net) = model {
+                let xi = values(net.layers[0].xi.val());
+                assert!(
+                    xi.iter()
+                        .all(|&x| (0.0..=xi_init_max.max(0.0)).contains(&x))
+                );
+                assert!(values(net.layers[0].pi.val()).iter().all(|&p| p == pi_init));
+            }
+        }
     }
 }

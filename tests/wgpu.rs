@@ -9,7 +9,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use common::{Lcg, tensor, values};
 use credit_model::{SpikeSlabLinear, SpikeSlabNet};
-use credit_train::{BackendKind, RunConfig, RunDir, TrainOptions, train};
+use credit_train::{BackendKind, Display, RunConfig, RunDir, TrainOptions, train};
 
 const SIZES: [usize; 3] = [12, 8, 4];
 const BATCH: usize = 5;
@@ -71,8 +71,11 @@ fn the_smoke_config_trains_on_wgpu() {
     let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &overrides).unwrap();
     let root = tempfile::tempdir().unwrap();
     let mut options = TrainOptions::new(BackendKind::Wgpu);
-    options.dashboard = false;
-    let summary = train(&config, &RunDir::new(root.path().join("wgpu")), &options).unwrap();
+    options.display = Display::Quiet;
+    let summary = train(&config, &RunDir::new(root.path().join("wgpu")), &options)
+        .unwrap()
+        .finished()
+        .unwrap();
     assert_eq!(summary.backend, "wgpu");
     assert!(
         summary.test_accuracy_mean_network_pct > 60.0,

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
+use credit_model::{Seed, Stream};
 use credit_train::{
     BackendKind, Classifier, ModelKind, RunConfig, RunDir, load_data, test_accuracies,
 };
@@ -53,29 +54,63 @@ impl Default for AnalysisConfig {
     }
 }
 
+/// The most histogram bins a figure draws.
+pub const MAX_BINS: usize = 10_000;
+
 impl AnalysisConfig {
-    /// Reads a TOML file.
+    /// Reads a TOML file (unknown keys are errors) and validates it.
+    ///
+    /// # Errors
+    /// If the file cannot be read, is not valid TOML, names an unknown key or holds a value
+    /// out of range; the error names the file and the key.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let config: Self =
             toml::from_str(&text).with_context(|| format!("analysis config {}", path.display()))?;
-        anyhow::ensure!(
-            config.samples > 0,
-            "{}: samples must be positive",
-            path.display()
-        );
-        anyhow::ensure!(
-            config.repetitions > 0,
-            "{}: repetitions must be positive",
-            path.display()
-        );
-        anyhow::ensure!(
-            config.fractions.iter().all(|f| (0.0..=1.0).contains(f)),
-            "{}: fractions must lie in [0, 1]",
-            path.display()
-        );
+        config
+            .validate()
+            .with_context(|| format!("analysis config {}", path.display()))?;
         Ok(config)
+    }
+
+    /// Checks every setting's range: `samples`, `repetitions`, `entropy_samples` at least 1,
+    /// `bins` from 1 to [`MAX_BINS`], `fractions` non-empty and in `[0, 1]`, tolerances in
+    /// `[0, 0.5]`.
+    ///
+    /// # Errors
+    /// The first setting out of range, by name.
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.samples >= 1, "samples must be at least 1");
+        anyhow::ensure!(self.repetitions >= 1, "repetitions must be at least 1");
+        anyhow::ensure!(
+            self.entropy_samples >= 1,
+            "entropy_samples must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=MAX_BINS).contains(&self.bins),
+            "bins must be between 1 and {MAX_BINS}, got {}",
+            self.bins
+        );
+        anyhow::ensure!(
+            !self.fractions.is_empty(),
+            "fractions must list at least one fraction"
+        );
+        anyhow::ensure!(
+            self.fractions.iter().all(|f| (0.0..=1.0).contains(f)),
+            "fractions must lie in [0, 1], got {:?}",
+            self.fractions
+        );
+        for (name, tolerance) in [
+            ("tolerance", self.tolerance),
+            ("loose_tolerance", self.loose_tolerance),
+        ] {
+            anyhow::ensure!(
+                (0.0..=0.5).contains(&tolerance.pi) && (0.0..=0.5).contains(&tolerance.xi),
+                "{name}.pi and {name}.xi must lie in [0, 0.5], got {tolerance:?}"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -167,16 +202,35 @@ pub struct AnalysedRun {
     pub deterministic_weights: Vec<(Vec<usize>, Vec<f32>)>,
 }
 
-/// Analyses the run in `run` on `backend`.
-pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: BackendKind) -> Result<AnalysedRun> {
+/// Analyses the run in `run` on `backend`: its final model, or with `epoch` that epoch's
+/// checkpoint. Every random draw comes from `config.seed`.
+///
+/// # Errors
+/// If the settings are out of range, the run cannot be loaded (no final model, no such
+/// checkpoint) or its data cannot be read.
+pub fn analyze(
+    run: &RunDir,
+    config: &AnalysisConfig,
+    backend: BackendKind,
+    epoch: Option<usize>,
+) -> Result<AnalysedRun> {
+    credit_train::compute(|| analyze_here(run, config, backend, epoch))
+}
+
+fn analyze_here(
+    run: &RunDir,
+    config: &AnalysisConfig,
+    backend: BackendKind,
+    epoch: Option<usize>,
+) -> Result<AnalysedRun> {
+    config.validate()?;
     let started = Instant::now();
     let run_config: RunConfig = run.config()?;
     let device: Device = backend.device()?;
-    device.seed(config.seed);
-    credit_model::seed_noise(config.seed);
-    let model = run.load_model(&run_config, &device, None)?;
+    let seed = Seed::new(config.seed);
+    let model = run.load_model(&run_config, &device, epoch)?;
     let data = load_data(&run_config)?;
-    let accuracies = test_accuracies(&model, &data, &device);
+    let accuracies = test_accuracies(&model, &data, seed.stream(Stream::Evaluation), &device);
 
     let mut analysis = Analysis {
         run: run.path().display().to_string(),
@@ -216,6 +270,7 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: BackendKind) -> R
         &data.test,
         &device,
         config.samples,
+        seed.stream(Stream::Subnetworks),
     ));
     let nonzero = params.iter().map(LayerParams::nonzero_mean_weights).sum();
     let total = params.iter().map(LayerParams::len).sum();
@@ -227,7 +282,11 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: BackendKind) -> R
 
     for (l, p) in params.iter().enumerate() {
         let classes = p.classes(config.tolerance);
-        let entropies = layer_entropies(p, config.entropy_samples, config.seed + l as u64);
+        let entropies = layer_entropies(
+            p,
+            config.entropy_samples,
+            seed.stream(Stream::Entropy).child(l as u64),
+        );
         let (entropy_mean, entropy_sd) = mean_sd(&entropies);
         let closed: f64 = (0..p.len())
             .map(|k| entropy_closed_form(f64::from(p.m[k]), f64::from(p.xi[k]), f64::from(p.pi[k])))
@@ -253,7 +312,7 @@ pub fn analyze(run: &RunDir, config: &AnalysisConfig, backend: BackendKind) -> R
             &data.test,
             &config.fractions,
             config.repetitions,
-            config.seed.wrapping_add(1000 + l as u64),
+            seed.stream(Stream::Perturbation).child(l as u64),
             &device,
         ));
     }

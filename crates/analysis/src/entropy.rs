@@ -8,8 +8,7 @@
 //! - otherwise `-pi ln(pi + (1-pi) N(0; m, xi) + 1e-6) - (1-pi) E_z[ln(pi box(m + z sqrt(xi))
 //!   + (1-pi) N(z) / sqrt(xi))]` with `z ~ N(0, 1)`, the expectation by Monte Carlo.
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use credit_model::Seed;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::params::LayerParams;
@@ -77,9 +76,9 @@ pub fn entropy_closed_form(m: f64, xi: f64, pi: f64) -> f64 {
     special_case(m, xi, pi).unwrap_or_else(|| spike_term(m, xi, pi) + slab_term_closed_form(xi, pi))
 }
 
-/// Monte Carlo entropy of every connection of a layer, `samples` draws each, seeded.
-pub fn layer_entropies(layer: &LayerParams, samples: usize, seed: u64) -> Vec<f64> {
-    let mut rng = StdRng::seed_from_u64(seed);
+/// Monte Carlo entropy of every connection of a layer, `samples` draws each, from `seed`.
+pub fn layer_entropies(layer: &LayerParams, samples: usize, seed: Seed) -> Vec<f64> {
+    let mut rng = seed.rng();
     let mut z = vec![0.0; samples];
     (0..layer.len())
         .map(|k| {
@@ -119,7 +118,7 @@ mod tests {
     }
 
     fn draws(n: usize) -> Vec<f64> {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = Seed::new(1).rng();
         (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()
     }
 

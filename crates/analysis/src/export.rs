@@ -262,9 +262,20 @@ pub struct ExportReport {
 /// `RUN/export.EXT` or `RUN/pruned.EXT`.
 ///
 /// # Errors
-/// If the run cannot be loaded, `pruned` is asked of a deterministic run, or the file cannot
-/// be written.
+/// If the run is in use or cannot be loaded, `pruned` is asked of a deterministic run, or the
+/// file cannot be written.
 pub fn export_run(
+    run: &RunDir,
+    format: ExportFormat,
+    pruned: bool,
+    out: Option<PathBuf>,
+    backend: BackendKind,
+) -> Result<ExportReport> {
+    let _lock = run.lock("credit export")?;
+    credit_train::compute(|| export_here(run, format, pruned, out, backend))
+}
+
+fn export_here(
     run: &RunDir,
     format: ExportFormat,
     pruned: bool,
@@ -298,7 +309,7 @@ pub fn export_run(
             let nonzero: usize = params.iter().map(LayerParams::nonzero_mean_weights).sum();
             let data = load_data(&config)?;
             let network = to_network(&params, &device).mean_network();
-            let accuracy = set_accuracy_pct(&data.test, &device, |x| network.forward(x));
+            let accuracy = set_accuracy_pct(&data.test, &device, |x, _| network.forward(x));
             metadata.insert(
                 "model".into(),
                 "pruned: weight = (1-pi) m, 0 where pi = 1".into(),

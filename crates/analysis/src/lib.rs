@@ -6,9 +6,12 @@
 //! puts them together ([`analyze()`], [`report`]); parameters exported for numpy and PyTorch
 //! ([`export`]).
 
+#![deny(missing_docs)]
+
 pub mod analyze;
 pub use credit_model::classes;
 pub mod entropy;
+pub mod eval;
 pub mod export;
 mod figures;
 pub mod params;
@@ -18,5 +21,6 @@ pub mod subnetworks;
 pub mod sweep;
 
 pub use analyze::{Analysis, AnalysisConfig, analyze};
+pub use eval::{EvalReport, evaluate_run};
 pub use report::write_report;
 pub use subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd, zero_fraction};

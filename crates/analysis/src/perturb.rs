@@ -8,16 +8,15 @@
 //! nesting (the first `f n` of one random order), so each repetition updates the layer's
 //! pre-activations incrementally instead of recomputing the layer for every `f`.
 //!
-//! Networks are drawn by [`SpikeSlabNet::sample_network`] with the device's generator (seed the
-//! device for reproducibility); the `seed` arguments drive the chosen orders and new weights.
+//! Repetition `r` draws its network from `seed.child(r)` ([`SpikeSlabNet::sample_network`]);
+//! the chosen orders and new weights come from `seed`'s generator.
 
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use credit_data::ImageSet;
-use credit_model::{DeterministicNet, SpikeSlabNet};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use credit_model::{DeterministicNet, Seed, SpikeSlabNet};
 use rand::seq::SliceRandom;
+use rand_chacha::ChaCha12Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
@@ -139,7 +138,7 @@ fn curve_errors(
     counts: &[usize],
     change: Change,
     targets: &[u8],
-    rng: &mut StdRng,
+    rng: &mut ChaCha12Rng,
     device: &Device,
 ) -> Vec<f64> {
     let n = split.images;
@@ -179,10 +178,10 @@ pub fn perturb_layer(
     test: &ImageSet,
     fractions: &[f64],
     repetitions: usize,
-    seed: u64,
+    seed: Seed,
     device: &Device,
 ) -> LayerPerturbation {
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = seed.rng();
     let members = |class| -> Vec<usize> {
         (0..classes.len())
             .filter(|&k| classes[k] == class)
@@ -204,8 +203,8 @@ pub fn perturb_layer(
     let batch = test.all(device);
     let targets = test.labels();
     let mut errors: [Vec<Vec<f64>>; 3] = Default::default();
-    for _ in 0..repetitions {
-        let sampled = net.sample_network();
+    for r in 0..repetitions {
+        let sampled = net.sample_network(seed.child(r as u64));
         let split = SplitNetwork::new(&sampled, layer, &batch.images);
         let w = &host(sampled.layers[layer].weight.val());
         let d_input = split.input_t.len() / split.images;
@@ -242,18 +241,20 @@ pub fn perturb_layer(
 }
 
 /// The error (percent) of `repetitions` unperturbed sampled networks, drawn as
-/// [`perturb_layer`] draws them: with the same device seed, what every curve starts from at
-/// `f = 0`.
+/// [`perturb_layer`] draws them: with the same seed, what every curve starts from at `f = 0`.
 pub fn sampled_error_pct(
     net: &SpikeSlabNet,
     test: &ImageSet,
     repetitions: usize,
+    seed: Seed,
     device: &Device,
 ) -> Vec<f64> {
     let batch = test.all(device);
     (0..repetitions)
-        .map(|_| {
-            let logits = net.sample_network().forward(batch.images.clone());
+        .map(|r| {
+            let logits = net
+                .sample_network(seed.child(r as u64))
+                .forward(batch.images.clone());
             100.0 - credit_train::accuracy_pct(logits, batch.targets.clone())
         })
         .collect()

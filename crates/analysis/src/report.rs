@@ -366,7 +366,7 @@ pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
     let figures = figures(run)?;
     let mut files = vec![(
         "analysis.json".to_string(),
-        serde_json::to_string_pretty(&run.analysis)?.into_bytes(),
+        credit_train::files::to_json(&run.analysis)?.into_bytes(),
     )];
     files.extend(
         tables(&run.analysis)

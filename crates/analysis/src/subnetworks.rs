@@ -3,7 +3,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use credit_data::ImageSet;
-use credit_model::{DeterministicNet, SpikeSlabNet};
+use credit_model::{DeterministicNet, Seed, SpikeSlabNet};
 use credit_train::accuracy_pct;
 use serde::{Deserialize, Serialize};
 
@@ -37,21 +37,25 @@ pub fn zero_fraction(net: &DeterministicNet) -> f64 {
     zeros as f64 / total as f64
 }
 
-/// Draws `samples` sub-networks from `net` (seed the device first for reproducibility) and
-/// evaluates each, and their softmax-averaged ensemble, on `test`.
+/// Draws `samples` sub-networks from `net` (network `k` from `seed.child(k)`) and evaluates
+/// each, and their softmax-averaged ensemble, on `test`.
+///
+/// # Panics
+/// If `samples` is 0.
 pub fn evaluate_subnetworks(
     net: &SpikeSlabNet,
     test: &ImageSet,
     device: &Device,
     samples: usize,
+    seed: Seed,
 ) -> SubnetworkReport {
     assert!(samples > 0, "at least one sub-network");
     let batch = test.all(device);
     let mut accuracies = Vec::with_capacity(samples);
     let mut zero_fractions = Vec::with_capacity(samples);
     let mut probabilities: Option<Tensor<2>> = None;
-    for _ in 0..samples {
-        let sub = net.sample_network();
+    for k in 0..samples {
+        let sub = net.sample_network(seed.child(k as u64));
         zero_fractions.push(zero_fraction(&sub));
         let logits = sub.forward(batch.images.clone());
         accuracies.push(accuracy_pct(logits.clone(), batch.targets.clone()));

@@ -54,6 +54,22 @@ fn split_values(raw: &str) -> Vec<String> {
     values
 }
 
+/// The keys of `sets` that are swept (`key=v1,v2,...`), in order: the first is the abscissa
+/// of the sweep's figures.
+///
+/// # Errors
+/// As [`plan`].
+pub fn swept_keys(sets: &[String]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for set in sets {
+        let (key, raw) = split_override(set)?;
+        if split_values(raw).len() > 1 {
+            keys.push(key.to_string());
+        }
+    }
+    Ok(keys)
+}
+
 /// Every run of a sweep: the product of the swept values (`key=v1,v2,...`; a single value is
 /// a plain override), `seeds` seeds (0, 1, ...) and the spike-and-slab model plus, with
 /// `baseline`, the deterministic one.
@@ -376,7 +392,7 @@ pub fn write_sweep_report(
     let files = vec![
         (
             "sweep.json".to_string(),
-            serde_json::to_string_pretty(summaries)?.into_bytes(),
+            credit_train::files::to_json(&summaries)?.into_bytes(),
         ),
         ("sweep.csv".to_string(), csv.into_bytes()),
         (

@@ -1,5 +1,9 @@
 //! `credit`: train spike-and-slab networks and see which connections they rely on.
+//!
+//! This file parses the command line and dispatches; the work is done by the library crates
+//! (`credit-train`, `credit-analysis`), and `show.rs` prints their results.
 
+mod show;
 mod sweep;
 
 use std::path::PathBuf;
@@ -7,10 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use credit_analysis::export::ExportFormat;
-use credit_analysis::{Analysis, AnalysisConfig, evaluate_subnetworks};
+use credit_analysis::AnalysisConfig;
+use credit_analysis::export::{ExportFormat, export_run};
 use credit_train::{
-    AwakeWorkers, BackendKind, RunConfig, RunDir, TrainOptions, load_data, test_accuracies,
+    BackendKind, Display, RunConfig, RunDir, StopSignal, TrainOptions, TrainOutcome,
 };
 
 #[derive(Parser)]
@@ -36,40 +40,6 @@ enum Command {
     /// Train and analyse a config over settings and seeds, with the deterministic baseline,
     /// and compare them in one report; complete runs are skipped, so a sweep resumes.
     Sweep(sweep::SweepArgs),
-}
-
-#[derive(Args)]
-struct ExportArgs {
-    /// Run directory written by `credit train`.
-    #[arg(long)]
-    run: PathBuf,
-    /// safetensors or npz.
-    #[arg(long, default_value = "safetensors")]
-    format: ExportFormat,
-    /// Export the deterministic network of expected weights (1-pi) m with every unimportant
-    /// connection (pi = 1) dropped, instead of m, xi, pi.
-    #[arg(long)]
-    pruned: bool,
-    /// Output file. Default: RUN/export.EXT or RUN/pruned.EXT.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    #[command(flatten)]
-    backend: BackendArg,
-}
-
-#[derive(Args)]
-struct AnalyzeArgs {
-    /// Run directory written by `credit train`.
-    #[arg(long)]
-    run: PathBuf,
-    /// Output folder. Default: RUN/analysis.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Analysis settings (TOML): seed, samples, repetitions, fractions, tolerance, ...
-    #[arg(long)]
-    config: Option<PathBuf>,
-    #[command(flatten)]
-    backend: BackendArg,
 }
 
 #[derive(Args)]
@@ -100,10 +70,12 @@ struct TrainArgs {
     /// Override a config value, e.g. --set train.epochs=5 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// Continue the run in --out from its latest checkpoint, with its saved config.
-    #[arg(long, requires = "out")]
+    /// Continue the run in --out from its latest intact checkpoint, with its saved config
+    /// (only train.epochs, train.keep_checkpoints, train.checkpoint_every and data.dir may
+    /// change); a run whose last epoch is trained is finished.
+    #[arg(long, requires = "out", conflicts_with = "config")]
     resume: bool,
-    /// Plain per-epoch lines even on a terminal, instead of burn's dashboard.
+    /// Plain per-epoch lines even on a terminal, instead of the progress bar.
     #[arg(long)]
     no_dashboard: bool,
     #[command(flatten)]
@@ -115,6 +87,9 @@ struct EvalArgs {
     /// Run directory written by `credit train`.
     #[arg(long)]
     run: PathBuf,
+    /// Evaluate the checkpoint of this epoch instead of the final model.
+    #[arg(long)]
+    epoch: Option<usize>,
     /// Number of sub-networks to sample (0 skips them).
     #[arg(long, default_value_t = 20)]
     samples: usize,
@@ -124,6 +99,25 @@ struct EvalArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// Run directory written by `credit train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Analyse the checkpoint of this epoch instead of the final model (keep checkpoints
+    /// with train.checkpoint_every).
+    #[arg(long)]
+    epoch: Option<usize>,
+    /// Output folder. Default: RUN/analysis, or RUN/analysis-epoch-E with --epoch.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Analysis settings (TOML): seed, samples, repetitions, fractions, tolerance, ...
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -149,38 +143,42 @@ struct BenchArgs {
     backend: BackendArg,
 }
 
-/// Runs a command that computes with the model, keeping the pool's other threads polling
-/// for work (see [`AwakeWorkers`]).
-fn computing(command: impl FnOnce() -> Result<()>) -> Result<()> {
-    let _awake = AwakeWorkers::start();
-    command()
+#[derive(Args)]
+struct ExportArgs {
+    /// Run directory written by `credit train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// safetensors or npz.
+    #[arg(long, default_value = "safetensors")]
+    format: ExportFormat,
+    /// Export the deterministic network of expected weights (1-pi) m with every unimportant
+    /// connection (pi = 1) dropped, instead of m, xi, pi.
+    #[arg(long)]
+    pruned: bool,
+    /// Output file. Default: RUN/export.EXT or RUN/pruned.EXT.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArg,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // Commands run on a thread of the pool, so that the kernels' parallel operations start
-    // from inside it instead of being handed to it from outside and waited for.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .build()
-        .expect("a thread pool");
-    let result = pool.install(|| match cli.command {
-        Command::Train(args) => computing(|| run_train(args)),
-        Command::Eval(args) => computing(|| run_eval(args)),
-        Command::Analyze(args) => computing(|| run_analyze(args)),
-        Command::Bench(args) => computing(|| run_bench(args)),
-        Command::Export(args) => run_export(args),
-        Command::Sweep(args) => sweep::run_sweep(args),
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let result = match Cli::parse().command {
+        Command::Train(args) => train(args),
+        Command::Eval(args) => eval(args).map(|()| ExitCode::SUCCESS),
+        Command::Analyze(args) => analyze(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench(args).map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => export(args).map(|()| ExitCode::SUCCESS),
+        Command::Sweep(args) => sweep::run_sweep(args).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
 }
 
-fn run_train(args: TrainArgs) -> Result<()> {
+/// `credit train`: exit status 0 when finished, 128 + the signal's number when stopped.
+fn train(args: TrainArgs) -> Result<ExitCode> {
     let backend = args.backend.resolve()?;
     let (config, run) = if args.resume {
         let run = RunDir::new(args.out.expect("clap requires --out with --resume"));
@@ -197,87 +195,66 @@ fn run_train(args: TrainArgs) -> Result<()> {
     };
     let mut options = TrainOptions::new(backend);
     options.resume = args.resume;
-    options.dashboard &= !args.no_dashboard;
+    if args.no_dashboard {
+        options.display = Display::Lines;
+    }
+    options.stop = StopSignal::on_interrupt_and_terminate()
+        .context("cannot install the SIGINT and SIGTERM handlers")?;
     println!(
-        "credit {}: training {:?} {:?} for {} epochs on {backend} into {}",
+        "credit {}: training {} {:?} for {} epochs on {backend} into {}",
         env!("CARGO_PKG_VERSION"),
-        config.model.kind,
+        config.model.kind.name(),
         config.model.sizes,
         config.train.epochs,
         run.path().display()
     );
-    let summary = credit_train::train(&config, &run, &options)?;
-    println!(
-        "done: {} epochs, {:.3} s/epoch; test accuracy {:.2}% mean-field, {:.2}% mean network ({})",
-        summary.epochs,
-        summary.seconds_per_epoch,
-        summary.test_accuracy_mean_field_pct,
-        summary.test_accuracy_mean_network_pct,
-        run.path().display()
-    );
-    Ok(())
+    match credit_train::train(&config, &run, &options)? {
+        TrainOutcome::Finished(summary) => {
+            show::summary(&summary, &run);
+            Ok(ExitCode::SUCCESS)
+        }
+        TrainOutcome::Stopped { epoch, epochs } => {
+            println!(
+                "stopped at epoch {epoch} of {epochs}; resume with `credit train --out {} --resume`",
+                run.path().display()
+            );
+            Ok(ExitCode::from(options.stop.exit_code()))
+        }
+    }
 }
 
-fn run_eval(args: EvalArgs) -> Result<()> {
+fn eval(args: EvalArgs) -> Result<()> {
     let backend = args.backend.resolve()?;
     let run = RunDir::new(&args.run);
-    let config = run.config()?;
-    let device = backend.device()?;
-    device.seed(args.seed);
-    credit_model::seed_noise(args.seed);
-    let model = run.load_model(&config, &device, None)?;
-    let data = load_data(&config)?;
-    let accuracies = test_accuracies(&model, &data, &device);
-    let subnetworks = match model.spike_slab() {
-        Some(net) if args.samples > 0 => {
-            Some(evaluate_subnetworks(net, &data.test, &device, args.samples))
-        }
-        _ => None,
-    };
+    let report = credit_analysis::evaluate_run(&run, args.samples, args.seed, backend, args.epoch)?;
     if args.json {
-        let report = serde_json::json!({
-            "run": args.run,
-            "backend": backend.name(),
-            "device": format!("{device:?}"),
-            "seed": args.seed,
-            "test_images": data.test.len(),
-            "test_accuracy_mean_field_pct": accuracies.test_mean_field_pct,
-            "test_accuracy_mean_network_pct": accuracies.test_mean_network_pct,
-            "subnetworks": subnetworks,
-        });
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    println!(
-        "{} on {backend}, {} test images",
-        args.run.display(),
-        data.test.len()
-    );
-    println!(
-        "  mean-field (noise on)      {:6.2}%",
-        accuracies.test_mean_field_pct
-    );
-    println!(
-        "  mean network (noise off)   {:6.2}%",
-        accuracies.test_mean_network_pct
-    );
-    if let Some(s) = subnetworks {
-        let k = s.accuracies_pct.len();
-        let zeros = s.zero_fractions.iter().sum::<f64>() / k as f64;
-        println!(
-            "  {k} sampled sub-networks    {:6.2}% mean, sd {:.2}, min {:.2}, max {:.2} ({:.1}% zero weights)",
-            s.mean_pct,
-            s.sd_pct,
-            s.min_pct,
-            s.max_pct,
-            100.0 * zeros
-        );
-        println!("  {k}-ensemble (mean softmax) {:6.2}%", s.ensemble_pct);
+        println!("{}", credit_train::files::to_json(&report)?);
+    } else {
+        show::eval(&report);
     }
     Ok(())
 }
 
-fn run_bench(args: BenchArgs) -> Result<()> {
+fn analyze(args: AnalyzeArgs) -> Result<()> {
+    let backend = args.backend.resolve()?;
+    let config = match &args.config {
+        Some(path) => AnalysisConfig::load(path)?,
+        None => AnalysisConfig::default(),
+    };
+    let run = RunDir::new(&args.run);
+    let _lock = run.lock("credit analyze")?;
+    let out = args.out.unwrap_or_else(|| match args.epoch {
+        Some(epoch) => args.run.join(format!("analysis-epoch-{epoch}")),
+        None => args.run.join("analysis"),
+    });
+    let analysed = credit_analysis::analyze(&run, &config, backend, args.epoch)?;
+    let written = credit_analysis::write_report(&analysed, &out)?;
+    show::analysis(&analysed.analysis);
+    show::written(&written, &out);
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
     let backend = args.backend.resolve()?;
     let config = RunConfig::load(&args.config, &args.overrides)?;
     anyhow::ensure!(args.epochs > 0, "--epochs must be positive");
@@ -287,137 +264,26 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let mut report = credit_train::bench(&config, backend, args.epochs, args.eval_repeats, &run)?;
     if config.model.kind == credit_train::ModelKind::SpikeSlab {
         let started = std::time::Instant::now();
-        let analysed = credit_analysis::analyze(&run, &AnalysisConfig::default(), backend)?;
+        let analysed = credit_analysis::analyze(&run, &AnalysisConfig::default(), backend, None)?;
         credit_analysis::write_report(&analysed, &scratch.path().join("analysis"))?;
         report.analyze_seconds = Some(started.elapsed().as_secs_f64());
     }
-    println!(
-        "{} on {} ({})",
-        args.config.display(),
-        report.backend,
-        report.device
-    );
-    println!(
-        "  training   {:.4} s/epoch median of {} ({:.0} images/s, {} images/epoch)",
-        report.epoch_seconds_median,
-        report.epoch_seconds.len(),
-        report.train_images_per_second,
-        report.train_images
-    );
-    println!(
-        "  evaluation {:.4} s per mean-field pass over {} test images ({:.0} images/s)",
-        report.eval_seconds_median, report.test_images, report.eval_images_per_second
-    );
-    if let Some(seconds) = report.analyze_seconds {
-        println!("  analysis   {seconds:.2} s for `credit analyze` (K = 20, S = 10, all layers)");
-    }
+    show::bench(&report, &args.config);
     if let Some(path) = args.json {
-        credit_train::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        credit_train::write_json(&path, &report)?;
     }
     Ok(())
 }
 
-fn run_analyze(args: AnalyzeArgs) -> Result<()> {
+fn export(args: ExportArgs) -> Result<()> {
     let backend = args.backend.resolve()?;
-    let config = match &args.config {
-        Some(path) => AnalysisConfig::load(path)?,
-        None => AnalysisConfig::default(),
-    };
-    let run = RunDir::new(&args.run);
-    let out = args.out.unwrap_or_else(|| args.run.join("analysis"));
-    let analysed = credit_analysis::analyze(&run, &config, backend)?;
-    let written = credit_analysis::write_report(&analysed, &out)?;
-    print_analysis(&analysed.analysis);
-    print_written(&written, &out);
-    Ok(())
-}
-
-/// The closing line of commands that write a report folder.
-pub(crate) fn print_written(written: &[PathBuf], out: &std::path::Path) {
-    println!(
-        "wrote {} files to {} (open {})",
-        written.len(),
-        out.display(),
-        out.join("report.html").display()
-    );
-}
-
-fn print_analysis(a: &Analysis) {
-    use credit_analysis::classes::ConnectionClass;
-    println!(
-        "{}: {:?} {:?}, analysed on {} in {:.2} s",
-        a.run, a.model_kind, a.sizes, a.backend, a.seconds
-    );
-    println!(
-        "  accuracy: mean-field {:.2}%, mean network {:.2}%",
-        a.accuracy.mean_field_pct, a.accuracy.mean_network_pct
-    );
-    if let Some(s) = &a.accuracy.subnetworks {
-        println!(
-            "  {} sampled sub-networks {:.2}% (sd {:.2}), ensemble {:.2}%",
-            s.accuracies_pct.len(),
-            s.mean_pct,
-            s.sd_pct,
-            s.ensemble_pct
-        );
-    }
-    if let Some(p) = &a.accuracy.pruned {
-        println!(
-            "  pruned (1-pi) m network {:.2}% with {} of {} weights",
-            p.accuracy_pct, p.nonzero, p.total
-        );
-    }
-    for l in &a.layers {
-        println!(
-            "  layer {}: very important {:5.1}%  unimportant {:5.1}%  variable {:5.1}%  entropy {:.3} ± {:.3}",
-            l.layer,
-            100.0 * l.classes.fraction(ConnectionClass::VeryImportant),
-            100.0 * l.classes.fraction(ConnectionClass::Unimportant),
-            100.0 * l.classes.fraction(ConnectionClass::Variable),
-            l.entropy_mean,
-            l.entropy_sd
-        );
-    }
-    for p in &a.perturbation {
-        let fmt = |c: &credit_analysis::perturb::Curve| {
-            c.error_mean_pct
-                .iter()
-                .map(|e| format!("{e:.1}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        println!("  layer {} error (%) at f = 0, 0.1, ..., 1:", p.layer);
-        println!(
-            "    very important removed    {}",
-            fmt(&p.very_important_removed)
-        );
-        println!("    as many variable removed  {}", fmt(&p.variable_removed));
-        println!(
-            "    unimportant randomised    {}",
-            fmt(&p.unimportant_randomised)
-        );
-    }
-}
-
-fn run_export(args: ExportArgs) -> Result<()> {
-    let backend = args.backend.resolve()?;
-    let report = credit_analysis::export::export_run(
+    let report = export_run(
         &RunDir::new(&args.run),
         args.format,
         args.pruned,
         args.out,
         backend,
     )?;
-    if let Some((accuracy, nonzero, total)) = report.pruned {
-        println!(
-            "pruned network: {accuracy:.2}% test accuracy, {nonzero} of {total} weights non-zero"
-        );
-    }
-    println!(
-        "wrote {} tensors ({}) to {}",
-        report.tensors.len(),
-        report.tensors.join(", "),
-        report.path.display()
-    );
+    show::export(&report);
     Ok(())
 }

@@ -10,7 +10,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use credit_analysis::Analysis;
-use credit_analysis::sweep::{SweepRun, plan, summarise, write_sweep_report};
+use credit_analysis::AnalysisConfig;
+use credit_analysis::sweep::{SweepRun, plan, summarise, swept_keys, write_sweep_report};
 use credit_train::{BackendKind, ModelKind, RunConfig, RunDir};
 
 use crate::BackendArg;
@@ -108,6 +109,9 @@ fn run_tasks(tasks: Vec<Task>, jobs: usize, what: &str) -> Result<()> {
 pub fn run_sweep(args: SweepArgs) -> Result<()> {
     let backend: BackendKind = args.backend.resolve()?;
     let runs = plan(&args.sets, args.seeds, !args.no_baseline)?;
+    if let Some(path) = &args.analysis_config {
+        AnalysisConfig::load(path)?;
+    }
     for run in &runs {
         RunConfig::load(&args.config, &run.overrides)
             .with_context(|| format!("sweep run {}", run.name))?;
@@ -147,7 +151,7 @@ pub fn run_sweep(args: SweepArgs) -> Result<()> {
             "--backend".into(),
             backend.name().into(),
         ];
-        if run_dir.latest_checkpoint().is_some() {
+        if run_dir.exists() {
             child.extend(["--out".into(), path, "--resume".into()]);
         } else {
             remove_incomplete(run_dir.path())?;
@@ -220,12 +224,10 @@ pub fn run_sweep(args: SweepArgs) -> Result<()> {
         .map(|run| Ok((run.clone(), dir(run).summary()?)))
         .collect::<Result<Vec<_>>>()?;
     let summaries = summarise(&analysed, &baselines);
-    let x_label = args
-        .sets
-        .iter()
-        .find(|s| s.contains(','))
-        .and_then(|s| s.split_once('='))
-        .map_or("setting".to_string(), |(k, _)| k.trim().to_string());
+    let x_label = swept_keys(&args.sets)?
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "setting".to_string());
     let written = write_sweep_report(&summaries, &x_label, &out)?;
     for s in &summaries {
         println!(
@@ -242,12 +244,12 @@ pub fn run_sweep(args: SweepArgs) -> Result<()> {
                 .join(" ")
         );
     }
-    crate::print_written(&written, &out);
+    crate::show::written(&written, &out);
     Ok(())
 }
 
-/// Removes a run folder that holds no checkpoint and no summary: a start that failed
-/// before its first epoch ended.
+/// Removes a run folder that holds no run (no `config.toml`): a start that failed before it
+/// wrote anything worth keeping.
 fn remove_incomplete(path: &Path) -> Result<()> {
     if path.exists() {
         std::fs::remove_dir_all(path)

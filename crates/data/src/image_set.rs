@@ -1,10 +1,7 @@
-//! A labelled set of byte images, the burn [`Dataset`] over it and the [`Batcher`] that turns
-//! examples into tensors with pixels scaled to `[0, 1]`.
+//! A labelled set of byte images, and its batches as tensors with pixels scaled to `[0, 1]`.
 
 use std::sync::Arc;
 
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -16,13 +13,6 @@ pub struct ImageSet {
     labels: Arc<[u8]>,
     classes: usize,
 }
-
-/// One example: the index of an image in its [`ImageSet`].
-///
-/// Examples are indices so that shuffling and batching move no pixels; the batcher reads
-/// the pixels straight from the shared set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Example(pub usize);
 
 /// A batch ready for a network.
 #[derive(Debug, Clone)]
@@ -75,6 +65,11 @@ impl ImageSet {
         &self.labels
     }
 
+    /// The raw bytes of every image, row-major `[len, features]`.
+    pub fn pixel_bytes(&self) -> &[u8] {
+        &self.pixels
+    }
+
     /// The raw bytes of image `index`.
     pub fn pixels(&self, index: usize) -> &[u8] {
         &self.pixels[index * self.features..(index + 1) * self.features]
@@ -121,28 +116,5 @@ impl ImageSet {
     /// The whole set as one batch.
     pub fn all(&self, device: &Device) -> ImageBatch {
         self.batch(0..self.len(), device)
-    }
-}
-
-impl Dataset<Example> for ImageSet {
-    fn get(&self, index: usize) -> Result<Example, DatasetError> {
-        if index < self.len() {
-            Ok(Example(index))
-        } else {
-            Err(DatasetError::new(std::io::Error::other(format!(
-                "index {index} is out of range for {} images",
-                self.len()
-            ))))
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-}
-
-impl Batcher<Example, ImageBatch> for ImageSet {
-    fn batch(&self, items: Vec<Example>, device: &Device) -> ImageBatch {
-        ImageSet::batch(self, items.into_iter().map(|Example(i)| i), device)
     }
 }

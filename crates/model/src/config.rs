@@ -4,7 +4,9 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::classifier::Classifier;
 use crate::network::{DeterministicNet, SpikeSlabNet};
+use crate::seed::Seed;
 
 /// Which network, which widths, which initialisation. The defaults are those of the
 /// authors' code (`DNN-SAS-MNIST.py`): 784-100-100-10, `m ~ sqrt(2/784) N(0, 1)` in every
@@ -63,13 +65,14 @@ impl ModelConfig {
         self.sizes.windows(2).map(|pair| (pair[0], pair[1]))
     }
 
-    /// A spike-and-slab network with freshly drawn parameters (seed the device first).
-    pub fn init_spike_slab(&self, device: &Device) -> SpikeSlabNet {
-        SpikeSlabNet::init(self, device)
-    }
-
-    /// A deterministic network whose weights are drawn like the spike-and-slab `m`.
-    pub fn init_deterministic(&self, device: &Device) -> DeterministicNet {
-        DeterministicNet::init(self, device)
+    /// The network of this configuration's kind, with parameters drawn from `seed` (a run
+    /// draws them from `Seed::new(seed).stream(Stream::Init)`).
+    pub fn init(&self, seed: Seed, device: &Device) -> Classifier {
+        match self.kind {
+            ModelKind::SpikeSlab => Classifier::SpikeSlab(SpikeSlabNet::init(self, seed, device)),
+            ModelKind::Deterministic => {
+                Classifier::Deterministic(DeterministicNet::init(self, seed, device))
+            }
+        }
     }
 }

@@ -1,16 +1,22 @@
 //! The models of "Learning credit assignment" (Li & Huang, PRL 125, 178301, 2020) as burn
 //! modules: the spike-and-slab mean-field layer ([`SpikeSlabLinear`]), networks of such layers
-//! ([`SpikeSlabNet`]) and the deterministic baseline ([`DeterministicNet`]), which is also the
-//! form of every concrete sub-network sampled from a trained model; their configuration
-//! ([`ModelConfig`]). The layer's computation is one backend operation of `credit-ops`.
+//! ([`SpikeSlabNet`]), the deterministic baseline ([`DeterministicNet`]), which is also the
+//! form of every concrete sub-network sampled from a trained model, and either of them as the
+//! network of a run ([`Classifier`], configured by [`ModelConfig`]); the three classes of
+//! connection ([`classes`]) and the seeds every random draw comes from ([`Seed`]). The
+//! layer's computation is one backend operation of `credit-ops`.
+
+#![deny(missing_docs)]
 
 pub mod classes;
+mod classifier;
 mod config;
 mod network;
-mod noise;
+mod seed;
 mod spike_slab;
 
+pub use classifier::Classifier;
 pub use config::{ModelConfig, ModelKind};
 pub use network::{DeterministicLinear, DeterministicNet, SpikeSlabNet};
-pub use noise::seed_noise;
+pub use seed::{Seed, Stream};
 pub use spike_slab::{Noise, SpikeSlabLinear};

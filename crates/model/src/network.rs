@@ -5,10 +5,11 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::ModelConfig;
-use crate::spike_slab::{Noise, SpikeSlabLinear};
+use crate::seed::Seed;
+use crate::spike_slab::{Noise, SpikeSlabLinear, gaussian_values};
 
 /// Applies `layer` to each layer in turn with ReLU in between.
 fn chain<L>(
@@ -31,11 +32,15 @@ pub struct SpikeSlabNet {
 }
 
 impl SpikeSlabNet {
-    /// A network of `config.sizes` with freshly drawn parameters (seed the device first).
-    pub fn init(config: &ModelConfig, device: &Device) -> Self {
+    /// A network of `config.sizes` with parameters drawn from `seed` (layer `l` from its
+    /// child `l`).
+    pub fn init(config: &ModelConfig, seed: Seed, device: &Device) -> Self {
         let layers = config
             .layer_dims()
-            .map(|(d_input, d_output)| SpikeSlabLinear::init(d_input, d_output, config, device))
+            .enumerate()
+            .map(|(l, (d_input, d_output))| {
+                SpikeSlabLinear::init(d_input, d_output, config, seed.child(l as u64), device)
+            })
             .collect();
         Self { layers }
     }
@@ -51,7 +56,9 @@ impl SpikeSlabNet {
     /// - input: `[batch, sizes[0]]`
     /// - output: `[batch, sizes.last()]`
     pub fn forward(&self, input: Tensor<2>, noise: Noise) -> Tensor<2> {
-        chain(&self.layers, input, |_, layer, x| layer.forward(x, noise))
+        chain(&self.layers, input, |l, layer, x| {
+            layer.forward(x, noise.for_layer(l))
+        })
     }
 
     /// Logits with given standard-normal draws, one `[batch, d_output]` tensor per layer.
@@ -78,13 +85,17 @@ impl SpikeSlabNet {
         }
     }
 
-    /// One concrete sub-network drawn from the learned weight distribution.
-    pub fn sample_network(&self) -> DeterministicNet {
+    /// One concrete sub-network drawn from the learned weight distribution, from `seed`
+    /// (layer `l` from its child `l`).
+    pub fn sample_network(&self, seed: Seed) -> DeterministicNet {
         DeterministicNet {
             layers: self
                 .layers
                 .iter()
-                .map(|l| DeterministicLinear::new(l.sample_weights()))
+                .enumerate()
+                .map(|(l, layer)| {
+                    DeterministicLinear::new(layer.sample_weights(seed.child(l as u64)))
+                })
                 .collect(),
         }
     }
@@ -137,16 +148,16 @@ pub struct DeterministicNet {
 
 impl DeterministicNet {
     /// A network of `config.sizes` whose weights are drawn like the spike-and-slab `m`,
-    /// `N(0, m_init_std²)` (seed the device first).
-    pub fn init(config: &ModelConfig, device: &Device) -> Self {
+    /// `N(0, m_init_std²)`, from `seed` (layer `l` from its child `l`).
+    pub fn init(config: &ModelConfig, seed: Seed, device: &Device) -> Self {
         let layers = config
             .layer_dims()
-            .map(|(d_input, d_output)| {
-                DeterministicLinear::new(Tensor::random(
-                    [d_output, d_input],
-                    Distribution::Normal(0.0, config.m_init_std),
-                    device,
-                ))
+            .enumerate()
+            .map(|(l, (d_input, d_output))| {
+                let values =
+                    gaussian_values(d_input * d_output, config.m_init_std, seed.child(l as u64));
+                let weight = TensorData::new(values, [d_output, d_input]);
+                DeterministicLinear::new(Tensor::from_data(weight, device))
             })
             .collect();
         Self { layers }

@@ -12,20 +12,40 @@
 //! ```
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Tensor};
-
+use burn::tensor::{Device, Tensor, TensorData};
 use credit_ops::mean_field::{DELTA_FLOOR, clamp_values, spike_slab_linear};
+use credit_ops::noise::{standard_normal, standard_normal_values, uniform_values};
 
 use crate::config::ModelConfig;
-use crate::noise::standard_normal;
+use crate::seed::Seed;
 
 /// How the noise term `sqrt(Delta) eps` of the pre-activation is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Noise {
-    /// Fresh `eps ~ N(0, 1)` per sample and unit: training and "mean-field" evaluation.
-    Sampled,
+    /// `eps ~ N(0, 1)` per sample and unit, drawn from this seed: training and "mean-field"
+    /// evaluation. A network gives layer `l` the seed's child `l`.
+    Sampled(Seed),
     /// No noise: the "mean network" `h = G / sqrt(N)`.
     Off,
+}
+
+impl Noise {
+    /// The noise of layer `l` of a network: the seed's child `l`.
+    pub fn for_layer(self, l: usize) -> Self {
+        match self {
+            Noise::Sampled(seed) => Noise::Sampled(seed.child(l as u64)),
+            Noise::Off => Noise::Off,
+        }
+    }
+}
+
+/// `len` values `scale · z` with `z ~ N(0, 1)` from `seed`, as `f32` (host draws).
+pub(crate) fn gaussian_values(len: usize, scale: f64, seed: Seed) -> Vec<f32> {
+    let scale = scale as f32;
+    standard_normal_values(len, seed.value())
+        .into_iter()
+        .map(|z| scale * z)
+        .collect()
 }
 
 /// A fully connected layer whose weights are spike-and-slab random variables. No bias.
@@ -40,19 +60,26 @@ pub struct SpikeSlabLinear {
 }
 
 impl SpikeSlabLinear {
-    /// A layer `[d_output, d_input]` with parameters drawn as `config` says (seed the device
-    /// first for reproducibility): `m ~ N(0, m_init_std²)`, `xi ~ U(0, xi_init_max)`,
-    /// `pi = pi_init`.
-    pub fn init(d_input: usize, d_output: usize, config: &ModelConfig, device: &Device) -> Self {
+    /// A layer `[d_output, d_input]` with parameters drawn from `seed` as `config` says:
+    /// `m ~ N(0, m_init_std²)`, `xi ~ U(0, xi_init_max)`, `pi = pi_init`.
+    pub fn init(
+        d_input: usize,
+        d_output: usize,
+        config: &ModelConfig,
+        seed: Seed,
+        device: &Device,
+    ) -> Self {
         let shape = [d_output, d_input];
-        let m = Tensor::random(shape, Distribution::Normal(0.0, config.m_init_std), device);
-        let xi = Tensor::random(
-            shape,
-            Distribution::Uniform(0.0, config.xi_init_max),
-            device,
-        );
+        let len = d_output * d_input;
+        let m = gaussian_values(len, config.m_init_std, seed.child(0));
+        let xi_max = config.xi_init_max as f32;
+        let xi: Vec<f32> = uniform_values(len, seed.child(1).value())
+            .into_iter()
+            .map(|u| xi_max * u)
+            .collect();
+        let tensor = |values: Vec<f32>| Tensor::from_data(TensorData::new(values, shape), device);
         let pi = Tensor::full(shape, config.pi_init, device);
-        Self::from_tensors(m, xi, pi)
+        Self::from_tensors(tensor(m), tensor(xi), pi)
     }
 
     /// Builds a layer from parameter values, each `[d_output, d_input]`.
@@ -122,8 +149,9 @@ impl SpikeSlabLinear {
                     .matmul(self.weight_mean().transpose())
                     .mul_scalar(scale)
             }
-            Noise::Sampled => {
-                let eps = standard_normal([input.dims()[0], self.dims()[0]], &input.device());
+            Noise::Sampled(seed) => {
+                let shape = [input.dims()[0], self.dims()[0]];
+                let eps = standard_normal(shape, seed.value(), &input.device());
                 self.forward_with_eps(input, eps)
             }
         }
@@ -152,32 +180,45 @@ impl SpikeSlabLinear {
         }
     }
 
-    /// Draws one concrete weight matrix: each weight is 0 with probability `pi`, otherwise
-    /// `m + sqrt(xi) z` with `z ~ N(0, 1)`.
+    /// Draws one concrete weight matrix from `seed`: each weight is 0 with probability `pi`,
+    /// otherwise `m + sqrt(xi) z` with `z ~ N(0, 1)`. Drawn on the host.
     ///
     /// # Shapes
     /// - output: `[d_output, d_input]`
-    pub fn sample_weights(&self) -> Tensor<2> {
-        let [d_output, d_input] = self.dims();
-        self.sample_weight_stack(1).reshape([d_output, d_input])
+    pub fn sample_weights(&self, seed: Seed) -> Tensor<2> {
+        self.sample_weight_stack(1, seed).reshape(self.dims())
     }
 
-    /// Draws `count` independent weight matrices at once (see [`Self::sample_weights`]).
+    /// Draws `count` independent weight matrices from `seed` at once (see
+    /// [`Self::sample_weights`], which is the first of them).
     ///
     /// # Shapes
     /// - output: `[count, d_output, d_input]`
-    pub fn sample_weight_stack(&self, count: usize) -> Tensor<3> {
+    pub fn sample_weight_stack(&self, count: usize, seed: Seed) -> Tensor<3> {
         let [d_output, d_input] = self.dims();
-        let shape = [count, d_output, d_input];
-        let m = self.m.val().inner().unsqueeze::<3>();
-        let xi = self.xi.val().inner().unsqueeze::<3>();
-        let pi = self.pi.val().inner().unsqueeze::<3>();
-        let device = m.device();
-        let kept = Tensor::random(shape, Distribution::Default, &device)
-            .greater_equal(pi.expand(shape))
-            .float();
-        let z = Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        kept * (m + xi.sqrt() * z)
+        let host = |t: Tensor<2>| {
+            t.inner()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("float parameters")
+        };
+        let (m, xi, pi) = (host(self.m.val()), host(self.xi.val()), host(self.pi.val()));
+        let len = m.len();
+        let z = standard_normal_values(count * len, seed.child(0).value());
+        let u = uniform_values(count * len, seed.child(1).value());
+        let weights: Vec<f32> = (0..count * len)
+            .map(|i| {
+                let k = i % len;
+                if u[i] >= pi[k] {
+                    m[k] + xi[k].sqrt() * z[i]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let data = TensorData::new(weights, [count, d_output, d_input]);
+        Tensor::from_data(data, &self.m.val().device())
     }
 }
 

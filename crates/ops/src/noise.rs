@@ -37,6 +37,26 @@ pub fn standard_normal_values(len: usize, key: u64) -> Vec<f32> {
     values
 }
 
+/// The first `len` values of the uniform sequence `key`, in `[0, 1)` with 24 random bits:
+/// value `i` from the high bits of position `i` of SplitMix64 started at `key` (the same
+/// generator as the normals, so the two sequences of one key are related: draw them from
+/// different keys).
+pub fn uniform_values(len: usize, key: u64) -> Vec<f32> {
+    const TWO_TO_MINUS_24: f32 = 1.0 / (1u64 << 24) as f32;
+    let mut values = vec![0f32; len];
+    values
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(block, values)| {
+            let first = (block * BLOCK) as u64;
+            for (i, value) in values.iter_mut().enumerate() {
+                let bits = random_bits(key, first + i as u64);
+                *value = (bits >> 40) as f32 * TWO_TO_MINUS_24;
+            }
+        });
+    values
+}
+
 /// `values` (an even count, or the last block) from pairs `first..` of the sequence `seed`.
 fn fill(values: &mut [f32], seed: u64, first: u64) {
     #[cfg(target_arch = "x86_64")]
@@ -227,6 +247,31 @@ mod tests {
             1.0 - 0.5 * erfc
         } else {
             0.5 * erfc
+        }
+    }
+
+    #[test]
+    fn uniforms_are_uniform_and_depend_on_the_key_only() {
+        let n = 200_000;
+        let values = uniform_values(n, 3);
+        assert!(values.iter().all(|&u| (0.0..1.0).contains(&u)));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        assert_eq!(values, pool.install(|| uniform_values(n, 3)));
+        assert_ne!(values[..100], uniform_values(100, 4)[..]);
+        // Counts in ten bins within five standard deviations of n/10.
+        let mut bins = [0usize; 10];
+        for &u in &values {
+            bins[(u * 10.0) as usize] += 1;
+        }
+        let sd = (n as f64 * 0.1 * 0.9).sqrt();
+        for count in bins {
+            assert!(
+                (count as f64 - n as f64 / 10.0).abs() < 5.0 * sd,
+                "{bins:?}"
+            );
         }
     }
 

@@ -3,15 +3,17 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use credit_model::Noise;
+use credit_model::{Noise, Seed, Stream};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
-use crate::classifier::Classifier;
 use crate::config::RunConfig;
+use crate::display::Display;
 use crate::evaluate::set_accuracy_pct;
 use crate::run::RunDir;
+use crate::runtime::compute;
 use crate::training::{TrainOptions, load_data, train};
+use credit_model::Classifier;
 
 /// Timings of one benchmark; seconds are wall-clock, medians over the timed repetitions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,9 +43,22 @@ pub struct BenchReport {
 }
 
 /// Trains `config` for `1 + epochs` epochs into `run` (a fresh directory) through the full
-/// training path (Learner, metrics, clamp, checkpoints) and times the last `epochs`; then
-/// times `eval_repeats` mean-field passes over the test images.
+/// training path (steps, test evaluation, class counts, checkpoints, metrics) and times the
+/// last `epochs`; then times `eval_repeats` mean-field passes over the test images.
+///
+/// # Errors
+/// If training or loading fails.
 pub fn bench(
+    config: &RunConfig,
+    backend: BackendKind,
+    epochs: usize,
+    eval_repeats: usize,
+    run: &RunDir,
+) -> Result<BenchReport> {
+    compute(|| bench_here(config, backend, epochs, eval_repeats, run))
+}
+
+fn bench_here(
     config: &RunConfig,
     backend: BackendKind,
     epochs: usize,
@@ -53,8 +68,8 @@ pub fn bench(
     let mut config = config.clone();
     config.train.epochs = epochs + 1;
     let mut options = TrainOptions::new(backend);
-    options.dashboard = false;
-    train(&config, run, &options)?;
+    options.display = Display::Quiet;
+    train(&config, run, &options)?.finished()?;
     let epoch_seconds: Vec<f64> = run
         .metrics()?
         .iter()
@@ -65,9 +80,12 @@ pub fn bench(
     let data = load_data(&config)?;
     let device = backend.device()?;
     let model = run.load_model(&config, &device, None)?;
+    let seed = Seed::new(config.seed).stream(Stream::Evaluation);
     let eval_once = |model: &Classifier| {
         let start = Instant::now();
-        set_accuracy_pct(&data.test, &device, |x| model.forward(x, Noise::Sampled));
+        set_accuracy_pct(&data.test, &device, |x, chunk| {
+            model.forward(x, Noise::Sampled(seed.child(chunk as u64)))
+        });
         start.elapsed().as_secs_f64()
     };
     eval_once(&model);

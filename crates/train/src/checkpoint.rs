@@ -1,48 +1,310 @@
-//! burn checkpointer that writes each record to a temporary file and renames it into place.
+//! Checkpoints: everything a run needs to continue after an epoch, verified when read.
+//!
+//! ```text
+//! checkpoint/
+//!   model-E.bpk    the parameters after epoch E (burnpack record)
+//!   optim-E.bpk    AdamW's moments and step counts after epoch E (burnpack record)
+//!   state-E.json   the epoch, the configuration trained with, the data's fingerprint, the
+//!                  size and SHA-256 of both records and the metrics rows so far; written last
+//! ```
+//!
+//! A checkpoint exists once its state file does, and is intact when both records match the
+//! sizes and digests the state file gives. Nothing else needs saving: the learning rate is a
+//! function of the epoch, and every random draw of epoch `E + 1` is a function of the run's
+//! seed and the epoch (see `credit_model::Seed`), so a run resumed from a checkpoint goes on
+//! exactly as it would have without the interruption.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError};
+use anyhow::{Context, Result, bail, ensure};
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use credit_model::Classifier;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::run::temporary_path;
+use crate::config::RunConfig;
+use crate::failpoint;
+use crate::files::{read_json, write_atomic, write_json};
+use crate::metrics::EpochMetrics;
 
-/// Saves `DIR/NAME-EPOCH.bpk` atomically: a crash mid-write leaves the previous checkpoints
-/// intact and no truncated file under a checkpoint's name.
-pub struct AtomicFileCheckpointer {
+/// The version of the checkpoint layout this build writes and reads.
+const FORMAT: u32 = 1;
+
+/// What `state-E.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// The checkpoint layout's version.
+    pub format: u32,
+    /// The epoch after which it was taken (from 1).
+    pub epoch: usize,
+    /// The configuration the run was trained with up to this epoch.
+    pub config: RunConfig,
+    /// The fingerprint of the training and test images (see [`data_fingerprint`]).
+    pub data: String,
+    /// The model record.
+    pub model: RecordFile,
+    /// The optimizer record.
+    pub optimizer: RecordFile,
+    /// The rows of `metrics.csv` up to this epoch, restored on resume.
+    pub metrics: Vec<EpochMetrics>,
+}
+
+/// One record file of a checkpoint, as the state file describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordFile {
+    /// File name inside `checkpoint/`.
+    pub file: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the content, hexadecimal.
+    pub sha256: String,
+}
+
+/// A checkpoint that is present but cannot be used, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damaged {
+    /// Its epoch.
+    pub epoch: usize,
+    /// What is wrong, naming the file.
+    pub reason: String,
+}
+
+/// The checkpoint folder of a run.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
     dir: PathBuf,
-    name: &'static str,
 }
 
-impl AtomicFileCheckpointer {
-    /// Checkpoints named `name-EPOCH.bpk` in `dir`.
-    pub fn new(dir: PathBuf, name: &'static str) -> Self {
-        Self { dir, name }
-    }
-
-    fn path(&self, epoch: usize) -> PathBuf {
-        self.dir.join(format!("{}-{epoch}.bpk", self.name))
-    }
+/// SHA-256 of `bytes`, hexadecimal.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-impl<R: Checkpoint> Checkpointer<R> for AtomicFileCheckpointer {
-    fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
-        std::fs::create_dir_all(&self.dir).map_err(CheckpointerError::IOError)?;
-        let path = self.path(epoch);
-        let tmp = temporary_path(&path);
-        record.save(tmp.clone())?;
-        std::fs::rename(&tmp, &path).map_err(CheckpointerError::IOError)
-    }
-
-    fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {
-        match std::fs::remove_file(self.path(epoch)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(CheckpointerError::IOError(e))
-            }
-            _ => Ok(()),
+/// A fingerprint of a data split: SHA-256 over the shape and every byte of the training and
+/// test images and labels. Two folders with the same images give the same fingerprint.
+pub fn data_fingerprint(splits: &credit_data::Splits) -> String {
+    let mut hash = Sha256::new();
+    for set in [&splits.train, &splits.test] {
+        for n in [set.len(), set.features(), set.classes()] {
+            hash.update((n as u64).to_le_bytes());
         }
+        hash.update(set.labels());
+        hash.update(set.pixel_bytes());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Checkpoints {
+    /// The checkpoints in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
     }
 
-    fn restore(&self, epoch: usize) -> Result<R, CheckpointerError> {
-        R::load(self.path(epoch))
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
+
+    fn path(&self, part: &str, epoch: usize, extension: &str) -> PathBuf {
+        self.dir.join(format!("{part}-{epoch}.{extension}"))
+    }
+
+    /// The state file of epoch `epoch`.
+    pub fn state_path(&self, epoch: usize) -> PathBuf {
+        self.path("state", epoch, "json")
+    }
+
+    /// Saves the checkpoint of `epoch`: both records (each to a temporary file, synced and
+    /// renamed), then the state file that makes it exist.
+    ///
+    /// # Errors
+    /// If a record cannot be encoded or a file written, naming the file.
+    pub fn save(
+        &self,
+        epoch: usize,
+        config: &RunConfig,
+        data: &str,
+        model: &Classifier,
+        optimizer: &ModuleOptimizer,
+        metrics: &[EpochMetrics],
+    ) -> Result<()> {
+        let model_bytes = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("cannot encode the model of epoch {epoch}: {e}"))?;
+        let optimizer_bytes = optimizer
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("cannot encode the optimizer of epoch {epoch}: {e}"))?;
+        let model = self.write_record("model", epoch, &model_bytes)?;
+        let optimizer = self.write_record("optim", epoch, &optimizer_bytes)?;
+        failpoint::hit("checkpoint");
+        let state = CheckpointState {
+            format: FORMAT,
+            epoch,
+            config: config.clone(),
+            data: data.to_string(),
+            model,
+            optimizer,
+            metrics: metrics.to_vec(),
+        };
+        write_json(&self.state_path(epoch), &state)
+    }
+
+    fn write_record(&self, part: &str, epoch: usize, bytes: &[u8]) -> Result<RecordFile> {
+        let path = self.path(part, epoch, "bpk");
+        write_atomic(&path, bytes)?;
+        Ok(RecordFile {
+            file: format!("{part}-{epoch}.bpk"),
+            bytes: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        })
+    }
+
+    /// The epochs that have a state file, in increasing order.
+    pub fn epochs(&self) -> Vec<usize> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut epochs: Vec<usize> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("state-")?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        epochs.sort_unstable();
+        epochs
+    }
+
+    /// Whether the folder holds records of an earlier version of credit (no state files).
+    pub fn has_legacy_records(&self) -> bool {
+        self.epochs().is_empty()
+            && std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+                entries.filter_map(|e| e.ok()).any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("model-") && name.ends_with(".bpk")
+                })
+            })
+    }
+
+    /// The state of `epoch`, with both records read and checked against it.
+    ///
+    /// # Errors
+    /// If the state file or a record is missing, unreadable, of another size or digest, or
+    /// of another layout version, naming the file.
+    pub fn verify(&self, epoch: usize) -> Result<(CheckpointState, Bytes, Bytes)> {
+        let state_path = self.state_path(epoch);
+        let state: CheckpointState = read_json(&state_path)?;
+        ensure!(
+            state.format == FORMAT && state.epoch == epoch,
+            "{}: layout {} for epoch {}, expected layout {FORMAT} for epoch {epoch}",
+            state_path.display(),
+            state.format,
+            state.epoch
+        );
+        let model = self.read_record(&state.model)?;
+        let optimizer = self.read_record(&state.optimizer)?;
+        Ok((state, model, optimizer))
+    }
+
+    fn read_record(&self, record: &RecordFile) -> Result<Bytes> {
+        let path = self.dir.join(&record.file);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if bytes.len() as u64 != record.bytes {
+            bail!(
+                "{}: {} bytes, the checkpoint's state file says {}",
+                path.display(),
+                bytes.len(),
+                record.bytes
+            );
+        }
+        if sha256_hex(&bytes) != record.sha256 {
+            bail!(
+                "{}: its content does not match its SHA-256 in the checkpoint's state file",
+                path.display()
+            );
+        }
+        Ok(Bytes::from_bytes_vec(bytes))
+    }
+
+    /// The newest intact checkpoint and every newer one that is damaged (newest first).
+    pub fn latest_intact(&self) -> (Option<(CheckpointState, Bytes, Bytes)>, Vec<Damaged>) {
+        let mut damaged = Vec::new();
+        for epoch in self.epochs().into_iter().rev() {
+            match self.verify(epoch) {
+                Ok(found) => return (Some(found), damaged),
+                Err(error) => damaged.push(Damaged {
+                    epoch,
+                    reason: format!("{error:#}"),
+                }),
+            }
+        }
+        (None, damaged)
+    }
+
+    /// Keeps the checkpoints of the epochs for which `keep` holds and removes the others:
+    /// the state file first, so that a removal cut short leaves no checkpoint that looks
+    /// complete.
+    ///
+    /// # Errors
+    /// If a file cannot be removed, naming it.
+    pub fn prune(&self, keep: impl Fn(usize) -> bool) -> Result<()> {
+        for epoch in self.epochs() {
+            if keep(epoch) {
+                continue;
+            }
+            remove_if_present(&self.state_path(epoch))?;
+            failpoint::hit("prune");
+            for part in ["model", "optim"] {
+                remove_if_present(&self.path(part, epoch, "bpk"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The network of a checkpoint's model record, built for `config` on `device`.
+///
+/// # Errors
+/// If the record does not decode or does not fit the configured network; `source` names it.
+pub fn model_from_record(
+    bytes: Bytes,
+    config: &RunConfig,
+    device: &Device,
+    source: &Path,
+) -> Result<Classifier> {
+    let record = ModuleRecord::from_bytes(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a model record ({e})", source.display()))?;
+    let seed = credit_model::Seed::new(config.seed).stream(credit_model::Stream::Init);
+    config
+        .model
+        .init(seed, device)
+        .try_load_record(record)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: does not fit the network {:?} of the run ({e})",
+                source.display(),
+                config.model.sizes
+            )
+        })
 }

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail, ensure};
-use credit_data::Format;
-pub use credit_model::{ModelConfig, ModelKind};
+use anyhow::{Context, Result, ensure};
+use credit_data::{Format, Splits};
+pub use credit_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 /// A whole run: what to train, on what, how.
@@ -50,8 +50,11 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Reshuffle the training images every epoch (seeded).
     pub shuffle: bool,
-    /// Checkpoints kept in the run's `checkpoint/` folder (the latest ones).
+    /// Checkpoints kept in the run's `checkpoint/` folder: the latest this many.
     pub keep_checkpoints: usize,
+    /// Also keep the checkpoint of every this-many-th epoch (for `credit analyze --epoch`);
+    /// 0 keeps none beyond the latest.
+    pub checkpoint_every: usize,
 }
 
 /// AdamW with decoupled weight decay on every parameter tensor, and its schedule.
@@ -96,6 +99,7 @@ impl Default for TrainConfig {
             batch_size: 500,
             shuffle: true,
             keep_checkpoints: 2,
+            checkpoint_every: 0,
         }
     }
 }
@@ -140,7 +144,10 @@ impl RunConfig {
         toml::to_string_pretty(self).expect("a RunConfig always serializes")
     }
 
-    /// Checks every field that has a valid range; errors name the field.
+    /// Checks every field that has a valid range; errors name the field and its bounds.
+    ///
+    /// # Errors
+    /// The first field out of its range.
     pub fn validate(&self) -> Result<()> {
         let m = &self.model;
         ensure!(
@@ -149,18 +156,18 @@ impl RunConfig {
             m.sizes
         );
         ensure!(
-            m.sizes.iter().all(|&s| s > 0),
-            "model.sizes must all be positive, got {:?}",
+            m.sizes.iter().all(|&s| (1..=MAX_WIDTH).contains(&s)),
+            "model.sizes must all be between 1 and {MAX_WIDTH}, got {:?}",
             m.sizes
         );
         ensure!(
             m.m_init_std.is_finite() && m.m_init_std >= 0.0,
-            "model.m_init_std must be >= 0, got {}",
+            "model.m_init_std must be a number >= 0, got {}",
             m.m_init_std
         );
         ensure!(
             m.xi_init_max.is_finite() && m.xi_init_max >= 0.0,
-            "model.xi_init_max must be >= 0, got {}",
+            "model.xi_init_max must be a number >= 0, got {}",
             m.xi_init_max
         );
         ensure!(
@@ -169,11 +176,11 @@ impl RunConfig {
             m.pi_init
         );
         let t = &self.train;
-        ensure!(t.epochs > 0, "train.epochs must be positive");
-        ensure!(t.batch_size > 0, "train.batch_size must be positive");
+        ensure!(t.epochs >= 1, "train.epochs must be at least 1");
+        ensure!(t.batch_size >= 1, "train.batch_size must be at least 1");
         ensure!(
-            t.keep_checkpoints > 0,
-            "train.keep_checkpoints must be positive"
+            t.keep_checkpoints >= 1,
+            "train.keep_checkpoints must be at least 1"
         );
         let o = &self.optimizer;
         ensure!(
@@ -194,7 +201,7 @@ impl RunConfig {
         );
         ensure!(
             o.weight_decay.is_finite() && o.weight_decay >= 0.0,
-            "optimizer.weight_decay must be >= 0, got {}",
+            "optimizer.weight_decay must be a number >= 0, got {}",
             o.weight_decay
         );
         ensure!(
@@ -205,24 +212,97 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Checks the network's widths against the data: `model.sizes` must start with the number
-    /// of pixels per image and end with the number of classes.
-    pub fn check_against_data(&self, features: usize, classes: usize) -> Result<()> {
+    /// Checks the network against the data and the machine before anything is trained:
+    /// `model.sizes` must start with the pixels per image and end with the number of classes
+    /// of both the training and the test images, and training must fit in memory.
+    ///
+    /// # Errors
+    /// Naming the field, the data folder and what differs.
+    pub fn check_against_data(&self, splits: &Splits) -> Result<()> {
         let sizes = &self.model.sizes;
-        if sizes[0] != features {
-            bail!(
-                "model.sizes starts with {} but the images in {} have {features} pixels",
+        let dir = self.data.dir.display();
+        for (name, set) in [("training", &splits.train), ("test", &splits.test)] {
+            ensure!(
+                !set.is_empty(),
+                "the {name} images of {dir} are empty (data.train_size / data.test_size)"
+            );
+            ensure!(
+                sizes[0] == set.features(),
+                "model.sizes starts with {} but the {name} images in {dir} have {} pixels",
                 sizes[0],
-                self.data.dir.display()
+                set.features()
+            );
+            ensure!(
+                sizes[sizes.len() - 1] == set.classes(),
+                "model.sizes ends with {} but the {name} data in {dir} has {} classes",
+                sizes[sizes.len() - 1],
+                set.classes()
             );
         }
-        if sizes[sizes.len() - 1] != classes {
-            bail!(
-                "model.sizes ends with {} but the data has {classes} classes",
-                sizes[sizes.len() - 1]
-            );
+        let rows = self
+            .train
+            .batch_size
+            .min(splits.train.len())
+            .max(EVAL_ROWS.min(splits.test.len()));
+        crate::memory::check_training_fits(
+            sizes,
+            rows,
+            &format!(
+                "model.sizes = {sizes:?} with train.batch_size = {}",
+                self.train.batch_size
+            ),
+        )
+    }
+
+    /// The keys whose values differ between `saved` (the configuration a checkpoint was
+    /// trained with) and this one, each as `(key, saved value, this value)`, in key order.
+    pub fn differences(&self, saved: &RunConfig) -> Vec<(String, String, String)> {
+        let flat = |config: &RunConfig| {
+            let mut keys = std::collections::BTreeMap::new();
+            let value = toml::Value::try_from(config).expect("a RunConfig always serializes");
+            flatten("", &value, &mut keys);
+            keys
+        };
+        let (ours, theirs) = (flat(self), flat(saved));
+        let keys: std::collections::BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let (a, b) = (theirs.get(key), ours.get(key));
+                (a != b).then(|| {
+                    let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "-".into());
+                    (key.clone(), show(a), show(b))
+                })
+            })
+            .collect()
+    }
+}
+
+/// The widest layer accepted: the kernels index columns with 32-bit integers.
+pub const MAX_WIDTH: usize = u32::MAX as usize;
+
+/// Images per forward pass when a whole set is evaluated.
+pub const EVAL_ROWS: usize = 10_000;
+
+/// `value`'s leaves as `a.b.c = value` text, into `keys`.
+fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    keys: &mut std::collections::BTreeMap<String, String>,
+) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table {
+                let key = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&key, value, keys);
+            }
         }
-        Ok(())
+        other => {
+            keys.insert(prefix.to_string(), other.to_string());
+        }
     }
 }
 
@@ -303,7 +383,7 @@ mod tests {
         assert_eq!(config.optimizer.lr, 0.01);
         assert_eq!(config.model.sizes, vec![784, 10]);
         assert_eq!(config.data.dir, PathBuf::from("/tmp/x"));
-        assert_eq!(config.model.kind, ModelKind::Deterministic);
+        assert_eq!(config.model.kind, credit_model::ModelKind::Deterministic);
     }
 
     #[test]
@@ -326,13 +406,26 @@ mod tests {
     }
 
     #[test]
-    fn sizes_must_match_the_data() {
-        let config = RunConfig::parse("", &["model.sizes=[3072, 10]".into()]).unwrap();
-        let err = config.check_against_data(784, 10).unwrap_err().to_string();
-        assert!(err.contains("model.sizes starts with 3072"), "{err}");
-        let config = RunConfig::parse("", &["model.sizes=[784, 7]".into()]).unwrap();
-        let err = config.check_against_data(784, 10).unwrap_err().to_string();
-        assert!(err.contains("ends with 7"), "{err}");
+    fn differences_name_each_changed_key() {
+        let saved = RunConfig::parse("", &[]).unwrap();
+        let changed = RunConfig::parse(
+            "",
+            &["train.epochs=7".into(), "model.sizes=[784, 64, 10]".into()],
+        )
+        .unwrap();
+        let keys: Vec<String> = changed
+            .differences(&saved)
+            .into_iter()
+            .map(|(k, a, b)| format!("{k}: {a} -> {b}"))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "model.sizes: [784, 100, 100, 10] -> [784, 64, 10]",
+                "train.epochs: 100 -> 7"
+            ]
+        );
+        assert!(saved.differences(&saved).is_empty());
     }
 
     #[test]

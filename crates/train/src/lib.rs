@@ -1,29 +1,46 @@
-//! Training for credit: run configuration (TOML with `--set` overrides), backend selection by
-//! cargo feature, training on burn's `Learner` (a one-pass AdamW, then the projection of `pi` and `xi`
-//! after every step), checkpoints and resume, the run directory that holds the result, and the
-//! [`AwakeWorkers`] guard that keeps the CPU kernels' threads ready between operations.
+//! Training for credit: run configuration (TOML with `--set` overrides) and its validation,
+//! backend selection by cargo feature, the training loop (a one-pass AdamW, then the
+//! projection of `pi` and `xi` after every step), checkpoints that are verified when read,
+//! resume, stopping on request, the locked run directory that holds the result, and the
+//! thread pool every computation runs in.
+
+#![deny(missing_docs)]
 
 mod backend;
 mod bench;
-mod checkpoint;
-mod classifier;
+pub mod checkpoint;
 mod config;
+mod display;
 mod evaluate;
+pub mod failpoint;
+pub mod files;
+mod lock;
+pub mod memory;
+mod metrics;
 mod optimizer;
-mod progress;
 mod run;
+mod runtime;
+mod stop;
 mod training;
 mod workers;
 
 pub use backend::{BackendError, BackendKind};
-pub use bench::{BenchReport, bench};
-pub use classifier::Classifier;
+pub use bench::{BenchReport, bench, median};
 pub use config::{
-    DataConfig, ModelConfig, ModelKind, OptimizerConfig, RunConfig, TrainConfig, split_override,
+    DataConfig, EVAL_ROWS, MAX_WIDTH, OptimizerConfig, RunConfig, TrainConfig, split_override,
 };
-pub use evaluate::{Accuracies, accuracy_pct, set_accuracy_pct, test_accuracies};
-pub use optimizer::{FusedAdamW, learning_rate_schedule};
-pub use progress::EpochMetrics;
-pub use run::{RunDir, RunSummary, write_atomic};
-pub use training::{TrainOptions, load_data, train};
+pub use credit_model::{Classifier, ModelConfig, ModelKind};
+pub use display::{Display, epoch_line};
+pub use evaluate::{
+    Accuracies, accuracy_pct, set_accuracies_pct, set_accuracy_pct, set_loss_and_accuracy,
+    test_accuracies,
+};
+pub use files::{read_json, write_atomic, write_json};
+pub use lock::RunLock;
+pub use metrics::{EpochMetrics, LayerClasses};
+pub use optimizer::{FusedAdamW, learning_rate};
+pub use run::{RunDir, RunSummary};
+pub use runtime::{compute, threads};
+pub use stop::StopSignal;
+pub use training::{RESUMABLE_KEYS, TrainOptions, TrainOutcome, load_data, train};
 pub use workers::AwakeWorkers;

@@ -2,12 +2,9 @@
 //! ([`credit_ops::adamw`]): the same values as burn's `AdamW`. Its state is burn's
 //! [`AdamWState`], so optimizer checkpoints keep their format.
 //!
-//! [`learning_rate_schedule`] and [`FusedAdamW::for_epochs`] give the reference code's
-//! schedule: the learning rate halved every 20 epochs, AdamW started afresh every epoch.
+//! [`learning_rate`] and [`FusedAdamW::for_epochs`] give the reference code's schedule: the
+//! learning rate halved every 20 epochs, AdamW started afresh every epoch.
 
-use anyhow::{Result, anyhow};
-use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
-use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::optim::{AdamWState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, Tensor};
 use credit_ops::adamw::{AdamWStep, adamw_update};
@@ -100,17 +97,13 @@ impl Optimizer for FusedAdamW {
     }
 }
 
-/// The learning rate of each step for epochs of `steps_per_epoch` steps: `config.lr`,
-/// multiplied by `config.lr_step_factor` after every `config.lr_step_epochs` epochs.
-pub fn learning_rate_schedule(
-    config: &OptimizerConfig,
-    steps_per_epoch: usize,
-) -> Result<ModuleLrScheduler> {
+/// The learning rate of the steps of epoch `epoch` (from 1): `config.lr`, multiplied by
+/// `config.lr_step_factor` after every `config.lr_step_epochs` epochs (the authors' `divi_`:
+/// `lr0 0.5^floor(i / 20)` for the epoch index `i` from 0).
+pub fn learning_rate(config: &OptimizerConfig, epoch: usize) -> f64 {
     if config.lr_step_epochs == 0 {
-        return Ok(config.lr.into());
+        return config.lr;
     }
-    StepLrSchedulerConfig::new(config.lr, config.lr_step_epochs * steps_per_epoch.max(1))
-        .with_gamma(config.lr_step_factor)
-        .init()
-        .map_err(|error| anyhow!("optimizer.lr_step_epochs: {error}"))
+    let steps = (epoch.saturating_sub(1) / config.lr_step_epochs).min(i32::MAX as usize);
+    config.lr * config.lr_step_factor.powi(steps as i32)
 }

@@ -2,38 +2,40 @@
 //!
 //! ```text
 //! runs/NAME/
-//!   config.toml        the exact configuration used (overrides applied)
-//!   model.bpk          final parameters (burnpack record)
-//!   metrics.csv        loss and accuracy per epoch
-//!   summary.json       final accuracies, timing, backend, seed, version
-//!   checkpoint/        model-E.bpk, optim-E.bpk, scheduler-E.bpk of the latest epochs
+//!   config.toml        the exact configuration (overrides applied)
+//!   metrics.csv        loss, accuracy, learning rate and connection classes per epoch
+//!   checkpoint/        the latest epochs' checkpoints (see `checkpoint`)
+//!   model.bpk          the final parameters (burnpack record), once training finished
+//!   summary.json       final accuracies, timing, backend, seed, version; written last
+//!   .lock              held by the process working on the run
 //! ```
 //!
 //! Every file is written to a temporary name and renamed, so an interrupted write never
 //! leaves a truncated file in place of a good one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::store::ModuleRecord;
-use burn::tensor::Device;
+use burn::tensor::{Bytes, Device};
+use credit_model::Classifier;
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::Classifier;
+use crate::checkpoint::{Checkpoints, model_from_record};
 use crate::config::RunConfig;
-use crate::progress::EpochMetrics;
+use crate::files::{is_temporary, read_json, write_atomic};
+use crate::lock::RunLock;
+use crate::metrics::{EpochMetrics, read_metrics, write_metrics};
 
-/// File names inside a run directory.
+/// The configuration, as trained.
 pub const CONFIG_FILE: &str = "config.toml";
-/// Final model record.
+/// The final model record.
 pub const MODEL_FILE: &str = "model.bpk";
 /// Per-epoch metrics.
 pub const METRICS_FILE: &str = "metrics.csv";
-/// Run summary.
+/// The run summary; its presence marks a finished run.
 pub const SUMMARY_FILE: &str = "summary.json";
-/// Checkpoint folder.
+/// The checkpoint folder.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 
 /// What `summary.json` holds.
@@ -56,9 +58,9 @@ pub struct RunSummary {
     pub test_accuracy_mean_network_pct: f64,
     /// Final training-set accuracy of the mean network, percent.
     pub train_accuracy_mean_network_pct: f64,
-    /// Mean wall-clock seconds of an epoch's training part.
+    /// Mean wall-clock seconds of an epoch's training part (this session's epochs).
     pub seconds_per_epoch: f64,
-    /// Wall-clock seconds of the whole training call.
+    /// Wall-clock seconds of the last training session.
     pub total_seconds: f64,
 }
 
@@ -84,28 +86,59 @@ impl RunDir {
         self.path.join(name)
     }
 
-    /// The checkpoint folder.
-    pub fn checkpoint_dir(&self) -> PathBuf {
-        self.path.join(CHECKPOINT_DIR)
+    /// The checkpoints.
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::new(self.path.join(CHECKPOINT_DIR))
+    }
+
+    /// Takes the run's lock for `what` (e.g. `credit analyze`), creating the folder, and
+    /// removes the temporary files that a killed process may have left.
+    ///
+    /// # Errors
+    /// If another process holds the lock, naming it.
+    pub fn lock(&self, what: &str) -> Result<RunLock> {
+        let lock = RunLock::acquire(&self.path, what)?;
+        for dir in [self.path.clone(), self.path.join(CHECKPOINT_DIR)] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                if is_temporary(&entry.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(lock)
+    }
+
+    /// Whether the folder holds a run (its configuration).
+    pub fn exists(&self) -> bool {
+        self.file(CONFIG_FILE).is_file()
     }
 
     /// The config saved with the run.
+    ///
+    /// # Errors
+    /// If there is none or it is not valid, naming the file.
     pub fn config(&self) -> Result<RunConfig> {
         self.config_with(&[])
     }
 
     /// The config saved with the run, with `key=value` overrides applied.
+    ///
+    /// # Errors
+    /// See [`RunDir::config`].
     pub fn config_with(&self, overrides: &[String]) -> Result<RunConfig> {
         RunConfig::load(&self.file(CONFIG_FILE), overrides)
             .with_context(|| format!("{} holds no usable run", self.path.display()))
     }
 
     /// The run summary, present once training finished.
+    ///
+    /// # Errors
+    /// If the file is missing or not a summary, naming it.
     pub fn summary(&self) -> Result<RunSummary> {
-        let path = self.file(SUMMARY_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid summary", path.display()))
+        read_json(&self.file(SUMMARY_FILE))
     }
 
     /// Whether training finished (the summary is written last).
@@ -113,155 +146,103 @@ impl RunDir {
         self.file(SUMMARY_FILE).is_file()
     }
 
-    /// The highest epoch with a complete model, optimizer and scheduler checkpoint.
-    pub fn latest_checkpoint(&self) -> Option<usize> {
-        let entries = std::fs::read_dir(self.checkpoint_dir()).ok()?;
-        entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_prefix("model-")?
-                    .strip_suffix(".bpk")?
-                    .parse::<usize>()
-                    .ok()
-            })
-            .filter(|epoch| {
-                ["optim", "scheduler"].iter().all(|part| {
-                    self.checkpoint_dir()
-                        .join(format!("{part}-{epoch}.bpk"))
-                        .is_file()
-                })
-            })
-            .max()
-    }
-
-    /// Loads the run's network onto `device`: the final model, or with `epoch`, that
-    /// epoch's checkpoint.
+    /// Loads the run's network onto `device`: the final model, or with `epoch`, that epoch's
+    /// checkpoint (verified).
+    ///
+    /// # Errors
+    /// If the file is missing, damaged or does not fit the configured network, naming it
+    /// (and, for a run without a final model, how to get one).
     pub fn load_model(
         &self,
         config: &RunConfig,
         device: &Device,
         epoch: Option<usize>,
     ) -> Result<Classifier> {
-        let path = match epoch {
-            Some(epoch) => self.checkpoint_dir().join(format!("model-{epoch}.bpk")),
-            None => self.file(MODEL_FILE),
+        let (bytes, path) = match epoch {
+            Some(epoch) => {
+                let checkpoints = self.checkpoints();
+                let kept = checkpoints.epochs();
+                if !kept.contains(&epoch) {
+                    bail!(
+                        "{} holds no checkpoint of epoch {epoch} (kept: {}); keep more with train.checkpoint_every",
+                        checkpoints.dir().display(),
+                        list(&kept)
+                    );
+                }
+                let (_, model, _) = checkpoints.verify(epoch)?;
+                (model, checkpoints.dir().join(format!("model-{epoch}.bpk")))
+            }
+            None => {
+                let path = self.file(MODEL_FILE);
+                if !path.is_file() {
+                    bail!("{}", self.unfinished_message());
+                }
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                (Bytes::from_bytes_vec(bytes), path)
+            }
         };
-        let record = ModuleRecord::load(&path).map_err(|e| {
-            anyhow::anyhow!("{}: cannot load the model record: {e}", path.display())
-        })?;
-        Classifier::init(&config.model, device)
-            .try_load_record(record)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: does not fit the network of {} ({e})",
-                    path.display(),
-                    self.file(CONFIG_FILE).display()
-                )
-            })
+        model_from_record(bytes, config, device, &path)
+    }
+
+    /// Why the run has no final model, and what to do.
+    fn unfinished_message(&self) -> String {
+        let path = self.path.display();
+        if !self.exists() {
+            return format!("{path} holds no run (no {CONFIG_FILE})");
+        }
+        let done = self.checkpoints().epochs().last().copied();
+        let epochs = self.config().map(|c| c.train.epochs).ok();
+        match (done, epochs) {
+            (Some(done), Some(epochs)) => format!(
+                "{path} has no final model: training stopped after epoch {done} of {epochs}; finish it with `credit train --out {path} --resume`, or use a checkpoint with --epoch {done}"
+            ),
+            _ => format!(
+                "{path} has no final model; finish it with `credit train --out {path} --resume`"
+            ),
+        }
     }
 
     /// Saves the final model.
-    pub fn save_model(&self, model: Classifier) -> Result<()> {
+    ///
+    /// # Errors
+    /// If the record cannot be encoded or written, naming the file.
+    pub fn save_model(&self, model: &Classifier) -> Result<()> {
         let path = self.file(MODEL_FILE);
-        let tmp = temporary_path(&path);
-        model
+        let bytes = model
+            .clone()
             .into_record()
-            .save(&tmp)
-            .map_err(|e| anyhow::anyhow!("{}: cannot save the model: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("{}: cannot encode the model: {e}", path.display()))?;
+        write_atomic(&path, &bytes)
     }
 
     /// Reads `metrics.csv`, or nothing if there is none yet.
+    ///
+    /// # Errors
+    /// If the file is malformed, naming it and the line.
     pub fn metrics(&self) -> Result<Vec<EpochMetrics>> {
-        let path = self.file(METRICS_FILE);
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        text.lines()
-            .enumerate()
-            .skip(1)
-            .map(|(i, line)| {
-                parse_metrics_row(line)
-                    .with_context(|| format!("{}, line {}: bad metrics row", path.display(), i + 1))
-            })
-            .collect()
+        read_metrics(&self.file(METRICS_FILE))
     }
 
     /// Writes `metrics.csv`.
+    ///
+    /// # Errors
+    /// If it cannot be written, naming it.
     pub fn write_metrics(&self, rows: &[EpochMetrics]) -> Result<()> {
-        let mut text = String::from(METRICS_HEADER);
-        text.push('\n');
-        for r in rows {
-            text.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
-                r.epoch,
-                r.train_loss,
-                r.train_accuracy_pct,
-                r.test_loss,
-                r.test_accuracy_pct,
-                r.train_seconds,
-                r.learning_rate
-            ));
-        }
-        write_atomic(&self.file(METRICS_FILE), text.as_bytes())
+        write_metrics(&self.file(METRICS_FILE), rows)
     }
 }
 
-const METRICS_HEADER: &str =
-    "epoch,train_loss,train_accuracy_pct,test_loss,test_accuracy_pct,train_seconds,learning_rate";
-
-/// A row of the current layout, or of the six-column layout before `learning_rate`.
-fn parse_metrics_row(line: &str) -> Result<EpochMetrics> {
-    let fields: Vec<&str> = line.split(',').collect();
-    if !(6..=7).contains(&fields.len()) {
-        bail!(
-            "expected 7 fields (6 before learning_rate), found {}",
-            fields.len()
-        );
+/// `1, 2, 5` or `none`.
+fn list(epochs: &[usize]) -> String {
+    if epochs.is_empty() {
+        "none".into()
+    } else {
+        epochs
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
-    let number = |i: usize| -> Result<f64> {
-        fields[i]
-            .trim()
-            .parse()
-            .with_context(|| format!("field {} is not a number: {:?}", i + 1, fields[i]))
-    };
-    Ok(EpochMetrics {
-        epoch: fields[0]
-            .trim()
-            .parse()
-            .context("epoch is not an integer")?,
-        train_loss: number(1)?,
-        train_accuracy_pct: number(2)?,
-        test_loss: number(3)?,
-        test_accuracy_pct: number(4)?,
-        train_seconds: number(5)?,
-        learning_rate: if fields.len() == 7 { number(6)? } else { 0.0 },
-    })
-}
-
-/// `dir/.name.tmp` beside `path`.
-pub fn temporary_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let tmp = temporary_path(path);
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

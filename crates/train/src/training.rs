@@ -1,49 +1,108 @@
-//! Training a run on burn's `Learner`, with checkpoints, resume and a run directory.
+//! Training a run: the loop over epochs and batches, checkpoints, resume and stopping.
+//!
+//! Each step draws the batch's pre-activation noise, computes the softmax cross-entropy of
+//! the mean-field logits, backpropagates through the layers' generalised backprop, takes an
+//! AdamW step and projects `pi` into `[0, 1]` and `xi` to `>= 0`. After each epoch the
+//! network is evaluated on the test images (mean-field), its connection classes are counted,
+//! and a checkpoint is written; `metrics.csv` follows. Every random draw is a function of
+//! the seed, the epoch and the batch, so a run stopped or killed at any moment and resumed
+//! from its last checkpoint ends bit for bit where the uninterrupted run ends.
 
-use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use burn::data::dataloader::DataLoaderBuilder;
+use anyhow::{Context, Result, bail, ensure};
 use burn::module::Module;
-use burn::train::checkpoint::KeepLastNCheckpoints;
-use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{Interrupter, Learner, SupervisedTraining};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
 use credit_data::{ImageSet, Splits};
+use credit_model::{Classifier, Noise, Seed, Stream};
+use rand::seq::SliceRandom;
 
 use crate::backend::BackendKind;
-use crate::checkpoint::AtomicFileCheckpointer;
-use crate::classifier::Classifier;
+use crate::checkpoint::{data_fingerprint, model_from_record};
 use crate::config::RunConfig;
-use crate::evaluate::test_accuracies;
-use crate::optimizer::{FusedAdamW, learning_rate_schedule};
-use crate::progress::{EpochLogger, SilentRenderer, TrainingRecord};
-use crate::run::{CONFIG_FILE, RunDir, RunSummary, write_atomic};
+use crate::display::{Display, Progress};
+use crate::evaluate::{set_loss_and_accuracy, test_accuracies};
+use crate::failpoint;
+use crate::files::write_json;
+use crate::lock::LOCK_FILE;
+use crate::metrics::{EpochMetrics, LayerClasses};
+use crate::optimizer::{FusedAdamW, learning_rate};
+use crate::run::{CONFIG_FILE, RunDir, RunSummary, SUMMARY_FILE};
+use crate::runtime::compute;
+use crate::stop::StopSignal;
+
+/// The keys `--resume` may change: they do not change what the epochs already trained
+/// computed. `data.dir` may move if the images in the new folder are the same.
+pub const RESUMABLE_KEYS: [&str; 4] = [
+    "train.epochs",
+    "train.keep_checkpoints",
+    "train.checkpoint_every",
+    "data.dir",
+];
 
 /// How a training run is launched.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     /// The backend to train on.
     pub backend: BackendKind,
-    /// Continue from the run directory's latest checkpoint.
+    /// Continue the run from its latest intact checkpoint.
     pub resume: bool,
-    /// burn's terminal dashboard; off means one plain line per epoch.
-    pub dashboard: bool,
+    /// What is shown while training.
+    pub display: Display,
+    /// Training stops (cleanly, resumable) once this is requested.
+    pub stop: StopSignal,
 }
 
 impl TrainOptions {
-    /// The given backend, a fresh run, the dashboard when stdout is a terminal.
+    /// The given backend, a fresh run, [`Display::automatic`], a stop nobody requests.
     pub fn new(backend: BackendKind) -> Self {
         Self {
             backend,
             resume: false,
-            dashboard: std::io::stdout().is_terminal(),
+            display: Display::automatic(),
+            stop: StopSignal::new(),
         }
     }
 }
 
-/// The training and test images a config asks for.
+/// How a training call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainOutcome {
+    /// Every epoch trained; the final model and summary are written.
+    Finished(RunSummary),
+    /// A stop was requested: the run holds the checkpoint of `epoch` (0: none yet) of
+    /// `epochs`, no final model, and resumes from there.
+    Stopped {
+        /// The last epoch checkpointed.
+        epoch: usize,
+        /// The epochs the run is configured for.
+        epochs: usize,
+    },
+}
+
+impl TrainOutcome {
+    /// The summary of a finished run.
+    ///
+    /// # Errors
+    /// If training was stopped.
+    pub fn finished(self) -> Result<RunSummary> {
+        match self {
+            TrainOutcome::Finished(summary) => Ok(summary),
+            TrainOutcome::Stopped { epoch, epochs } => {
+                bail!("training stopped at epoch {epoch} of {epochs}")
+            }
+        }
+    }
+}
+
+/// The training and test images a config asks for, checked against its network and the
+/// machine's memory.
+///
+/// # Errors
+/// If the files cannot be read, or do not fit the network (see
+/// [`RunConfig::check_against_data`]).
 pub fn load_data(config: &RunConfig) -> Result<Splits> {
     let splits = credit_data::load(config.data.format, &config.data.dir)
         .with_context(|| format!("cannot load data.dir = {}", config.data.dir.display()))?;
@@ -52,161 +111,403 @@ pub fn load_data(config: &RunConfig) -> Result<Splits> {
         train: take(&splits.train, config.data.train_size),
         test: take(&splits.test, config.data.test_size),
     };
-    config.check_against_data(splits.train.features(), splits.train.classes())?;
+    config.check_against_data(&splits)?;
     Ok(splits)
 }
 
-/// Trains `config` into `run`, then evaluates the final model and writes the summary.
-///
-/// A fresh run needs an empty or absent directory. With `options.resume`, training continues
-/// after the latest complete checkpoint. If the training loss turns NaN or infinite, training
-/// stops with an error naming the epoch and batch; the checkpoints of earlier epochs stay.
-pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result<RunSummary> {
-    config.validate()?;
-    let started = Instant::now();
-    let start_epoch = prepare_run_dir(run, options.resume)?;
-    let data = load_data(config)?;
-    if start_epoch >= config.train.epochs {
-        bail!(
-            "{} already holds epoch {start_epoch} of train.epochs = {}; raise it with --set train.epochs=N to continue",
-            run.path().display(),
-            config.train.epochs
-        );
-    }
-    write_atomic(&run.file(CONFIG_FILE), config.to_toml().as_bytes())?;
-
-    let device = options.backend.device()?;
-    device.seed(config.seed);
-    credit_model::seed_noise(config.seed);
-    let train_device = device.clone().autodiff();
-    let model = Classifier::init(&config.model, &train_device);
-
-    let steps_per_epoch = data.train.len().div_ceil(config.train.batch_size);
-    let optimizer = FusedAdamW::for_epochs(&config.optimizer, steps_per_epoch).init();
-    let learning_rate = learning_rate_schedule(&config.optimizer, steps_per_epoch)?;
-
-    let mut train_loader = DataLoaderBuilder::new(data.train.clone())
-        .batch_size(config.train.batch_size)
-        .set_device(train_device.clone());
-    if config.train.shuffle {
-        train_loader = train_loader.shuffle(config.seed.wrapping_add(start_epoch as u64));
-    }
-    let train_loader = train_loader.build(data.train.clone());
-    let test_loader = DataLoaderBuilder::new(data.test.clone())
-        .batch_size(config.train.batch_size)
-        .set_device(device.clone())
-        .build(data.test.clone());
-
-    // Epochs of earlier sessions of a resumed run stay in metrics.csv.
-    let earlier = TrainingRecord {
-        epochs: run
-            .metrics()?
-            .into_iter()
-            .filter(|row| row.epoch <= start_epoch)
-            .map(|row| (row.epoch, row))
-            .collect(),
-        ..TrainingRecord::default()
-    };
-    let record = Arc::new(Mutex::new(earlier));
-    let interrupter = Interrupter::new();
-    let logger = EpochLogger::new(
-        record.clone(),
-        run.clone(),
-        interrupter.clone(),
-        config.train.epochs,
-        !options.dashboard,
-    );
-    let checkpoint_dir = run.checkpoint_dir();
-    let mut training = SupervisedTraining::new(run.path(), train_loader, test_loader)
-        .metrics((AccuracyMetric::new(), LossMetric::new()))
-        .metric_train_numeric(LearningRateMetric::new())
-        .with_metric_logger(logger)
-        .with_interrupter(interrupter)
-        .with_custom_checkpointers(
-            AtomicFileCheckpointer::new(checkpoint_dir.clone(), "model"),
-            AtomicFileCheckpointer::new(checkpoint_dir.clone(), "optim"),
-            AtomicFileCheckpointer::new(checkpoint_dir, "scheduler"),
-        )
-        .with_checkpointing_strategy(KeepLastNCheckpoints::new(config.train.keep_checkpoints))
-        .with_application_logger(None)
-        .num_epochs(config.train.epochs);
-    if !options.dashboard {
-        training = training.renderer(Box::new(SilentRenderer));
-    }
-    if start_epoch > 0 {
-        training = training.checkpoint(start_epoch);
-    }
-    let result = training.launch(Learner::new(model, optimizer, learning_rate));
-
-    let record = record
-        .lock()
-        .map_err(|_| anyhow::anyhow!("training record poisoned"))?;
-    if let Some(d) = record.divergence {
-        let last_good = run
-            .latest_checkpoint()
-            .map_or("none".to_string(), |e| format!("epoch {e}"));
-        bail!(
-            "training diverged: the loss is not finite at epoch {}, batch {}; last good checkpoint: {last_good} in {}",
-            d.epoch,
-            d.batch,
-            run.checkpoint_dir().display()
-        );
-    }
-    if let Some(error) = result.error {
-        bail!("training failed: {error}");
-    }
-
-    if let Some(error) = &record.write_error {
-        bail!("training stopped: {error}");
-    }
-
-    let model = result.model.valid();
-    let accuracies = test_accuracies(&model, &data, &device);
-    let epochs = record.epochs.keys().last().copied().unwrap_or(0);
-    let timed: Vec<f64> = record
-        .epochs
-        .values()
-        .filter(|row| row.epoch > start_epoch)
-        .map(|row| row.train_seconds)
-        .collect();
-    let summary = RunSummary {
-        credit_version: env!("CARGO_PKG_VERSION").to_string(),
-        backend: options.backend.name().to_string(),
-        device: format!("{device:?}"),
-        seed: config.seed,
-        epochs,
-        test_accuracy_mean_field_pct: accuracies.test_mean_field_pct,
-        test_accuracy_mean_network_pct: accuracies.test_mean_network_pct,
-        train_accuracy_mean_network_pct: accuracies.train_mean_network_pct,
-        seconds_per_epoch: timed.iter().sum::<f64>() / timed.len().max(1) as f64,
-        total_seconds: started.elapsed().as_secs_f64(),
-    };
-    run.save_model(model)?;
-    write_atomic(
-        &run.file(crate::run::SUMMARY_FILE),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    Ok(summary)
+/// Where a training session starts.
+struct Start {
+    /// Epochs already trained (0 for a fresh run).
+    epoch: usize,
+    /// The model and optimizer records of that epoch's checkpoint.
+    records: Option<(burn::tensor::Bytes, burn::tensor::Bytes)>,
+    /// The rows of `metrics.csv` up to that epoch.
+    rows: Vec<EpochMetrics>,
+    /// The data fingerprint the checkpoint was trained on.
+    data: Option<String>,
 }
 
-/// Checks the run directory and returns the epoch training continues after.
-fn prepare_run_dir(run: &RunDir, resume: bool) -> Result<usize> {
-    if resume {
-        return run.latest_checkpoint().with_context(|| {
-            format!(
-                "--resume: no complete checkpoint in {}",
-                run.checkpoint_dir().display()
-            )
-        });
+/// Trains `config` into `run` and, once every epoch is trained, evaluates the final model
+/// and writes it with the summary.
+///
+/// A fresh run needs an empty or absent directory. With `options.resume`, training continues
+/// after the latest intact checkpoint (damaged newer ones are reported on stderr and
+/// skipped); `config` may differ from the run's only in [`RESUMABLE_KEYS`]. A run whose last
+/// epoch is checkpointed but whose final files are missing is finished by writing them. The
+/// run folder is locked for the whole call.
+///
+/// # Errors
+/// Invalid settings, data that does not fit the network, a run folder in use or not in the
+/// expected state, a resume that would change the run, a loss that stops being finite
+/// (naming the epoch and batch; earlier checkpoints stay), or files that cannot be written.
+pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result<TrainOutcome> {
+    compute(|| train_here(config, run, options))
+}
+
+fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result<TrainOutcome> {
+    config.validate()?;
+    let started = Instant::now();
+    let _lock = run.lock("credit train")?;
+    let start = if options.resume {
+        resume_point(config, run)?
+    } else {
+        fresh_run(run)?;
+        Start {
+            epoch: 0,
+            records: None,
+            rows: Vec::new(),
+            data: None,
+        }
+    };
+    let data = load_data(config)?;
+    let fingerprint = data_fingerprint(&data);
+    if let Some(trained_on) = &start.data {
+        ensure!(
+            *trained_on == fingerprint,
+            "--resume: the images in data.dir = {} differ from those the run was trained on",
+            config.data.dir.display()
+        );
     }
-    let occupied = std::fs::read_dir(run.path()).is_ok_and(|mut entries| entries.next().is_some());
+    if run.is_complete() {
+        // More epochs for a finished run: it is not finished until they are.
+        std::fs::remove_file(run.file(SUMMARY_FILE))
+            .with_context(|| format!("cannot update {}", run.path().display()))?;
+    }
+    crate::files::write_atomic(&run.file(CONFIG_FILE), config.to_toml().as_bytes())?;
+    if options.resume {
+        // Rows of epochs after the checkpoint (a damaged newer one) are trained again.
+        run.write_metrics(&start.rows)?;
+    }
+
+    let device = options.backend.device()?;
+    let trainer = Trainer {
+        config,
+        run,
+        data: &data,
+        fingerprint,
+        device: device.clone(),
+        seed: Seed::new(config.seed),
+    };
+    let mut rows = start.rows;
+    let model = if start.epoch < config.train.epochs {
+        match trainer.epochs(start.epoch, start.records, &mut rows, options)? {
+            Some(model) => model,
+            None => {
+                return Ok(TrainOutcome::Stopped {
+                    epoch: rows.last().map_or(0, |r| r.epoch),
+                    epochs: config.train.epochs,
+                });
+            }
+        }
+    } else {
+        let (model, _) = start.records.expect("a checkpoint at the last epoch");
+        model_from_record(model, config, &device, run.checkpoints().dir())?
+    };
+    trainer
+        .finish(&model, &rows, options.backend, started)
+        .map(TrainOutcome::Finished)
+}
+
+/// Checks that a fresh run may use the folder.
+fn fresh_run(run: &RunDir) -> Result<()> {
+    let occupied = std::fs::read_dir(run.path()).is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name() != LOCK_FILE)
+    });
     if occupied {
         bail!(
             "{} is not empty: choose another --out, or --resume to continue that run",
             run.path().display()
         );
     }
-    std::fs::create_dir_all(run.path())
-        .with_context(|| format!("cannot create {}", run.path().display()))?;
-    Ok(0)
+    Ok(())
+}
+
+/// Where `--resume` starts: the latest intact checkpoint, if `config` may continue it.
+fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
+    let path = run.path().display();
+    if !run.exists() {
+        bail!("--resume: {path} holds no run (no {CONFIG_FILE})");
+    }
+    let checkpoints = run.checkpoints();
+    let (latest, damaged) = checkpoints.latest_intact();
+    for d in &damaged {
+        eprintln!(
+            "warning: the checkpoint of epoch {} is damaged and is not used: {}",
+            d.epoch, d.reason
+        );
+    }
+    let Some((state, model, optimizer)) = latest else {
+        if checkpoints.has_legacy_records() {
+            bail!(
+                "--resume: {} was written by an earlier version of credit (no state files) and cannot be resumed; start a new run",
+                checkpoints.dir().display()
+            );
+        }
+        // Nothing trained yet to keep: the run starts again from its seed, as it began.
+        check_resumable(config, &run.config()?, 0, run)?;
+        if !damaged.is_empty() {
+            eprintln!("warning: no intact checkpoint; {path} starts again from epoch 0");
+        }
+        return Ok(Start {
+            epoch: 0,
+            records: None,
+            rows: Vec::new(),
+            data: None,
+        });
+    };
+    if !damaged.is_empty() {
+        eprintln!("warning: resuming {path} from epoch {}", state.epoch);
+    }
+    check_resumable(config, &state.config, state.epoch, run)?;
+    if state.epoch == config.train.epochs && run.is_complete() {
+        bail!(
+            "{path} already holds epoch {} of train.epochs = {}; raise it with --set train.epochs=N to continue",
+            state.epoch,
+            config.train.epochs
+        );
+    }
+    let rows = state
+        .metrics
+        .iter()
+        .filter(|row| row.epoch <= state.epoch)
+        .cloned()
+        .collect();
+    Ok(Start {
+        epoch: state.epoch,
+        records: Some((model, optimizer)),
+        rows,
+        data: Some(state.data),
+    })
+}
+
+/// Fails unless `config` differs from `trained` (what the run's `epoch` epochs were trained
+/// with) only in [`RESUMABLE_KEYS`] and still covers those epochs.
+fn check_resumable(
+    config: &RunConfig,
+    trained: &RunConfig,
+    epoch: usize,
+    run: &RunDir,
+) -> Result<()> {
+    let refused: Vec<String> = config
+        .differences(trained)
+        .into_iter()
+        .filter(|(key, _, _)| !RESUMABLE_KEYS.contains(&key.as_str()))
+        .map(|(key, was, now)| format!("{key} (trained with {was}, now {now})"))
+        .collect();
+    if !refused.is_empty() {
+        bail!(
+            "--resume cannot change {} of {}: the epochs trained so far used the old values. Only {} may change on resume; start a new run for other settings",
+            refused.join(", "),
+            run.path().display(),
+            RESUMABLE_KEYS.join(", ")
+        );
+    }
+    ensure!(
+        config.train.epochs >= epoch,
+        "--resume: {} already trained {epoch} epochs, more than train.epochs = {}",
+        run.path().display(),
+        config.train.epochs
+    );
+    Ok(())
+}
+
+/// What every epoch of a session shares.
+struct Trainer<'a> {
+    config: &'a RunConfig,
+    run: &'a RunDir,
+    data: &'a Splits,
+    fingerprint: String,
+    device: Device,
+    seed: Seed,
+}
+
+impl Trainer<'_> {
+    /// Trains the epochs after `start` (from `records`, or from the seed's initial
+    /// parameters), appending to `rows`; the final model, or `None` if a stop was requested.
+    fn epochs(
+        &self,
+        start: usize,
+        records: Option<(burn::tensor::Bytes, burn::tensor::Bytes)>,
+        rows: &mut Vec<EpochMetrics>,
+        options: &TrainOptions,
+    ) -> Result<Option<Classifier>> {
+        let config = self.config;
+        let train_device = self.device.clone().autodiff();
+        let steps_per_epoch = self.data.train.len().div_ceil(config.train.batch_size);
+        let mut optimizer = FusedAdamW::for_epochs(&config.optimizer, steps_per_epoch).init();
+        let checkpoints = self.run.checkpoints();
+        let mut model = match records {
+            Some((model, optim)) => {
+                optimizer = optimizer.from_bytes(optim).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: not an optimizer record of epoch {start} ({e})",
+                        checkpoints.dir().display()
+                    )
+                })?;
+                model_from_record(model, config, &train_device, checkpoints.dir())?
+            }
+            None => config
+                .model
+                .init(self.seed.stream(Stream::Init), &train_device),
+        };
+        let mut progress = Progress::new(options.display, config.train.epochs);
+        for epoch in start + 1..=config.train.epochs {
+            if options.stop.requested().is_some() {
+                return Ok(None);
+            }
+            let Some(trained) = self.epoch(
+                model,
+                &mut optimizer,
+                epoch,
+                &train_device,
+                &mut progress,
+                options,
+            )?
+            else {
+                return Ok(None);
+            };
+            model = trained.0;
+            let row = trained.1;
+            rows.push(row.clone());
+            checkpoints.save(epoch, config, &self.fingerprint, &model, &optimizer, rows)?;
+            let keep = |e: usize| {
+                e + config.train.keep_checkpoints > epoch
+                    || (config.train.checkpoint_every > 0
+                        && e.is_multiple_of(config.train.checkpoint_every))
+            };
+            checkpoints.prune(keep)?;
+            self.run.write_metrics(rows)?;
+            progress.epoch_done(&row);
+        }
+        progress.finish();
+        Ok(Some(model.valid()))
+    }
+
+    /// One epoch: its steps, then the test evaluation and the class count. `None` if a stop
+    /// was requested during it (the epoch's work is discarded).
+    fn epoch(
+        &self,
+        mut model: Classifier,
+        optimizer: &mut ModuleOptimizer,
+        epoch: usize,
+        device: &Device,
+        progress: &mut Progress,
+        options: &TrainOptions,
+    ) -> Result<Option<(Classifier, EpochMetrics)>> {
+        let config = self.config;
+        let train = &self.data.train;
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        if config.train.shuffle {
+            order.shuffle(&mut self.seed.stream(Stream::Shuffle).child(epoch as u64).rng());
+        }
+        let batches: Vec<&[usize]> = order.chunks(config.train.batch_size).collect();
+        let lr = learning_rate(&config.optimizer, epoch);
+        let loss_fn = CrossEntropyLossConfig::new().init(device);
+        let noise = self.seed.stream(Stream::Noise).child(epoch as u64);
+        let started = Instant::now();
+        progress.start_epoch(epoch, batches.len());
+        let (mut losses, mut right) = (Vec::with_capacity(batches.len()), Vec::new());
+        for (b, indices) in batches.iter().enumerate() {
+            if options.stop.requested().is_some() {
+                return Ok(None);
+            }
+            let batch = train.batch(indices.iter().copied(), device);
+            let logits = model.forward(batch.images, Noise::Sampled(noise.child(b as u64)));
+            let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
+            losses.push(loss.clone().inner());
+            let predicted = logits.inner().argmax(1).reshape([indices.len()]);
+            right.push(predicted.equal(batch.targets.inner()).int().sum());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(lr, model, grads).project();
+            progress.batch_done();
+        }
+        let losses: Vec<f64> = Tensor::cat(losses, 0)
+            .into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .expect("float losses");
+        let right: i64 = Tensor::cat(right, 0).sum().into_scalar();
+        let train_seconds = started.elapsed().as_secs_f64();
+        if let Some(b) = losses.iter().position(|l| !l.is_finite()) {
+            let last_good = self
+                .run
+                .checkpoints()
+                .epochs()
+                .last()
+                .map_or("none".to_string(), |e| format!("epoch {e}"));
+            bail!(
+                "training diverged: the loss is not finite at epoch {epoch}, batch {}; last good checkpoint: {last_good} in {}",
+                b + 1,
+                self.run.checkpoints().dir().display()
+            );
+        }
+        let loss_sum: f64 = losses
+            .iter()
+            .zip(&batches)
+            .map(|(loss, indices)| loss * indices.len() as f64)
+            .sum();
+        let valid = model.valid();
+        let evaluation = self.seed.stream(Stream::Evaluation).child(epoch as u64);
+        let (test_loss, test_accuracy_pct) =
+            set_loss_and_accuracy(&valid, &self.data.test, evaluation, &self.device);
+        let row = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / train.len() as f64,
+            train_accuracy_pct: 100.0 * right as f64 / train.len() as f64,
+            test_loss,
+            test_accuracy_pct,
+            train_seconds,
+            learning_rate: lr,
+            layers: layer_classes(&valid),
+        };
+        Ok(Some((model, row)))
+    }
+
+    /// Evaluates the final model and writes it with the summary.
+    fn finish(
+        &self,
+        model: &Classifier,
+        rows: &[EpochMetrics],
+        backend: BackendKind,
+        started: Instant,
+    ) -> Result<RunSummary> {
+        let final_seed = self.seed.stream(Stream::Evaluation).child(0);
+        let accuracies = test_accuracies(model, self.data, final_seed, &self.device);
+        let seconds: Vec<f64> = rows.iter().map(|r| r.train_seconds).collect();
+        let summary = RunSummary {
+            credit_version: env!("CARGO_PKG_VERSION").to_string(),
+            backend: backend.name().to_string(),
+            device: format!("{:?}", self.device),
+            seed: self.config.seed,
+            epochs: rows.last().map_or(0, |r| r.epoch),
+            test_accuracy_mean_field_pct: accuracies.test_mean_field_pct,
+            test_accuracy_mean_network_pct: accuracies.test_mean_network_pct,
+            train_accuracy_mean_network_pct: accuracies.train_mean_network_pct,
+            seconds_per_epoch: seconds.iter().sum::<f64>() / seconds.len().max(1) as f64,
+            total_seconds: started.elapsed().as_secs_f64(),
+        };
+        self.run.save_model(model)?;
+        failpoint::hit("final");
+        write_json(&self.run.file(SUMMARY_FILE), &summary)?;
+        Ok(summary)
+    }
+}
+
+/// The connection classes of each layer of a spike-and-slab network (none for the baseline).
+fn layer_classes(model: &Classifier) -> Vec<LayerClasses> {
+    let Some(net) = model.spike_slab() else {
+        return Vec::new();
+    };
+    let host = |t: Tensor<2>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("float parameters")
+    };
+    net.layers
+        .iter()
+        .map(|layer| LayerClasses::of(&host(layer.pi.val()), &host(layer.xi.val())))
+        .collect()
 }

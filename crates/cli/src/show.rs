@@ -1,0 +1,155 @@
+//! What the commands print.
+
+use std::path::{Path, PathBuf};
+
+use credit_analysis::classes::ConnectionClass;
+use credit_analysis::export::ExportReport;
+use credit_analysis::{Analysis, EvalReport};
+use credit_train::{BenchReport, RunDir, RunSummary};
+
+/// The closing line of `credit train`.
+pub(crate) fn summary(summary: &RunSummary, run: &RunDir) {
+    println!(
+        "done: {} epochs, {:.3} s/epoch; test accuracy {:.2}% mean-field, {:.2}% mean network ({})",
+        summary.epochs,
+        summary.seconds_per_epoch,
+        summary.test_accuracy_mean_field_pct,
+        summary.test_accuracy_mean_network_pct,
+        run.path().display()
+    );
+}
+
+/// `credit eval` as a table.
+pub(crate) fn eval(report: &EvalReport) {
+    println!(
+        "{} on {}, {} test images",
+        report.run, report.backend, report.test_images
+    );
+    println!(
+        "  mean-field (noise on)      {:6.2}%",
+        report.test_accuracy_mean_field_pct
+    );
+    println!(
+        "  mean network (noise off)   {:6.2}%",
+        report.test_accuracy_mean_network_pct
+    );
+    if let Some(s) = &report.subnetworks {
+        let k = s.accuracies_pct.len();
+        let zeros = s.zero_fractions.iter().sum::<f64>() / k as f64;
+        println!(
+            "  {k} sampled sub-networks    {:6.2}% mean, sd {:.2}, min {:.2}, max {:.2} ({:.1}% zero weights)",
+            s.mean_pct,
+            s.sd_pct,
+            s.min_pct,
+            s.max_pct,
+            100.0 * zeros
+        );
+        println!("  {k}-ensemble (mean softmax) {:6.2}%", s.ensemble_pct);
+    }
+}
+
+/// The closing line of commands that write a report folder.
+pub(crate) fn written(written: &[PathBuf], out: &Path) {
+    println!(
+        "wrote {} files to {} (open {})",
+        written.len(),
+        out.display(),
+        out.join("report.html").display()
+    );
+}
+
+/// `credit bench`.
+pub(crate) fn bench(report: &BenchReport, config: &Path) {
+    println!(
+        "{} on {} ({})",
+        config.display(),
+        report.backend,
+        report.device
+    );
+    println!(
+        "  training   {:.4} s/epoch median of {} ({:.0} images/s, {} images/epoch)",
+        report.epoch_seconds_median,
+        report.epoch_seconds.len(),
+        report.train_images_per_second,
+        report.train_images
+    );
+    println!(
+        "  evaluation {:.4} s per mean-field pass over {} test images ({:.0} images/s)",
+        report.eval_seconds_median, report.test_images, report.eval_images_per_second
+    );
+    if let Some(seconds) = report.analyze_seconds {
+        println!("  analysis   {seconds:.2} s for `credit analyze` (K = 20, S = 10, all layers)");
+    }
+}
+
+/// `credit export`.
+pub(crate) fn export(report: &ExportReport) {
+    if let Some((accuracy, nonzero, total)) = report.pruned {
+        println!(
+            "pruned network: {accuracy:.2}% test accuracy, {nonzero} of {total} weights non-zero"
+        );
+    }
+    println!(
+        "wrote {} tensors ({}) to {}",
+        report.tensors.len(),
+        report.tensors.join(", "),
+        report.path.display()
+    );
+}
+
+/// `credit analyze`'s findings.
+pub(crate) fn analysis(a: &Analysis) {
+    println!(
+        "{}: {:?} {:?}, analysed on {} in {:.2} s",
+        a.run, a.model_kind, a.sizes, a.backend, a.seconds
+    );
+    println!(
+        "  accuracy: mean-field {:.2}%, mean network {:.2}%",
+        a.accuracy.mean_field_pct, a.accuracy.mean_network_pct
+    );
+    if let Some(s) = &a.accuracy.subnetworks {
+        println!(
+            "  {} sampled sub-networks {:.2}% (sd {:.2}), ensemble {:.2}%",
+            s.accuracies_pct.len(),
+            s.mean_pct,
+            s.sd_pct,
+            s.ensemble_pct
+        );
+    }
+    if let Some(p) = &a.accuracy.pruned {
+        println!(
+            "  pruned (1-pi) m network {:.2}% with {} of {} weights",
+            p.accuracy_pct, p.nonzero, p.total
+        );
+    }
+    for l in &a.layers {
+        println!(
+            "  layer {}: very important {:5.1}%  unimportant {:5.1}%  variable {:5.1}%  entropy {:.3} ± {:.3}",
+            l.layer,
+            100.0 * l.classes.fraction(ConnectionClass::VeryImportant),
+            100.0 * l.classes.fraction(ConnectionClass::Unimportant),
+            100.0 * l.classes.fraction(ConnectionClass::Variable),
+            l.entropy_mean,
+            l.entropy_sd
+        );
+    }
+    for p in &a.perturbation {
+        let fmt = |c: &credit_analysis::perturb::Curve| {
+            c.error_mean_pct
+                .iter()
+                .map(|e| format!("{e:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!("  layer {} error (%) at f = 0, 0.1, ..., 1:", p.layer);
+        println!(
+            "    very important removed    {}",
+            fmt(&p.very_important_removed)
+        );
+        println!("    as many variable removed  {}", fmt(&p.variable_removed));
+        println!(
+            "    unimportant randomised    {}",
+            fmt(&p.unimportant_randomised)
+        );
+    }
+}

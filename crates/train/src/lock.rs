@@ -1,0 +1,112 @@
+//! One writer per run folder: `train`, `--resume`, `analyze` and `export` hold an exclusive
+//! lock on `RUN/.lock` for as long as they work on the run. The operating system releases it
+//! when the process ends, however it ends, so a killed run never stays locked.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// The lock file inside a run folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive lock on a run folder, released when dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock of the run folder `dir` (created if absent) for `what` (e.g.
+    /// `credit train`), and writes who holds it into the lock file.
+    ///
+    /// # Errors
+    /// If another process holds it (the error names that process and what it is doing), or
+    /// the folder cannot be written.
+    pub fn acquire(dir: &Path, what: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    holder.to_string()
+                };
+                bail!(
+                    "{} is in use by {holder}; wait for it to finish, or stop it first",
+                    dir.display()
+                );
+            }
+            Err(TryLockError::Error(error)) => {
+                return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        let holder = format!(
+            "`{what}` (process {} on {}, since {})",
+            std::process::id(),
+            hostname(),
+            now()
+        );
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(holder.as_bytes()))
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "this machine".to_string())
+}
+
+/// Seconds since the Unix epoch, as `unix time N`.
+fn now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("unix time {seconds}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_first_ones_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(dir.path(), "credit train").unwrap();
+        let error = RunLock::acquire(dir.path(), "credit analyze").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("is in use by `credit train`"), "{message}");
+        assert!(
+            message.contains(&format!("process {}", std::process::id())),
+            "{message}"
+        );
+        drop(first);
+        let again = RunLock::acquire(dir.path(), "credit analyze").unwrap();
+        assert!(again.path().ends_with(LOCK_FILE));
+    }
+}
