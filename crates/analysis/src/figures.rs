@@ -90,16 +90,25 @@ pub fn bin_counts(values: &[f32], lo: f64, hi: f64, bins: usize) -> Vec<usize> {
 }
 
 /// Overlaid histograms with counts on a log axis, so that mass at the bounds (pi at 0 and 1,
-/// xi at 0) does not hide the rest. Empty bins are not drawn.
+/// xi at 0) does not hide the rest. Empty bins are not drawn; values that are not finite are
+/// left out, and a figure without any value says so ([`no_data_svg`]).
+///
+/// # Panics
+/// If `bins` is 0 (analysis settings are validated before).
 pub fn histogram_svg(
     title: &str,
     x_label: &str,
     series: &[HistogramSeries],
     bins: usize,
 ) -> Result<String> {
+    assert!(bins > 0, "at least one bin");
     let all = series
         .iter()
-        .flat_map(|s| s.values.iter().map(|&v| f64::from(v)));
+        .flat_map(|s| s.values.iter().map(|&v| f64::from(v)))
+        .filter(|v| v.is_finite());
+    if all.clone().next().is_none() {
+        return no_data_svg(title);
+    }
     let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });
@@ -177,8 +186,31 @@ fn tick(v: &f64) -> String {
     }
 }
 
+/// A figure that says it has no data (every value missing or not finite), instead of axes
+/// over an empty or infinite range.
+pub fn no_data_svg(title: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let (width, height) = SIZE;
+        let style = ("sans-serif", 18).into_font().color(&BLACK);
+        root.draw_text(title, &style, (20, 20))
+            .map_err(plot_error)?;
+        root.draw_text(
+            "no data to show",
+            &("sans-serif", 16).into_font().color(&BLACK.mix(0.6)),
+            (width as i32 / 2 - 60, height as i32 / 2),
+        )
+        .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
 /// Curves with error bars on linear axes. With `y_from_zero` the `y` axis starts at zero
-/// (errors, fractions), otherwise it spans the data (accuracies).
+/// (errors, fractions), otherwise it spans the data (accuracies). Points that are not
+/// finite are left out; with none left the figure says so ([`no_data_svg`]).
 pub fn curves_svg(
     title: &str,
     x_label: &str,
@@ -186,6 +218,31 @@ pub fn curves_svg(
     series: &[CurveSeries],
     y_from_zero: bool,
 ) -> Result<String> {
+    let finite = |s: &CurveSeries| {
+        let keep: Vec<usize> = (0..s.x.len().min(s.y.len()))
+            .filter(|&i| s.x[i].is_finite() && s.y[i].is_finite())
+            .collect();
+        CurveSeries {
+            label: s.label.clone(),
+            x: keep.iter().map(|&i| s.x[i]).collect(),
+            y: keep.iter().map(|&i| s.y[i]).collect(),
+            error: keep
+                .iter()
+                .map(|&i| {
+                    s.error
+                        .get(i)
+                        .copied()
+                        .filter(|e| e.is_finite())
+                        .unwrap_or(0.0)
+                })
+                .collect(),
+        }
+    };
+    let series: Vec<CurveSeries> = series.iter().map(finite).collect();
+    let series = series.as_slice();
+    if series.iter().all(|s| s.x.is_empty()) {
+        return no_data_svg(title);
+    }
     let x_lo = series
         .iter()
         .flat_map(|s| s.x.iter().copied())
@@ -262,4 +319,49 @@ pub fn curves_svg(
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_without_finite_data_say_so() {
+        let empty = CurveSeries {
+            label: "a".into(),
+            x: vec![],
+            y: vec![],
+            error: vec![],
+        };
+        let nan = CurveSeries {
+            label: "b".into(),
+            x: vec![1.0, 2.0],
+            y: vec![f64::NAN, f64::INFINITY],
+            error: vec![0.0, 0.0],
+        };
+        for series in [vec![], vec![empty], vec![nan]] {
+            let svg = curves_svg("t", "x", "y", &series, false).unwrap();
+            assert!(svg.contains("no data to show"));
+        }
+        let values = [f32::NAN];
+        let histogram = [HistogramSeries {
+            label: "h".into(),
+            values: &values,
+        }];
+        assert!(
+            histogram_svg("t", "x", &histogram, 5)
+                .unwrap()
+                .contains("no data")
+        );
+        assert!(histogram_svg("t", "x", &[], 5).unwrap().contains("no data"));
+        // One finite value among others draws a figure.
+        let partly = CurveSeries {
+            label: "c".into(),
+            x: vec![1.0, 2.0],
+            y: vec![0.5, f64::NAN],
+            error: vec![f64::NAN, 0.0],
+        };
+        let svg = curves_svg("t", "x", "y", &[partly], true).unwrap();
+        assert!(!svg.contains("no data"));
+    }
 }

@@ -123,6 +123,8 @@ fn a_sweep_trains_analyses_compares_and_resumes() {
         "--config",
         "configs/smoke.toml",
         "--set",
+        "model.sizes=[784,16,10]",
+        "--set",
         "data.train_size=500,1000",
         "--set",
         "train.epochs=2",
@@ -146,6 +148,9 @@ fn a_sweep_trains_analyses_compares_and_resumes() {
     assert_eq!(summaries[1]["setting"], "data.train_size=1000");
     assert!(summaries[1]["deterministic_pct"]["mean"].as_f64().unwrap() > 50.0);
     let html = std::fs::read_to_string(Path::new(out).join("report.html")).unwrap();
+    // The fixed model.sizes, whose value holds commas, is not what the figures are against.
+    assert!(html.contains("against data.train_size"), "{html}");
+    assert!(!html.contains("against model.sizes"));
     for figure in [
         "entropy-by-layer",
         "classes-layer1",

@@ -117,6 +117,44 @@ fn parse_idx(bytes: &[u8], expected_rank: usize) -> Result<IdxArray, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes are an array whose size is what its header says, or an error; never a
+        /// panic or an allocation larger than the input.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            rank in 1usize..4,
+        ) {
+            if let Ok(array) = parse_idx(&bytes, rank) {
+                prop_assert_eq!(array.dims.len(), rank);
+                prop_assert_eq!(array.dims.iter().product::<usize>(), array.data.len());
+                prop_assert_eq!(array.data.len() + 4 + 4 * rank, bytes.len());
+            }
+        }
+
+        /// Valid headers with bodies of any length: exactly the right length parses.
+        #[test]
+        fn a_header_and_a_body_agree_or_fail(
+            dims in proptest::collection::vec(0u32..12, 1..4),
+            extra in -3i64..3,
+        ) {
+            let count: i64 = dims.iter().map(|&d| i64::from(d)).product();
+            let len = (count + extra).max(0) as usize;
+            let bytes = idx(&dims, &vec![1; len]);
+            let parsed = parse_idx(&bytes, dims.len());
+            prop_assert_eq!(parsed.is_ok(), extra == 0 && count > 0, "{:?}", parsed);
+        }
+
+        /// Huge headers over tiny bodies are errors, never allocations.
+        #[test]
+        fn huge_headers_are_errors(dims in proptest::collection::vec(any::<u32>(), 3)) {
+            let bytes = idx(&dims, &[0; 8]);
+            let expected_ok = dims.iter().map(|&d| u64::from(d)).product::<u64>() == 8;
+            prop_assert_eq!(parse_idx(&bytes, 3).is_ok(), expected_ok);
+        }
+    }
 
     fn idx(rank_dims: &[u32], body: &[u8]) -> Vec<u8> {
         let mut bytes = vec![0, 0, TYPE_U8, rank_dims.len() as u8];

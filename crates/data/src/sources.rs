@@ -126,27 +126,79 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<Splits, DataError> {
 }
 
 /// Reads and concatenates CIFAR-10 binary batch files.
+///
+/// # Errors
+/// If a file cannot be read, is not a whole number of records, or holds a label of 10 or
+/// more; the error names the file.
 pub fn read_cifar10(files: &[PathBuf]) -> Result<ImageSet, DataError> {
-    const RECORD: usize = 1 + CIFAR_FEATURES;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for path in files {
         let bytes = read_maybe_gz(path)?;
-        if bytes.is_empty() || bytes.len() % RECORD != 0 {
-            return Err(DataError::invalid(
-                path,
-                format!(
-                    "{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records",
-                    bytes.len()
-                ),
-            ));
-        }
-        let start = labels.len();
-        for record in bytes.chunks_exact(RECORD) {
-            labels.push(record[0]);
-            pixels.extend_from_slice(&record[1..]);
-        }
-        check_labels(path, &labels[start..])?;
+        parse_cifar10(&bytes, &mut labels, &mut pixels)
+            .map_err(|message| DataError::invalid(path, message))?;
     }
     Ok(ImageSet::new(CIFAR_FEATURES, pixels, labels, CLASSES))
+}
+
+/// Appends the records of one CIFAR-10 batch to `labels` and `pixels`; the error is a message
+/// without the file name.
+fn parse_cifar10(bytes: &[u8], labels: &mut Vec<u8>, pixels: &mut Vec<u8>) -> Result<(), String> {
+    const RECORD: usize = 1 + CIFAR_FEATURES;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
+        return Err(format!(
+            "{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records",
+            bytes.len()
+        ));
+    }
+    for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
+        if record[0] as usize >= CLASSES {
+            return Err(format!(
+                "label {} of record {i} is not below {CLASSES}",
+                record[0]
+            ));
+        }
+        labels.push(record[0]);
+        pixels.extend_from_slice(&record[1..]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes are either whole records with valid labels, read back exactly, or an
+        /// error; never a panic.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..8000)) {
+            let (mut labels, mut pixels) = (Vec::new(), Vec::new());
+            match parse_cifar10(&bytes, &mut labels, &mut pixels) {
+                Ok(()) => {
+                    prop_assert_eq!(bytes.len() % 3073, 0);
+                    prop_assert_eq!(labels.len() * 3072, pixels.len());
+                    prop_assert!(labels.iter().all(|&l| l < 10));
+                }
+                Err(message) => prop_assert!(message.contains("CIFAR-10") || message.contains("label")),
+            }
+        }
+
+        /// Well-formed batches of random records read back exactly.
+        #[test]
+        fn whole_records_read_back(records in proptest::collection::vec((0u8..10, any::<u8>()), 1..4)) {
+            let mut bytes = Vec::new();
+            for &(label, fill) in &records {
+                bytes.push(label);
+                bytes.extend(std::iter::repeat_n(fill, 3072));
+            }
+            let (mut labels, mut pixels) = (Vec::new(), Vec::new());
+            parse_cifar10(&bytes, &mut labels, &mut pixels).unwrap();
+            prop_assert_eq!(labels, records.iter().map(|r| r.0).collect::<Vec<_>>());
+            for (chunk, record) in pixels.chunks(3072).zip(&records) {
+                prop_assert!(chunk.iter().all(|&p| p == record.1));
+            }
+        }
+    }
 }

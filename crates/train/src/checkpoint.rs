@@ -186,15 +186,38 @@ impl Checkpoints {
         epochs
     }
 
-    /// Whether the folder holds records of an earlier version of credit (no state files).
+    /// Whether the folder holds checkpoints of an earlier version of credit, which wrote
+    /// model, optimizer and scheduler records and no state files.
     pub fn has_legacy_records(&self) -> bool {
         self.epochs().is_empty()
             && std::fs::read_dir(&self.dir).is_ok_and(|entries| {
                 entries.filter_map(|e| e.ok()).any(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    name.starts_with("model-") && name.ends_with(".bpk")
+                    name.starts_with("scheduler-") && name.ends_with(".bpk")
                 })
             })
+    }
+
+    /// The records without a state file: left by a process killed while it saved a
+    /// checkpoint.
+    fn orphan_records(&self) -> Vec<PathBuf> {
+        let epochs = self.epochs();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                ["model-", "optim-"].iter().any(|part| {
+                    name.strip_prefix(part)
+                        .and_then(|rest| rest.strip_suffix(".bpk"))
+                        .and_then(|epoch| epoch.parse::<usize>().ok())
+                        .is_some_and(|epoch| !epochs.contains(&epoch))
+                })
+            })
+            .map(|e| e.path())
+            .collect()
     }
 
     /// The state of `epoch`, with both records read and checked against it.
@@ -253,13 +276,16 @@ impl Checkpoints {
         (None, damaged)
     }
 
-    /// Keeps the checkpoints of the epochs for which `keep` holds and removes the others:
-    /// the state file first, so that a removal cut short leaves no checkpoint that looks
-    /// complete.
+    /// Keeps the checkpoints of the epochs for which `keep` holds and removes the others
+    /// (the state file first, so that a removal cut short leaves no checkpoint that looks
+    /// complete), and the records a killed save left without a state file.
     ///
     /// # Errors
     /// If a file cannot be removed, naming it.
     pub fn prune(&self, keep: impl Fn(usize) -> bool) -> Result<()> {
+        for orphan in self.orphan_records() {
+            remove_if_present(&orphan)?;
+        }
         for epoch in self.epochs() {
             if keep(epoch) {
                 continue;

@@ -344,6 +344,77 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every leaf key of a run configuration.
+    const KEYS: [&str; 23] = [
+        "seed",
+        "model.kind",
+        "model.sizes",
+        "model.m_init_std",
+        "model.xi_init_max",
+        "model.pi_init",
+        "data.format",
+        "data.dir",
+        "data.train_size",
+        "data.test_size",
+        "train.epochs",
+        "train.batch_size",
+        "train.shuffle",
+        "train.keep_checkpoints",
+        "train.checkpoint_every",
+        "optimizer.lr",
+        "optimizer.beta1",
+        "optimizer.beta2",
+        "optimizer.epsilon",
+        "optimizer.weight_decay",
+        "optimizer.lr_step_epochs",
+        "optimizer.lr_step_factor",
+        "optimizer.restart_each_epoch",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|v| v.to_string()),
+            (0u64..100).prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| format!("{v:e}")),
+            (-2.0f64..2.0).prop_map(|v| v.to_string()),
+            Just("nan".to_string()),
+            Just("-inf".to_string()),
+            Just("true".to_string()),
+            "[a-z-]{0,12}",
+            proptest::collection::vec(0u64..3000, 0..5).prop_map(|v| format!("{v:?}")),
+            Just("{ a = 1 }".to_string()),
+            Just("\"idx\"".to_string()),
+        ]
+    }
+
+    proptest! {
+        /// Any overrides of any keys give a configuration that validates and reads back
+        /// identically, or an error; never a panic.
+        #[test]
+        fn any_overrides_validate_or_fail_cleanly(
+            sets in proptest::collection::vec((0..KEYS.len(), value()), 0..6),
+        ) {
+            let overrides: Vec<String> = sets.iter().map(|(k, v)| format!("{}={v}", KEYS[*k])).collect();
+            match RunConfig::parse("", &overrides) {
+                Ok(config) => {
+                    prop_assert!(config.validate().is_ok());
+                    prop_assert_eq!(RunConfig::parse(&config.to_toml(), &[]).unwrap(), config);
+                }
+                Err(error) => {
+                    let message = format!("{error:#}");
+                    prop_assert!(!message.is_empty());
+                }
+            }
+        }
+
+        /// Any text as a config file parses or fails cleanly.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in "[a-z_.=\\[\\]{}\"0-9 \n-]{0,80}") {
+            let _ = RunConfig::parse(&text, &[]);
+        }
+    }
 
     fn error_of(text: &str, overrides: &[&str]) -> String {
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();

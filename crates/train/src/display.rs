@@ -82,7 +82,7 @@ impl Progress {
         let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stdout());
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix} [{bar:32}] {pos}/{len} batches, {elapsed}  (Ctrl-C stops after checkpointing the last whole epoch)",
+                "{prefix} [{bar:32}] {pos}/{len} batches, {elapsed}  (Ctrl-C stops; --resume continues)",
             )
             .expect("a valid template")
             .progress_chars("=> "),
