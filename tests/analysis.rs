@@ -153,9 +153,12 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
         .collect();
     assert_eq!(
         figures.len(),
-        2 * 5,
-        "pi, xi, m, m by class, perturbation per layer"
+        2 * 5 + 1,
+        "pi, xi, m, m by class, perturbation per layer; classes through training"
     );
+    let through_training =
+        std::fs::read_to_string(out.join("classes-through-training.svg")).unwrap();
+    assert!(through_training.contains("layer 2: unimportant"));
     for figure in figures {
         let name = figure.file_name().unwrap().to_str().unwrap();
         assert!(
@@ -207,5 +210,57 @@ fn exported_tensors_reload_to_identical_values() {
             (1.0 - p.pi[k]) * p.m[k]
         };
         assert_eq!(pruned["layer1.weight"].values[k], expected);
+    }
+}
+
+#[test]
+fn the_class_fractions_of_each_epoch_equal_those_analyze_finds_in_its_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let overrides = [
+        format!("data.dir={}", manifest.join("data/mnist").display()),
+        "train.epochs=3".to_string(),
+        "train.checkpoint_every=1".to_string(),
+    ];
+    let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &overrides).unwrap();
+    let run = RunDir::new(root.path().join("classes"));
+    let mut options = TrainOptions::new(BackendKind::default_available().unwrap());
+    options.display = Display::Quiet;
+    train(&config, &run, &options).unwrap().finished().unwrap();
+    let settings = AnalysisConfig {
+        samples: 1,
+        repetitions: 1,
+        fractions: vec![0.0],
+        entropy_samples: 2,
+        ..AnalysisConfig::default()
+    };
+    let metrics = run.metrics().unwrap();
+    use credit_analysis::classes::ConnectionClass::{Unimportant, VeryImportant};
+    for epoch in 1..=3 {
+        let analysed = analyze(
+            &run,
+            &settings,
+            BackendKind::default_available().unwrap(),
+            Some(epoch),
+        )
+        .unwrap();
+        let row = &metrics[epoch - 1];
+        assert_eq!(row.epoch, epoch);
+        for (layer, recorded) in analysed.analysis.layers.iter().zip(&row.layers) {
+            assert_eq!(
+                layer.classes.fraction(VeryImportant),
+                recorded.very_important
+            );
+            assert_eq!(layer.classes.fraction(Unimportant), recorded.unimportant);
+            assert_eq!(
+                layer.classes_loose.fraction(VeryImportant),
+                recorded.very_important_loose
+            );
+            assert_eq!(
+                layer.classes_loose.fraction(Unimportant),
+                recorded.unimportant_loose
+            );
+            assert!((layer.mean_pi - recorded.mean_pi).abs() < 1e-12);
+        }
     }
 }

@@ -9,7 +9,7 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use common::{Lcg, tensor, values};
-use credit_ops::mean_field::{DELTA_FLOOR, spike_slab_linear};
+use credit_ops::mean_field::{DeltaFloor, FloorMode, spike_slab_linear};
 use credit_train::BackendKind;
 
 /// Layer shapes `(batch, d_input, d_output)`: column tiles with and without a partial vector,
@@ -83,8 +83,8 @@ impl Fixture {
     }
 
     /// `h` and the gradients of `sum(h ⊙ r)` with respect to input, `m`, `xi`, `pi`, from
-    /// the fused operation or from the composed formula.
-    pub fn evaluate(&self, device: &Device, fused: bool) -> [Vec<f64>; 5] {
+    /// the fused operation or from the composed formula, `Delta` floored as `floor` says.
+    pub fn evaluate(&self, device: &Device, fused: bool, floor: DeltaFloor) -> [Vec<f64>; 5] {
         let (batch, d_in, d_out) = self.shape;
         let device = device.clone().autodiff();
         let param = |v: &Vec<f64>| tensor(v.clone(), [d_out, d_in], &device).require_grad();
@@ -92,9 +92,9 @@ impl Fixture {
         let (m, xi, pi) = (param(&self.m), param(&self.xi), param(&self.pi));
         let eps = tensor(self.eps.clone(), [batch, d_out], &device);
         let h = if fused {
-            spike_slab_linear(input.clone(), m.clone(), xi.clone(), pi.clone(), eps)
+            spike_slab_linear(input.clone(), m.clone(), xi.clone(), pi.clone(), eps, floor)
         } else {
-            composed(input.clone(), m.clone(), xi.clone(), pi.clone(), eps)
+            composed(input.clone(), m.clone(), xi.clone(), pi.clone(), eps, floor)
         };
         let r = tensor(self.r.clone(), [batch, d_out], &device);
         let grads = (h.clone() * r).sum().backward();
@@ -109,13 +109,16 @@ impl Fixture {
     }
 }
 
-/// The layer's pre-activation from generic tensor operations.
+/// The layer's pre-activation from generic tensor operations. A clamping floor of 0 is
+/// taken as 1e-30, so that autodiff's gradient of `clamp_min` is zero where `Delta = 0` (and
+/// `sqrt`'s infinite slope at 0 is never reached).
 fn composed(
     input: Tensor<2>,
     m: Tensor<2>,
     xi: Tensor<2>,
     pi: Tensor<2>,
     eps: Tensor<2>,
+    floor: DeltaFloor,
 ) -> Tensor<2> {
     let scale = (input.dims()[1] as f64).sqrt().recip();
     let keep = pi.clone().neg().add_scalar(1.0);
@@ -123,8 +126,25 @@ fn composed(
     let variance = keep * (xi + pi * m.square());
     let g = input.clone().matmul(mean.transpose());
     let delta = input.square().matmul(variance.transpose());
-    (g + delta.clamp_min(DELTA_FLOOR).sqrt() * eps).mul_scalar(scale)
+    let floored = match floor.mode {
+        FloorMode::Clamp => delta.clamp_min(floor.value.max(1e-30)),
+        FloorMode::Add => delta.add_scalar(floor.value),
+    };
+    (g + floored.sqrt() * eps).mul_scalar(scale)
 }
+
+/// The floors the two protocols use, and credit's earlier one.
+const FLOORS: [DeltaFloor; 3] = [
+    DeltaFloor::EXACT,
+    DeltaFloor {
+        value: 1e-12,
+        mode: FloorMode::Clamp,
+    },
+    DeltaFloor {
+        value: 1e-20,
+        mode: FloorMode::Add,
+    },
+];
 
 /// Asserts `|a - b| <= tolerance (1 + |b|)` elementwise.
 pub fn assert_close(a: &[f64], b: &[f64], tolerance: f64, what: &str) {
@@ -141,13 +161,15 @@ const NAMES: [&str; 5] = ["h", "dL/dinput", "dL/dm", "dL/dxi", "dL/dpi"];
 
 fn check_backend(backend: BackendKind) {
     let device = backend.device().expect("the backend has a device");
-    for (i, shape) in SHAPES.into_iter().enumerate() {
-        let fixture = Fixture::new(shape, 7 + i as u64);
-        let fused = fixture.evaluate(&device, true);
-        let reference = fixture.evaluate(&device, false);
-        for ((fused, reference), name) in fused.iter().zip(&reference).zip(NAMES) {
-            let what = format!("{} {shape:?} {name}", backend.name());
-            assert_close(fused, reference, 2e-5, &what);
+    for floor in FLOORS {
+        for (i, shape) in SHAPES.into_iter().enumerate() {
+            let fixture = Fixture::new(shape, 7 + i as u64);
+            let fused = fixture.evaluate(&device, true, floor);
+            let reference = fixture.evaluate(&device, false, floor);
+            for ((fused, reference), name) in fused.iter().zip(&reference).zip(NAMES) {
+                let what = format!("{} {shape:?} {floor:?} {name}", backend.name());
+                assert_close(fused, reference, 2e-5, &what);
+            }
         }
     }
 }
@@ -164,20 +186,24 @@ fn fused_operation_matches_the_composed_formula_on_ndarray() {
 }
 
 #[test]
-fn a_unit_without_variance_gets_no_variance_gradient() {
+fn a_unit_without_variance_gets_a_variance_gradient_only_from_an_added_floor() {
     let fixture = Fixture::new(SHAPES[0], 3);
     let (_, d_in, d_out) = fixture.shape;
-    let [h, _, _, grad_xi, _] = fixture.evaluate(&common::device(), true);
-    assert!(h.iter().all(|v| v.is_finite()));
-    // The silent unit: its Delta is floored for every sample, so xi gets no gradient there.
     let silent = d_out / 2;
-    assert!(
-        grad_xi[silent * d_in..(silent + 1) * d_in]
-            .iter()
-            .all(|&g| g == 0.0)
-    );
-    // Elsewhere xi does get gradients.
-    assert!(grad_xi.iter().any(|&g| g != 0.0));
+    for floor in FLOORS {
+        let [h, _, _, grad_xi, _] = fixture.evaluate(&common::device(), true, floor);
+        assert!(h.iter().all(|v| v.is_finite()), "{floor:?}");
+        assert!(grad_xi.iter().all(|v| v.is_finite()), "{floor:?}");
+        // The silent unit has Delta = 0 for every sample: a clamping floor (the 2020 script,
+        // `turn_2_zero`) gives xi no gradient there; an added one (the 2022 script) does.
+        let silent_grads = &grad_xi[silent * d_in..(silent + 1) * d_in];
+        match floor.mode {
+            FloorMode::Clamp => assert!(silent_grads.iter().all(|&g| g == 0.0), "{floor:?}"),
+            FloorMode::Add => assert!(silent_grads.iter().any(|&g| g != 0.0), "{floor:?}"),
+        }
+        // Elsewhere xi does get gradients.
+        assert!(grad_xi.iter().any(|&g| g != 0.0));
+    }
 }
 
 #[test]
@@ -190,10 +216,11 @@ fn negligible_incoming_gradients_are_dropped_on_flex() {
     for r in &mut fixture.r[..d_out] {
         *r *= 1e-32;
     }
-    let with_tiny = fixture.evaluate(&device, true);
-    let composed = fixture.evaluate(&device, false);
+    let floor = DeltaFloor::EXACT;
+    let with_tiny = fixture.evaluate(&device, true, floor);
+    let composed = fixture.evaluate(&device, false, floor);
     fixture.r[..d_out].fill(0.0);
-    let without = fixture.evaluate(&device, true);
+    let without = fixture.evaluate(&device, true, floor);
     for ((with_tiny, without), name) in with_tiny.iter().zip(&without).zip(NAMES).skip(1) {
         assert_eq!(with_tiny, without, "{name}");
     }

@@ -247,6 +247,7 @@ fn every_edge_of_the_init_ranges_initialises() {
                 m_init_std,
                 xi_init_max,
                 pi_init,
+                ..ModelConfig::default()
             };
             let model = config.init(Seed::new(0), &device);
             let input: Tensor<2> = tensor(fixture_input(), [1, D_IN], &device);

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use credit_model::{Seed, Stream};
 use credit_train::{
-    BackendKind, Classifier, ModelKind, RunConfig, RunDir, load_data, test_accuracies,
+    BackendKind, Classifier, EpochMetrics, ModelKind, RunConfig, RunDir, load_data, test_accuracies,
 };
 use serde::{Deserialize, Serialize};
 
@@ -200,6 +200,9 @@ pub struct AnalysedRun {
     pub params: Vec<LayerParams>,
     /// Shape and weights per layer of a deterministic run (empty otherwise).
     pub deterministic_weights: Vec<(Vec<usize>, Vec<f32>)>,
+    /// The run's `metrics.csv` up to the analysed epoch (its class fractions through
+    /// training).
+    pub metrics: Vec<EpochMetrics>,
 }
 
 /// Analyses the run in `run` on `backend`: its final model, or with `epoch` that epoch's
@@ -229,6 +232,12 @@ fn analyze_here(
     let device: Device = backend.device()?;
     let seed = Seed::new(config.seed);
     let model = run.load_model(&run_config, &device, epoch)?;
+    let last = epoch.unwrap_or(usize::MAX);
+    let metrics: Vec<EpochMetrics> = run
+        .metrics()?
+        .into_iter()
+        .filter(|row| row.epoch <= last)
+        .collect();
     let data = load_data(&run_config)?;
     let accuracies = test_accuracies(&model, &data, seed.stream(Stream::Evaluation), &device);
 
@@ -260,6 +269,7 @@ fn analyze_here(
                 analysis,
                 params: Vec::new(),
                 deterministic_weights: deterministic_weights(net),
+                metrics,
             });
         }
     };
@@ -321,5 +331,6 @@ fn analyze_here(
         analysis,
         params,
         deterministic_weights: Vec::new(),
+        metrics,
     })
 }

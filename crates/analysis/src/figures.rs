@@ -5,12 +5,16 @@ use plotters::prelude::*;
 
 /// Figure size in pixels.
 const SIZE: (u32, u32) = (640, 400);
-/// Series colours, in order.
-pub const PALETTE: [RGBColor; 4] = [
+/// Series colours, in order (matplotlib's "tab10").
+pub const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
 ];
 
 /// One histogram series: a legend label and its values.

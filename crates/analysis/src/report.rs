@@ -12,6 +12,50 @@ use crate::classes::ConnectionClass;
 use crate::figures::{CurveSeries, HistogramSeries, curves_svg, histogram_svg};
 use crate::perturb::Curve;
 
+/// The fractions of very important and unimportant connections of every layer against the
+/// epoch, from `metrics.csv` (runs of earlier versions have none).
+fn classes_through_training(metrics: &[credit_train::EpochMetrics]) -> Result<Option<Figure>> {
+    let layers = metrics.iter().map(|m| m.layers.len()).min().unwrap_or(0);
+    if layers == 0 {
+        return Ok(None);
+    }
+    let epochs: Vec<f64> = metrics.iter().map(|m| m.epoch as f64).collect();
+    let mut series = Vec::new();
+    for l in 0..layers {
+        for (name, value) in [
+            (
+                "very important",
+                (|c: &credit_train::LayerClasses| c.very_important) as fn(&_) -> f64,
+            ),
+            ("unimportant", |c| c.unimportant),
+        ] {
+            series.push(CurveSeries {
+                label: format!("layer {}: {name}", l + 1),
+                x: epochs.clone(),
+                y: metrics
+                    .iter()
+                    .map(|m| 100.0 * value(&m.layers[l]))
+                    .collect(),
+                error: vec![0.0; epochs.len()],
+            });
+        }
+    }
+    Ok(Some(Figure {
+        file: "classes-through-training.svg".into(),
+        caption: "Connection classes through training: the percentage of very important \
+                  (pi = 0 and xi = 0 exactly) and unimportant (pi = 1 exactly) connections of \
+                  each layer after each epoch (metrics.csv; loose tolerances there too)."
+            .into(),
+        svg: curves_svg(
+            "Connection classes through training",
+            "epoch",
+            "connections (%)",
+            &series,
+            true,
+        )?,
+    }))
+}
+
 /// One figure: file name, caption, SVG text.
 pub struct Figure {
     /// File name inside the output folder.
@@ -93,6 +137,9 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
                 bins,
             )?,
         });
+    }
+    if let Some(figure) = classes_through_training(&run.metrics)? {
+        figures.push(figure);
     }
     for p in &a.perturbation {
         let n = p.layer;

@@ -38,8 +38,14 @@ enum Command {
     /// Write a run's parameters as safetensors or npz, for numpy and PyTorch.
     Export(ExportArgs),
     /// Train and analyse a config over settings and seeds, with the deterministic baseline,
-    /// and compare them in one report; complete runs are skipped, so a sweep resumes.
+    /// and compare them in one report; complete runs are skipped, so a sweep resumes. Also
+    /// runs one task of a sweep (--task), reports where it stands (--status), writes its
+    /// report (--report) or a SLURM job array (--slurm).
     Sweep(sweep::SweepArgs),
+    /// Run the paper's MNIST experiments under both of the authors' protocols (3 seeds each,
+    /// deterministic baselines, training-set sizes) and compare them with the authors' code
+    /// in one report; resumes like a sweep.
+    Reproduce(sweep::ReproduceArgs),
 }
 
 #[derive(Args)]
@@ -169,7 +175,8 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench(args).map(|()| ExitCode::SUCCESS),
         Command::Export(args) => export(args).map(|()| ExitCode::SUCCESS),
-        Command::Sweep(args) => sweep::run_sweep(args).map(|()| ExitCode::SUCCESS),
+        Command::Sweep(args) => sweep::run_sweep(args),
+        Command::Reproduce(args) => sweep::run_reproduce(args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

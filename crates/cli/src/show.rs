@@ -58,6 +58,57 @@ pub(crate) fn written(written: &[PathBuf], out: &Path) {
     );
 }
 
+/// The closing summary of a sweep (from `sweep.json`) or of `credit reproduce` (from
+/// `reproduce.json`).
+pub(crate) fn sweep_report(
+    dir: &Path,
+    plan: &credit_analysis::sweep::SweepPlan,
+) -> anyhow::Result<()> {
+    use credit_analysis::sweep::PlanKind;
+    match plan.kind {
+        PlanKind::Sweep => {
+            let summaries: Vec<credit_analysis::sweep::SettingSummary> =
+                credit_train::read_json(&dir.join("sweep.json"))?;
+            for s in &summaries {
+                println!(
+                    "  {}: mean-field {:.2}% (sd {:.2}), deterministic {}, entropy per layer {}",
+                    s.setting,
+                    s.mean_field_pct.mean,
+                    s.mean_field_pct.sd,
+                    s.deterministic_pct
+                        .map_or("-".into(), |d| format!("{:.2}%", d.mean)),
+                    s.entropy
+                        .iter()
+                        .map(|e| format!("{:.3}", e.mean))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+        }
+        PlanKind::Reproduce => {
+            let report: credit_analysis::sweep::reproduce::ReproduceReport =
+                credit_train::read_json(&dir.join("reproduce.json"))?;
+            for p in &report.protocols {
+                println!("  protocol {}:", p.protocol);
+                for r in &p.rows {
+                    let cell = |s: Option<credit_analysis::sweep::reproduce::Summary>| {
+                        s.map_or("-".to_string(), |s| format!("{:.2} ± {:.2}", s.mean, s.sd))
+                    };
+                    println!(
+                        "    {:<48} credit {:<16} authors {:<16} {}",
+                        r.quantity,
+                        cell(r.credit),
+                        cell(r.authors),
+                        r.difference_in_pooled_sd
+                            .map_or(String::new(), |z| format!("{z:+.2} sd"))
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `credit bench`.
 pub(crate) fn bench(report: &BenchReport, config: &Path) {
     println!(

@@ -1,87 +1,335 @@
-//! `credit sweep`: train and analyse every run of a sweep in child processes, `--jobs` at a
-//! time, skipping what is already complete, then write the comparison report.
+//! `credit sweep` and `credit reproduce`: plan the runs, run them (as child processes `--jobs`
+//! at a time, or one by index for a job array, or as a SLURM job array), report on them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use credit_analysis::Analysis;
 use credit_analysis::AnalysisConfig;
-use credit_analysis::sweep::{SweepRun, plan, summarise, swept_keys, write_sweep_report};
-use credit_train::{BackendKind, ModelKind, RunConfig, RunDir};
+use credit_analysis::sweep::reproduce::{self, ReproduceOptions};
+use credit_analysis::sweep::slurm::{self, SlurmOptions};
+use credit_analysis::sweep::{
+    RunState, SweepPlan, TaskOutcome, run_task, status, write_sweep_folder_report,
+};
+use credit_train::{BackendKind, StopSignal};
 
 use crate::BackendArg;
 
 #[derive(Args)]
 pub struct SweepArgs {
-    /// Base TOML run configuration.
-    #[arg(long)]
-    config: PathBuf,
+    /// Base TOML run configuration of a new sweep.
+    #[arg(long, required_unless_present = "dir", conflicts_with = "dir")]
+    config: Option<PathBuf>,
     /// Override or sweep a value: `key=v` sets it, `key=v1,v2,...` sweeps it (repeatable;
     /// several swept keys give their product).
-    #[arg(long = "set", value_name = "KEY=VALUES")]
+    #[arg(long = "set", value_name = "KEY=VALUES", requires = "config")]
     sets: Vec<String>,
     /// Seeds per setting (0, 1, ...).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, requires = "config")]
     seeds: usize,
-    /// Sweep folder. Default: runs/sweep-<config file stem>.
-    #[arg(long)]
+    /// Folder of a new sweep. Default: runs/sweep-<config file stem>.
+    #[arg(long, requires = "config")]
     out: Option<PathBuf>,
-    /// Runs trained (and analysed) at the same time.
-    #[arg(long, default_value_t = 1)]
-    jobs: usize,
     /// Skip the deterministic baseline runs.
-    #[arg(long)]
+    #[arg(long, requires = "config")]
     no_baseline: bool,
+    /// Analysis settings (TOML) for every run.
+    #[arg(long, requires = "config")]
+    analysis_config: Option<PathBuf>,
+    #[command(flatten)]
+    common: SweepCommon,
+}
+
+#[derive(Args)]
+pub struct ReproduceArgs {
+    /// Folder of the reproduction.
+    #[arg(long, default_value = "runs/reproduce")]
+    out: PathBuf,
+    /// Folder of the presets (mnist.toml, mnist-2022.toml and their deterministic baselines).
+    #[arg(long, default_value = "configs")]
+    configs: PathBuf,
+    /// Seeds per protocol and training-set size.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// Training-set sizes of the size sweep, besides the protocols' 10,000 (0: all 60,000);
+    /// empty for none.
+    #[arg(long, value_delimiter = ',', default_value = "20000,40000,0")]
+    sizes: Vec<usize>,
+    /// Override a value in every run, e.g. --set train.epochs=5 for a quick look.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
     /// Analysis settings (TOML) for every run.
     #[arg(long)]
     analysis_config: Option<PathBuf>,
     #[command(flatten)]
+    common: SweepCommon,
+}
+
+/// What to do with a planned sweep.
+#[derive(Args)]
+pub struct SweepCommon {
+    /// Folder of an existing sweep (its plan.json) to continue, run a task of, report on.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Only write the plan (plan.json) and print the number of runs.
+    #[arg(long)]
+    plan: bool,
+    /// Train and analyse run I of the plan (one task of a job array), then exit.
+    #[arg(long, value_name = "I")]
+    task: Option<usize>,
+    /// Print where each run stands: done, running, failed, stopped, pending (with SLURM's
+    /// view of a submitted job array).
+    #[arg(long)]
+    status: bool,
+    /// Write the report of the runs complete so far, then exit.
+    #[arg(long)]
+    report: bool,
+    /// Write slurm.sbatch, a SLURM job array with one task per run.
+    #[arg(long)]
+    slurm: bool,
+    /// With --slurm: submit it with sbatch and print the job id.
+    #[arg(long, requires = "slurm")]
+    submit: bool,
+    /// With --slurm: the partition.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// With --slurm: each task's time limit, HH:MM:SS.
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// With --slurm: CPUs per task (the task's thread count).
+    #[arg(long, requires = "slurm")]
+    cpus: Option<usize>,
+    /// With --slurm: GPUs per task (with --backend wgpu).
+    #[arg(long, requires = "slurm")]
+    gpus: Option<usize>,
+    /// With --slurm: tasks running at once.
+    #[arg(long, requires = "slurm")]
+    max_parallel: Option<usize>,
+    /// Runs trained (and analysed) at the same time, locally.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    #[command(flatten)]
     backend: BackendArg,
 }
 
-/// One child process to run.
-struct Task {
-    label: String,
-    args: Vec<String>,
-    log: PathBuf,
+fn analysis_settings(path: &Option<PathBuf>) -> Result<AnalysisConfig> {
+    match path {
+        Some(path) => AnalysisConfig::load(path),
+        None => Ok(AnalysisConfig::default()),
+    }
 }
 
-/// Runs tasks `jobs` at a time; each child's output goes to its log file. Children share
-/// the cores: each gets `cores / jobs` threads unless `RAYON_NUM_THREADS` is set.
-fn run_tasks(tasks: Vec<Task>, jobs: usize, what: &str) -> Result<()> {
+/// `credit sweep`.
+pub fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
+    let dir = match (&args.config, &args.common.dir) {
+        (Some(config), _) => {
+            let analysis = analysis_settings(&args.analysis_config)?;
+            let plan =
+                SweepPlan::sweep(config, &args.sets, args.seeds, !args.no_baseline, analysis)?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                let stem = config.file_stem().unwrap_or_default().to_string_lossy();
+                PathBuf::from("runs").join(format!("sweep-{stem}"))
+            });
+            plan.write_or_check(&out)?;
+            out
+        }
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => unreachable!("clap requires --config or --dir"),
+    };
+    act(&dir, &args.common)
+}
+
+/// `credit reproduce`.
+pub fn run_reproduce(args: ReproduceArgs) -> Result<ExitCode> {
+    let dir = match &args.common.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let options = ReproduceOptions {
+                configs: args.configs.clone(),
+                seeds: args.seeds,
+                sizes: args.sizes.clone(),
+                overrides: args.overrides.clone(),
+                analysis: analysis_settings(&args.analysis_config)?,
+            };
+            let plan = reproduce::plan(&options)?;
+            plan.write_or_check(&args.out)?;
+            args.out.clone()
+        }
+    };
+    act(&dir, &args.common)
+}
+
+/// Does what the flags ask of the planned sweep in `dir`.
+fn act(dir: &Path, common: &SweepCommon) -> Result<ExitCode> {
+    let plan = SweepPlan::load(dir)?;
+    let backend = common.backend.resolve()?;
+    if common.plan {
+        println!(
+            "{} runs planned in {}",
+            plan.runs.len(),
+            dir.join(credit_analysis::sweep::PLAN_FILE).display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(index) = common.task {
+        return task(dir, index, backend);
+    }
+    if common.status {
+        print_status(dir, &plan);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if common.report {
+        let written = write_sweep_folder_report(dir, &plan)?;
+        crate::show::written(&written, dir);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if common.slurm {
+        let options = SlurmOptions {
+            partition: common.partition.clone(),
+            time: common.time.clone(),
+            cpus: common.cpus,
+            gpus: common.gpus,
+            max_parallel: common.max_parallel,
+        };
+        let exe = std::env::current_exe().context("cannot find the credit executable")?;
+        let script = slurm::write_script(dir, &plan, &options, &exe, backend)?;
+        println!("wrote {} ({} tasks)", script.display(), plan.runs.len());
+        if common.submit {
+            let job = slurm::submit(dir, &script)?;
+            println!(
+                "submitted job array {job}; follow it with `credit sweep --dir {} --status`",
+                dir.display()
+            );
+        } else {
+            println!("submit it with `sbatch {}`", script.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    run_locally(dir, &plan, common.jobs, backend)?;
+    let written = write_sweep_folder_report(dir, &plan)?;
+    crate::show::sweep_report(dir, &plan)?;
+    crate::show::written(&written, dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--task I`: exit status 0 when the run is complete, 128 + the signal's number when it was
+/// stopped (SIGTERM before a time limit: the requeued task resumes it).
+fn task(dir: &Path, index: usize, backend: BackendKind) -> Result<ExitCode> {
+    let stop = StopSignal::on_interrupt_and_terminate()
+        .context("cannot install the SIGINT and SIGTERM handlers")?;
+    let started = Instant::now();
+    match run_task(dir, index, backend, stop.clone())? {
+        TaskOutcome::AlreadyComplete => {
+            println!("run {index} is already complete");
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskOutcome::Completed => {
+            println!(
+                "run {index} complete in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskOutcome::Stopped(epoch) => {
+            println!("run {index} stopped after epoch {epoch}; the next task resumes it");
+            Ok(ExitCode::from(stop.exit_code()))
+        }
+    }
+}
+
+fn print_status(dir: &Path, plan: &SweepPlan) {
+    let states = status(plan, dir);
+    let job = slurm::submitted_job(dir);
+    let queued = job
+        .as_deref()
+        .and_then(slurm::queued_tasks)
+        .unwrap_or_default();
+    let accounted = job
+        .as_deref()
+        .and_then(slurm::accounted_tasks)
+        .unwrap_or_default();
+    let slurm_state = |index: usize| {
+        queued
+            .iter()
+            .chain(&accounted)
+            .find(|(task, _)| *task == index)
+            .map(|(_, state)| state.to_lowercase())
+    };
+    let mut counts = std::collections::BTreeMap::new();
+    for (run, state) in plan.runs.iter().zip(&states) {
+        let label = state.label();
+        let kind = match state {
+            RunState::Stopped(_) => "stopped",
+            _ => label.as_str(),
+        };
+        *counts.entry(kind.to_string()).or_insert(0) += 1;
+        let slurm = match (state, slurm_state(run.index)) {
+            (RunState::Done, _) | (_, None) => String::new(),
+            (_, Some(s)) => format!("  (slurm: {s})"),
+        };
+        println!("{:>4}  {:<22} {}{slurm}", run.index, label, run.name);
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "{} runs: {}{}",
+        plan.runs.len(),
+        summary.join(", "),
+        job.map_or(String::new(), |j| format!("; SLURM job {j}"))
+    );
+}
+
+/// Runs every incomplete task of the plan as a child process `credit sweep --dir D --task I`,
+/// `jobs` at a time; each child's output goes to `D/logs/I.log`. Children share the cores:
+/// each gets `cores / jobs` threads unless `RAYON_NUM_THREADS` is set.
+fn run_locally(dir: &Path, plan: &SweepPlan, jobs: usize, backend: BackendKind) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the credit executable")?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let pending: Vec<usize> = (0..plan.runs.len())
+        .filter(|&i| !credit_analysis::sweep::is_complete(plan, dir, i))
+        .collect();
+    println!(
+        "sweep of {} runs in {}: {} to run ({} already complete), {} at a time on {backend}",
+        plan.runs.len(),
+        dir.display(),
+        pending.len(),
+        plan.runs.len() - pending.len(),
+        jobs
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = std::env::var("RAYON_NUM_THREADS")
         .unwrap_or_else(|_| (cores / jobs.max(1)).max(1).to_string());
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
-    let total = tasks.len();
+    let total = pending.len();
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1).min(total.max(1)) {
             scope.spawn(|| {
-                while let Some(task) = tasks.get(next.fetch_add(1, Ordering::SeqCst)) {
+                while let Some(&index) = pending.get(next.fetch_add(1, Ordering::SeqCst)) {
                     let started = Instant::now();
-                    let status = std::fs::File::create(&task.log).and_then(|log| {
-                        let err = log.try_clone()?;
+                    let log = logs.join(format!("{index}.log"));
+                    let status = std::fs::File::create(&log).and_then(|out| {
+                        let err = out.try_clone()?;
                         Command::new(&exe)
-                            .args(&task.args)
+                            .args(["sweep", "--dir"])
+                            .arg(dir)
+                            .args(["--task", &index.to_string(), "--backend", backend.name()])
                             .env("RAYON_NUM_THREADS", &threads)
                             .stdin(Stdio::null())
-                            .stdout(log)
+                            .stdout(out)
                             .stderr(err)
                             .status()
                     });
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     let ok = matches!(&status, Ok(s) if s.success());
+                    let name = &plan.runs[index].name;
                     println!(
-                        "[{n}/{total}] {what} {}: {} ({:.1} s)",
-                        task.label,
+                        "[{n}/{total}] {name}: {} ({:.1} s)",
                         if ok { "done" } else { "FAILED" },
                         started.elapsed().as_secs_f64()
                     );
@@ -89,7 +337,7 @@ fn run_tasks(tasks: Vec<Task>, jobs: usize, what: &str) -> Result<()> {
                         failures
                             .lock()
                             .expect("no panics hold this lock")
-                            .push(format!("{} (log: {})", task.label, task.log.display()));
+                            .push(format!("{name} (log: {})", log.display()));
                     }
                 }
             });
@@ -98,162 +346,10 @@ fn run_tasks(tasks: Vec<Task>, jobs: usize, what: &str) -> Result<()> {
     let failures = failures.into_inner().expect("no panics hold this lock");
     if !failures.is_empty() {
         bail!(
-            "{} of {total} {what} runs failed:\n  {}",
+            "{} of {total} runs failed:\n  {}",
             failures.len(),
             failures.join("\n  ")
         );
-    }
-    Ok(())
-}
-
-pub fn run_sweep(args: SweepArgs) -> Result<()> {
-    let backend: BackendKind = args.backend.resolve()?;
-    let runs = plan(&args.sets, args.seeds, !args.no_baseline)?;
-    if let Some(path) = &args.analysis_config {
-        AnalysisConfig::load(path)?;
-    }
-    for run in &runs {
-        RunConfig::load(&args.config, &run.overrides)
-            .with_context(|| format!("sweep run {}", run.name))?;
-    }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .config
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy();
-        PathBuf::from("runs").join(format!("sweep-{stem}"))
-    });
-    let logs = out.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    let log_path = |run: &SweepRun, step: &str| {
-        logs.join(format!("{}.{step}.log", run.name.replace('/', "_")))
-    };
-    let dir = |run: &SweepRun| RunDir::new(out.join(&run.name));
-    println!(
-        "sweep of {} runs ({} seeds) into {}, {} at a time on {backend}",
-        runs.len(),
-        args.seeds,
-        out.display(),
-        args.jobs
-    );
-
-    let mut training = Vec::new();
-    for run in &runs {
-        let run_dir = dir(run);
-        if run_dir.is_complete() {
-            continue;
-        }
-        let path = run_dir.path().display().to_string();
-        let mut child = vec![
-            "train".to_string(),
-            "--no-dashboard".into(),
-            "--backend".into(),
-            backend.name().into(),
-        ];
-        if run_dir.exists() {
-            child.extend(["--out".into(), path, "--resume".into()]);
-        } else {
-            remove_incomplete(run_dir.path())?;
-            child.extend([
-                "--config".into(),
-                args.config.display().to_string(),
-                "--out".into(),
-                path,
-            ]);
-            for o in &run.overrides {
-                child.extend(["--set".into(), o.clone()]);
-            }
-        }
-        training.push(Task {
-            label: run.name.clone(),
-            args: child,
-            log: log_path(run, "train"),
-        });
-    }
-    println!(
-        "training {} runs ({} already complete)",
-        training.len(),
-        runs.len() - training.len()
-    );
-    run_tasks(training, args.jobs, "train")?;
-
-    let spike_slab: Vec<&SweepRun> = runs
-        .iter()
-        .filter(|r| r.kind == ModelKind::SpikeSlab)
-        .collect();
-    let analysis_file = |run: &SweepRun| out.join(&run.name).join("analysis/analysis.json");
-    let analyses: Vec<Task> = spike_slab
-        .iter()
-        .filter(|run| !analysis_file(run).is_file())
-        .map(|run| {
-            let mut child = vec![
-                "analyze".to_string(),
-                "--run".into(),
-                dir(run).path().display().to_string(),
-                "--backend".into(),
-                backend.name().into(),
-            ];
-            if let Some(config) = &args.analysis_config {
-                child.extend(["--config".into(), config.display().to_string()]);
-            }
-            Task {
-                label: run.name.clone(),
-                args: child,
-                log: log_path(run, "analyze"),
-            }
-        })
-        .collect();
-    println!("analysing {} runs", analyses.len());
-    run_tasks(analyses, args.jobs, "analyze")?;
-
-    let analysed = spike_slab
-        .iter()
-        .map(|run| {
-            let path = analysis_file(run);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let analysis: Analysis = serde_json::from_str(&text)
-                .with_context(|| format!("{}: invalid analysis", path.display()))?;
-            Ok(((*run).clone(), analysis))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let baselines = runs
-        .iter()
-        .filter(|r| r.kind == ModelKind::Deterministic)
-        .map(|run| Ok((run.clone(), dir(run).summary()?)))
-        .collect::<Result<Vec<_>>>()?;
-    let summaries = summarise(&analysed, &baselines);
-    let x_label = swept_keys(&args.sets)?
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "setting".to_string());
-    let written = write_sweep_report(&summaries, &x_label, &out)?;
-    for s in &summaries {
-        println!(
-            "  {}: mean-field {:.2}% (sd {:.2}), deterministic {}, entropy per layer {}",
-            s.setting,
-            s.mean_field_pct.mean,
-            s.mean_field_pct.sd,
-            s.deterministic_pct
-                .map_or("-".into(), |d| format!("{:.2}%", d.mean)),
-            s.entropy
-                .iter()
-                .map(|e| format!("{:.3}", e.mean))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }
-    crate::show::written(&written, &out);
-    Ok(())
-}
-
-/// Removes a run folder that holds no run (no `config.toml`): a start that failed before it
-/// wrote anything worth keeping.
-fn remove_incomplete(path: &Path) -> Result<()> {
-    if path.exists() {
-        std::fs::remove_dir_all(path)
-            .with_context(|| format!("cannot clear {}", path.display()))?;
     }
     Ok(())
 }

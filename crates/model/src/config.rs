@@ -2,6 +2,7 @@
 //! table of a run's TOML; every default is written here, once.
 
 use burn::tensor::Device;
+use credit_ops::mean_field::{DeltaFloor, FloorMode};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::Classifier;
@@ -9,8 +10,8 @@ use crate::network::{DeterministicNet, SpikeSlabNet};
 use crate::seed::Seed;
 
 /// Which network, which widths, which initialisation. The defaults are those of the
-/// authors' code (`DNN-SAS-MNIST.py`): 784-100-100-10, `m ~ sqrt(2/784) N(0, 1)` in every
-/// layer, `xi ~ 0.01 U(0, 1)`, `pi = 0`.
+/// authors' 2020 code (`DNN-SAS-MNIST.py` at c74f63a): 784-100-100-10, `m ~ sqrt(2/784)
+/// N(0, 1)` in every layer, `xi ~ 0.01 U(0, 1)`, `pi = 0`, `sqrt(Delta)` without a floor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
@@ -25,6 +26,22 @@ pub struct ModelConfig {
     pub xi_init_max: f64,
     /// Initial value of every `pi`.
     pub pi_init: f64,
+    /// The floor `f` of `Delta` under its square root (see `delta_floor_mode`): 0 in the
+    /// 2020 script, 1e-20 in the 2022 one.
+    pub delta_floor: f64,
+    /// `clamp`: `sqrt(max(Delta, f))`, no gradient where the floor holds (2020); `add`:
+    /// `sqrt(Delta + f)` (2022).
+    pub delta_floor_mode: FloorModeName,
+}
+
+/// How the floor of `Delta` applies, by name (see `credit_ops::equations::DeltaFloor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloorModeName {
+    /// `sqrt(max(Delta, f))`.
+    Clamp,
+    /// `sqrt(Delta + f)`.
+    Add,
 }
 
 /// The two trainable networks.
@@ -55,11 +72,24 @@ impl Default for ModelConfig {
             m_init_std: (2.0f64 / 784.0).sqrt(),
             xi_init_max: 0.01,
             pi_init: 0.0,
+            delta_floor: 0.0,
+            delta_floor_mode: FloorModeName::Clamp,
         }
     }
 }
 
 impl ModelConfig {
+    /// The floor of `Delta` of the spike-and-slab layers.
+    pub fn floor(&self) -> DeltaFloor {
+        DeltaFloor {
+            value: self.delta_floor,
+            mode: match self.delta_floor_mode {
+                FloorModeName::Clamp => FloorMode::Clamp,
+                FloorModeName::Add => FloorMode::Add,
+            },
+        }
+    }
+
     /// `(d_input, d_output)` of each layer, input side first.
     pub fn layer_dims(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.sizes.windows(2).map(|pair| (pair[0], pair[1]))

@@ -16,7 +16,7 @@ mod seed;
 mod spike_slab;
 
 pub use classifier::Classifier;
-pub use config::{ModelConfig, ModelKind};
+pub use config::{FloorModeName, ModelConfig, ModelKind};
 pub use network::{DeterministicLinear, DeterministicNet, SpikeSlabNet};
 pub use seed::{Seed, Stream};
 pub use spike_slab::{Noise, SpikeSlabLinear};

@@ -13,7 +13,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
-use credit_ops::mean_field::{DELTA_FLOOR, clamp_values, spike_slab_linear};
+use credit_ops::mean_field::{DeltaFloor, FloorMode, clamp_values, spike_slab_linear};
 use credit_ops::noise::{standard_normal, standard_normal_values, uniform_values};
 
 use crate::config::ModelConfig;
@@ -57,6 +57,10 @@ pub struct SpikeSlabLinear {
     pub xi: Param<Tensor<2>>,
     /// Spike probabilities (in `[0, 1]`), `[d_output, d_input]`.
     pub pi: Param<Tensor<2>>,
+    /// How `Delta` is kept off zero before its square root: a setting of the run, not a
+    /// parameter (not saved in records).
+    #[module(skip)]
+    pub floor: DeltaFloor,
 }
 
 impl SpikeSlabLinear {
@@ -79,10 +83,14 @@ impl SpikeSlabLinear {
             .collect();
         let tensor = |values: Vec<f32>| Tensor::from_data(TensorData::new(values, shape), device);
         let pi = Tensor::full(shape, config.pi_init, device);
-        Self::from_tensors(tensor(m), tensor(xi), pi)
+        Self::from_tensors(tensor(m), tensor(xi), pi).with_floor(config.floor())
     }
 
-    /// Builds a layer from parameter values, each `[d_output, d_input]`.
+    /// Builds a layer from parameter values, each `[d_output, d_input]`, with the 2020
+    /// script's treatment of `Delta` ([`DeltaFloor::EXACT`]).
+    ///
+    /// # Panics
+    /// If the three shapes differ.
     pub fn from_tensors(m: Tensor<2>, xi: Tensor<2>, pi: Tensor<2>) -> Self {
         assert_eq!(m.dims(), xi.dims(), "m and xi must have the same shape");
         assert_eq!(m.dims(), pi.dims(), "m and pi must have the same shape");
@@ -90,7 +98,13 @@ impl SpikeSlabLinear {
             m: Param::from_tensor(m),
             xi: Param::from_tensor(xi),
             pi: Param::from_tensor(pi),
+            floor: DeltaFloor::EXACT,
         }
+    }
+
+    /// The layer with another floor of `Delta`.
+    pub fn with_floor(self, floor: DeltaFloor) -> Self {
+        Self { floor, ..self }
     }
 
     /// `[d_output, d_input]`.
@@ -120,7 +134,8 @@ impl SpikeSlabLinear {
         (mean, variance)
     }
 
-    /// Mean `G / sqrt(N)` and standard deviation `sqrt(Delta / N)` of the pre-activation.
+    /// Mean `G / sqrt(N)` and standard deviation `sqrt(Delta' / N)` of the pre-activation
+    /// (`Delta'` floored as the layer's [`DeltaFloor`] says).
     ///
     /// # Shapes
     /// - input: `[batch, d_input]`
@@ -129,10 +144,11 @@ impl SpikeSlabLinear {
         let scale = (input.dims()[1] as f64).sqrt().recip();
         let (mean, variance) = self.weight_moments();
         let g = input.clone().matmul(mean.transpose());
-        let delta = input
-            .square()
-            .matmul(variance.transpose())
-            .clamp_min(DELTA_FLOOR);
+        let delta = input.square().matmul(variance.transpose());
+        let delta = match self.floor.mode {
+            FloorMode::Clamp => delta.clamp_min(self.floor.value),
+            FloorMode::Add => delta.add_scalar(self.floor.value),
+        };
         (g.mul_scalar(scale), delta.sqrt().mul_scalar(scale))
     }
 
@@ -165,7 +181,14 @@ impl SpikeSlabLinear {
     /// - eps: `[batch, d_output]`
     /// - output: `[batch, d_output]`
     pub fn forward_with_eps(&self, input: Tensor<2>, eps: Tensor<2>) -> Tensor<2> {
-        spike_slab_linear(input, self.m.val(), self.xi.val(), self.pi.val(), eps)
+        spike_slab_linear(
+            input,
+            self.m.val(),
+            self.xi.val(),
+            self.pi.val(),
+            eps,
+            self.floor,
+        )
     }
 
     /// Projects the parameters back onto their support: `pi` into `[0, 1]`, `xi` to `>= 0`.
@@ -177,6 +200,7 @@ impl SpikeSlabLinear {
             m: self.m,
             xi: self.xi.map(|xi| clamp_leaf(xi, 0.0, f64::INFINITY)),
             pi: self.pi.map(|pi| clamp_leaf(pi, 0.0, 1.0)),
+            floor: self.floor,
         }
     }
 

@@ -14,11 +14,42 @@
 
 use num_traits::Float;
 
-/// `Delta` is floored here before its square root, so that a unit whose inputs carry no
-/// variance (all `pi` in {0, 1} and `xi = 0`, or an all-zero input row) keeps finite gradients;
-/// where the floor holds, `Delta` gets no gradient. Far below any variance a trained layer
-/// produces (about 1e-3 and up in the paper's runs).
-pub const DELTA_FLOOR: f64 = 1e-12;
+/// How `Delta` is kept off zero before its square root. A unit whose inputs carry no variance
+/// (all its `pi` in {0, 1} and `xi = 0`, or an all-zero input row) has `Delta = 0`; the two
+/// protocols of the authors' code treat it differently, and both are available:
+///
+/// - [`FloorMode::Clamp`] with value `f`: `sqrt(max(Delta, f))`, and `Delta` gets a gradient
+///   only where `Delta > f`. With `f = 0` this is the 2020 script (`sqrt(Delta)`, gradients
+///   of `Delta` switched off where it is 0: `turn_2_zero(va)`).
+/// - [`FloorMode::Add`] with value `f`: `sqrt(Delta + f)`, gradients everywhere: the 2022
+///   script (`np.sqrt(np.dot(rho - mu**2, a**2) + 1e-20)`).
+///
+/// Either way the floor matters only where `Delta` is at most about `f` (float32 rounds
+/// `Delta + 1e-20` to `Delta` for any `Delta` above 1e-13).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeltaFloor {
+    /// The floor `f` (`>= 0`).
+    pub value: f64,
+    /// How it applies.
+    pub mode: FloorMode,
+}
+
+/// See [`DeltaFloor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorMode {
+    /// `sqrt(max(Delta, f))`; no gradient where the floor holds.
+    Clamp,
+    /// `sqrt(Delta + f)`.
+    Add,
+}
+
+impl DeltaFloor {
+    /// The 2020 script's treatment: `sqrt(Delta)`, no gradient where `Delta = 0`.
+    pub const EXACT: DeltaFloor = DeltaFloor {
+        value: 0.0,
+        mode: FloorMode::Clamp,
+    };
+}
 
 /// `(mean, variance)` of one weight from its `m`, `xi`, `pi`.
 #[inline(always)]
@@ -46,17 +77,33 @@ pub fn weight_grads<T: Float>(m: T, xi: T, pi: T, grad_mean: T, grad_variance: T
     ]
 }
 
-/// The pre-activation `h = (G + sqrt(max(Delta, floor)) eps) scale` of one unit and sample,
-/// and its slope `dh/dDelta = eps scale / (2 sqrt(Delta))`, zero where the floor holds;
+/// The pre-activation `h = (G + sqrt(Delta') eps) scale` of one unit and sample, with
+/// `Delta'` the floored `Delta` (see [`DeltaFloor`]), and its slope `dh/dDelta = eps scale /
+/// (2 sqrt(Delta'))` (zero where a clamping floor holds, or where `Delta'` is 0);
 /// `scale = 1 / sqrt(N)`.
 #[inline(always)]
-pub fn noisy_preactivation<T: Float>(g: T, delta: T, eps: T, scale: T) -> (T, T) {
-    let floor = T::from(DELTA_FLOOR).expect("a float type");
+pub fn noisy_preactivation<T: Float>(
+    g: T,
+    delta: T,
+    eps: T,
+    scale: T,
+    floor: DeltaFloor,
+) -> (T, T) {
+    let value = T::from(floor.value).expect("a float type");
     let half_scale = T::from(0.5).expect("a float type") * scale;
-    let above = delta > floor;
-    let std = if above { delta } else { floor }.sqrt();
+    let (floored, slopes) = match floor.mode {
+        FloorMode::Clamp => {
+            let above = delta > value;
+            (if above { delta } else { value }, above)
+        }
+        FloorMode::Add => {
+            let floored = delta + value;
+            (floored, floored > T::zero())
+        }
+    };
+    let std = floored.sqrt();
     let h = (g + std * eps) * scale;
-    let slope = if above {
+    let slope = if slopes {
         eps * half_scale / std
     } else {
         T::zero()

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
+
+use crate::config::Precision;
 use serde::{Deserialize, Serialize};
 
 /// A burn backend this build may contain.
@@ -63,6 +65,23 @@ impl BackendKind {
             #[allow(unreachable_patterns)]
             other => Err(BackendError::NotCompiled(other)),
         }
+    }
+}
+
+impl BackendKind {
+    /// The backend's default device computing in `precision`.
+    ///
+    /// # Errors
+    /// If the backend is not compiled in, or cannot compute in that precision (wgpu has no
+    /// `f64`).
+    pub fn device_for(self, precision: Precision) -> anyhow::Result<Device> {
+        let mut device = self.device()?;
+        if precision == Precision::F64 {
+            device.configure(FloatDType::F64).map_err(|e| {
+                anyhow::anyhow!("train.precision = \"f64\" is not available on {self} ({e:?})")
+            })?;
+        }
+        Ok(device)
     }
 }
 

@@ -319,8 +319,10 @@ pub fn model_from_record(
     device: &Device,
     source: &Path,
 ) -> Result<Classifier> {
+    // Parameters take the device's float type: a run trained in f64 evaluates in f32.
     let record = ModuleRecord::from_bytes(bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not a model record ({e})", source.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: not a model record ({e})", source.display()))?
+        .cast_to_module_dtype();
     let seed = credit_model::Seed::new(config.seed).stream(credit_model::Stream::Init);
     config
         .model

@@ -55,6 +55,23 @@ pub struct TrainConfig {
     /// Also keep the checkpoint of every this-many-th epoch (for `credit analyze --epoch`);
     /// 0 keeps none beyond the latest.
     pub checkpoint_every: usize,
+    /// Leave out the last batch of an epoch when it is smaller than `batch_size` (the 2022
+    /// script does; the 2020 one trains on it). Nothing changes when `batch_size` divides the
+    /// training set.
+    pub drop_last: bool,
+    /// The float type of training: `f32`, or `f64` as the authors' numpy code computes (CPU
+    /// backends only, about twice as slow).
+    pub precision: Precision,
+}
+
+/// A float type to train in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats.
+    F32,
+    /// 64-bit floats.
+    F64,
 }
 
 /// AdamW with decoupled weight decay on every parameter tensor, and its schedule.
@@ -77,8 +94,24 @@ pub struct OptimizerConfig {
     /// The factor of each learning-rate step, in (0, 1].
     pub lr_step_factor: f64,
     /// Start AdamW afresh at every epoch (zero moments, bias corrections counted from the
-    /// epoch's first step), as the reference code does.
+    /// epoch's first step), as the 2020 script does.
     pub restart_each_epoch: bool,
+    /// The parameters the decoupled weight decay applies to: `m` (and the deterministic
+    /// baseline's weights), `xi`, `pi`. The 2020 script decays `m` and `xi`, the 2022 one all
+    /// three.
+    pub decay: Vec<DecayedParameter>,
+}
+
+/// A parameter that weight decay can apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecayedParameter {
+    /// Slab means, and the weights of the deterministic baseline.
+    M,
+    /// Slab variances.
+    Xi,
+    /// Spike probabilities.
+    Pi,
 }
 
 impl Default for DataConfig {
@@ -100,6 +133,8 @@ impl Default for TrainConfig {
             shuffle: true,
             keep_checkpoints: 2,
             checkpoint_every: 0,
+            drop_last: false,
+            precision: Precision::F32,
         }
     }
 }
@@ -115,6 +150,7 @@ impl Default for OptimizerConfig {
             lr_step_epochs: 20,
             lr_step_factor: 0.5,
             restart_each_epoch: true,
+            decay: vec![DecayedParameter::M, DecayedParameter::Xi],
         }
     }
 }
@@ -175,6 +211,11 @@ impl RunConfig {
             "model.pi_init must be in [0, 1], got {}",
             m.pi_init
         );
+        ensure!(
+            m.delta_floor.is_finite() && m.delta_floor >= 0.0,
+            "model.delta_floor must be a number >= 0, got {}",
+            m.delta_floor
+        );
         let t = &self.train;
         ensure!(t.epochs >= 1, "train.epochs must be at least 1");
         ensure!(t.batch_size >= 1, "train.batch_size must be at least 1");
@@ -209,6 +250,14 @@ impl RunConfig {
             "optimizer.lr_step_factor must be in (0, 1], got {}",
             o.lr_step_factor
         );
+        let mut decay = o.decay.clone();
+        decay.sort_by_key(|p| *p as u8);
+        decay.dedup();
+        ensure!(
+            decay.len() == o.decay.len(),
+            "optimizer.decay lists a parameter twice: {:?}",
+            o.decay
+        );
         Ok(())
     }
 
@@ -239,6 +288,12 @@ impl RunConfig {
                 set.classes()
             );
         }
+        ensure!(
+            !self.train.drop_last || self.train.batch_size <= splits.train.len(),
+            "train.drop_last with train.batch_size = {} leaves no batch of the {} training images",
+            self.train.batch_size,
+            splits.train.len()
+        );
         let rows = self
             .train
             .batch_size
@@ -347,8 +402,13 @@ mod tests {
     use proptest::prelude::*;
 
     /// Every leaf key of a run configuration.
-    const KEYS: [&str; 23] = [
+    const KEYS: [&str; 28] = [
         "seed",
+        "train.precision",
+        "model.delta_floor",
+        "model.delta_floor_mode",
+        "train.drop_last",
+        "optimizer.decay",
         "model.kind",
         "model.sizes",
         "model.m_init_std",
@@ -386,6 +446,9 @@ mod tests {
             proptest::collection::vec(0u64..3000, 0..5).prop_map(|v| format!("{v:?}")),
             Just("{ a = 1 }".to_string()),
             Just("\"idx\"".to_string()),
+            Just("[\"m\", \"pi\"]".to_string()),
+            Just("[\"xi\", \"xi\"]".to_string()),
+            Just("\"add\"".to_string()),
         ]
     }
 

@@ -27,7 +27,8 @@ mod workers;
 pub use backend::{BackendError, BackendKind};
 pub use bench::{BenchReport, bench, median};
 pub use config::{
-    DataConfig, EVAL_ROWS, MAX_WIDTH, OptimizerConfig, RunConfig, TrainConfig, split_override,
+    DataConfig, DecayedParameter, EVAL_ROWS, MAX_WIDTH, OptimizerConfig, Precision, RunConfig,
+    TrainConfig, split_override,
 };
 pub use credit_model::{Classifier, ModelConfig, ModelKind};
 pub use display::{Display, epoch_line};
@@ -36,9 +37,9 @@ pub use evaluate::{
     test_accuracies,
 };
 pub use files::{read_json, write_atomic, write_json};
-pub use lock::RunLock;
+pub use lock::{LOCK_FILE, RunLock};
 pub use metrics::{EpochMetrics, LayerClasses};
-pub use optimizer::{FusedAdamW, learning_rate};
+pub use optimizer::{FusedAdamW, learning_rate, optimizer_for};
 pub use run::{RunDir, RunSummary};
 pub use runtime::{compute, threads};
 pub use stop::StopSignal;

@@ -5,11 +5,13 @@
 //! [`learning_rate`] and [`FusedAdamW::for_epochs`] give the reference code's schedule: the
 //! learning rate halved every 20 epochs, AdamW started afresh every epoch.
 
+use burn::module::{Param, ParamGroup};
 use burn::optim::{AdamWState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, Tensor};
+use credit_model::Classifier;
 use credit_ops::adamw::{AdamWStep, adamw_update};
 
-use crate::config::OptimizerConfig;
+use crate::config::{DecayedParameter, OptimizerConfig};
 
 /// AdamW with decoupled weight decay: with `g` the gradient and `t` the step number,
 ///
@@ -95,6 +97,46 @@ impl Optimizer for FusedAdamW {
         state.momentum = state.momentum.to_device(device);
         state
     }
+}
+
+/// The optimizer of a run: AdamW (restarting every epoch of `steps_per_epoch` steps if
+/// `config.restart_each_epoch`), with decoupled weight decay on the parameters of `model`
+/// that `config.decay` names and none on the others.
+pub fn optimizer_for(
+    config: &OptimizerConfig,
+    steps_per_epoch: usize,
+    model: &Classifier,
+) -> ModuleOptimizer {
+    let adamw = FusedAdamW::for_epochs(config, steps_per_epoch);
+    let decays = |p: DecayedParameter| config.decay.contains(&p);
+    let undecayed: Vec<Param<Tensor<2>>> = match model {
+        Classifier::SpikeSlab(net) => net
+            .layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    (DecayedParameter::M, &l.m),
+                    (DecayedParameter::Xi, &l.xi),
+                    (DecayedParameter::Pi, &l.pi),
+                ]
+            })
+            .filter(|(p, _)| !decays(*p))
+            .map(|(_, param)| param.clone())
+            .collect(),
+        Classifier::Deterministic(net) if !decays(DecayedParameter::M) => {
+            net.layers.iter().map(|l| l.weight.clone()).collect()
+        }
+        Classifier::Deterministic(_) => Vec::new(),
+    };
+    let optimizer = adamw.init();
+    if undecayed.is_empty() {
+        return optimizer;
+    }
+    let no_decay = FusedAdamW {
+        weight_decay: 0.0,
+        ..adamw
+    };
+    optimizer.with_group(ParamGroup::ids_from_module(undecayed), no_decay, None)
 }
 
 /// The learning rate of the steps of epoch `epoch` (from 1): `config.lr`, multiplied by

@@ -28,7 +28,7 @@ use crate::failpoint;
 use crate::files::write_json;
 use crate::lock::LOCK_FILE;
 use crate::metrics::{EpochMetrics, LayerClasses};
-use crate::optimizer::{FusedAdamW, learning_rate};
+use crate::optimizer::{learning_rate, optimizer_for};
 use crate::run::{CONFIG_FILE, RunDir, RunSummary, SUMMARY_FILE};
 use crate::runtime::compute;
 use crate::stop::StopSignal;
@@ -179,7 +179,7 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
         run.write_metrics(&start.rows)?;
     }
 
-    let device = options.backend.device()?;
+    let device = options.backend.device_for(config.train.precision)?;
     let trainer = Trainer {
         config,
         run,
@@ -324,6 +324,16 @@ struct Trainer<'a> {
 }
 
 impl Trainer<'_> {
+    /// Optimizer steps per epoch: one per batch, the last one partial unless dropped.
+    fn steps_per_epoch(&self) -> usize {
+        let (n, batch) = (self.data.train.len(), self.config.train.batch_size);
+        if self.config.train.drop_last {
+            n / batch
+        } else {
+            n.div_ceil(batch)
+        }
+    }
+
     /// Trains the epochs after `start` (from `records`, or from the seed's initial
     /// parameters), appending to `rows`; the final model, or `None` if a stop was requested.
     fn epochs(
@@ -335,23 +345,28 @@ impl Trainer<'_> {
     ) -> Result<Option<Classifier>> {
         let config = self.config;
         let train_device = self.device.clone().autodiff();
-        let steps_per_epoch = self.data.train.len().div_ceil(config.train.batch_size);
-        let mut optimizer = FusedAdamW::for_epochs(&config.optimizer, steps_per_epoch).init();
         let checkpoints = self.run.checkpoints();
-        let mut model = match records {
-            Some((model, optim)) => {
-                optimizer = optimizer.from_bytes(optim).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: not an optimizer record of epoch {start} ({e})",
-                        checkpoints.dir().display()
-                    )
-                })?;
-                model_from_record(model, config, &train_device, checkpoints.dir())?
-            }
-            None => config
-                .model
-                .init(self.seed.stream(Stream::Init), &train_device),
+        let (mut model, optimizer_record) = match records {
+            Some((model, optim)) => (
+                model_from_record(model, config, &train_device, checkpoints.dir())?,
+                Some(optim),
+            ),
+            None => (
+                config
+                    .model
+                    .init(self.seed.stream(Stream::Init), &train_device),
+                None,
+            ),
         };
+        let mut optimizer = optimizer_for(&config.optimizer, self.steps_per_epoch(), &model);
+        if let Some(record) = optimizer_record {
+            optimizer = optimizer.from_bytes(record).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not an optimizer record of epoch {start} ({e})",
+                    checkpoints.dir().display()
+                )
+            })?;
+        }
         let mut progress = Progress::new(options.display, config.train.epochs);
         for epoch in start + 1..=config.train.epochs {
             if options.stop.requested().is_some() {
@@ -402,7 +417,14 @@ impl Trainer<'_> {
         if config.train.shuffle {
             order.shuffle(&mut self.seed.stream(Stream::Shuffle).child(epoch as u64).rng());
         }
-        let batches: Vec<&[usize]> = order.chunks(config.train.batch_size).collect();
+        let mut batches: Vec<&[usize]> = order.chunks(config.train.batch_size).collect();
+        if config.train.drop_last
+            && batches
+                .last()
+                .is_some_and(|b| b.len() < config.train.batch_size)
+        {
+            batches.pop();
+        }
         let lr = learning_rate(&config.optimizer, epoch);
         let loss_fn = CrossEntropyLossConfig::new().init(device);
         let noise = self.seed.stream(Stream::Noise).child(epoch as u64);
@@ -443,6 +465,7 @@ impl Trainer<'_> {
                 self.run.checkpoints().dir().display()
             );
         }
+        let trained: usize = batches.iter().map(|b| b.len()).sum();
         let loss_sum: f64 = losses
             .iter()
             .zip(&batches)
@@ -454,8 +477,8 @@ impl Trainer<'_> {
             set_loss_and_accuracy(&valid, &self.data.test, evaluation, &self.device);
         let row = EpochMetrics {
             epoch,
-            train_loss: loss_sum / train.len() as f64,
-            train_accuracy_pct: 100.0 * right as f64 / train.len() as f64,
+            train_loss: loss_sum / trained as f64,
+            train_accuracy_pct: 100.0 * right as f64 / trained as f64,
             test_loss,
             test_accuracy_pct,
             train_seconds,

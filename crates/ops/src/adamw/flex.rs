@@ -20,9 +20,11 @@ impl AdamWBackend for Flex {
         step: AdamWStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let tensors = [tensor, grad, moment_1, moment_2];
-        match tensors[0].dtype() {
-            DType::F32 => update::<f32>(tensors, step),
-            DType::F64 => update::<f64>(tensors, step),
+        let dtype = tensors[0].dtype();
+        let same = tensors.iter().all(|t| t.dtype() == dtype);
+        match dtype {
+            DType::F32 if same => update::<f32>(tensors, step),
+            DType::F64 if same => update::<f64>(tensors, step),
             _ => {
                 let [tensor, grad, moment_1, moment_2] = tensors;
                 composed_update::<Self>(tensor, grad, moment_1, moment_2, step)

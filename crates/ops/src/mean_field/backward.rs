@@ -11,6 +11,7 @@ use burn::backend::{Autodiff, Backend};
 
 use super::MeanFieldBackend;
 use super::reference::input_scale;
+use crate::equations::DeltaFloor;
 
 /// What the backward pass of [`spike_slab_linear`] keeps from its forward pass.
 #[derive(Debug, Clone)]
@@ -72,6 +73,7 @@ impl<B: MeanFieldBackend, C: CheckpointStrategy> MeanFieldBackend for Autodiff<B
         xi: FloatTensor<Self>,
         pi: FloatTensor<Self>,
         eps: FloatTensor<Self>,
+        floor: DeltaFloor,
     ) -> FloatTensor<Self> {
         let (input, input_node) = input.into_parts();
         let (m, m_node) = m.into_parts();
@@ -84,8 +86,14 @@ impl<B: MeanFieldBackend, C: CheckpointStrategy> MeanFieldBackend for Autodiff<B
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (h, slope) =
-                    B::spike_slab_forward(input.clone(), m.clone(), xi.clone(), pi.clone(), eps);
+                let (h, slope) = B::spike_slab_forward(
+                    input.clone(),
+                    m.clone(),
+                    xi.clone(),
+                    pi.clone(),
+                    eps,
+                    floor,
+                );
                 let saved = Saved {
                     input,
                     m,
@@ -95,7 +103,9 @@ impl<B: MeanFieldBackend, C: CheckpointStrategy> MeanFieldBackend for Autodiff<B
                 };
                 prep.finish(saved, h)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::spike_slab_linear(input, m, xi, pi, eps)),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::spike_slab_linear(input, m, xi, pi, eps, floor))
+            }
         }
     }
 }

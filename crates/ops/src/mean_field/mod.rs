@@ -4,7 +4,7 @@
 //! ```text
 //! mean = (1 - pi) m                 variance = (1 - pi) (xi + pi m²)
 //! G = input · meanᵀ                 Delta = input² · varianceᵀ
-//! h = (G + sqrt(max(Delta, DELTA_FLOOR)) ⊙ eps) / sqrt(N)
+//! h = (G + sqrt(Delta') ⊙ eps) / sqrt(N)         Delta' = Delta floored (see `DeltaFloor`)
 //! ```
 //!
 //! Written with generic tensor operations, autodiff records about twenty nodes per layer and
@@ -39,14 +39,14 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::Tensor;
 
-pub use crate::equations::DELTA_FLOOR;
+pub use crate::equations::{DeltaFloor, FloorMode};
 use reference::{
     composed_clamp, composed_forward, composed_input_grad, composed_output_grads,
     composed_param_grads,
 };
 
 /// The layer's pre-activation `h` (see the module documentation), differentiable in `input`,
-/// `m`, `xi` and `pi` (`eps` is a constant).
+/// `m`, `xi` and `pi` (`eps` and the floor of `Delta` are constants).
 ///
 /// # Shapes
 /// - input: `[batch, d_input]`
@@ -59,6 +59,7 @@ pub fn spike_slab_linear(
     xi: Tensor<2>,
     pi: Tensor<2>,
     eps: Tensor<2>,
+    floor: DeltaFloor,
 ) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as MeanFieldBackend>::spike_slab_linear(
         input.into_dispatch(),
@@ -66,6 +67,7 @@ pub fn spike_slab_linear(
         xi.into_dispatch(),
         pi.into_dispatch(),
         eps.into_dispatch(),
+        floor,
     ))
 }
 
@@ -95,20 +97,22 @@ pub trait MeanFieldBackend: Backend {
         xi: FloatTensor<Self>,
         pi: FloatTensor<Self>,
         eps: FloatTensor<Self>,
+        floor: DeltaFloor,
     ) -> FloatTensor<Self> {
-        Self::spike_slab_forward(input, m, xi, pi, eps).0
+        Self::spike_slab_forward(input, m, xi, pi, eps, floor).0
     }
 
-    /// `h` and `dh/dDelta` (0 where `Delta` is floored), the one intermediate the backward
-    /// pass needs.
+    /// `h` and `dh/dDelta` (0 where a clamping floor holds), the one intermediate the
+    /// backward pass needs.
     fn spike_slab_forward(
         input: FloatTensor<Self>,
         m: FloatTensor<Self>,
         xi: FloatTensor<Self>,
         pi: FloatTensor<Self>,
         eps: FloatTensor<Self>,
+        floor: DeltaFloor,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        composed_forward::<Self>(input, m, xi, pi, eps)
+        composed_forward::<Self>(input, m, xi, pi, eps, floor)
     }
 
     /// `(dL/dG, dL/dDelta) = (scale · grad, grad ⊙ slope)` from the incoming gradient

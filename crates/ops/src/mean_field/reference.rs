@@ -6,7 +6,7 @@
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, TensorMetadata};
 
-use super::DELTA_FLOOR;
+use crate::equations::{DeltaFloor, FloorMode};
 
 /// `1 / sqrt(N)` for an input of shape `[batch, N]`.
 pub(crate) fn input_scale<B: Backend>(input: &FloatTensor<B>) -> f64 {
@@ -32,25 +32,40 @@ pub(crate) fn composed_forward<B: Backend>(
     xi: FloatTensor<B>,
     pi: FloatTensor<B>,
     eps: FloatTensor<B>,
+    floor: DeltaFloor,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let scale = input_scale::<B>(&input);
     let (mean, variance) = composed_moments::<B>(m, xi, pi);
     let g = B::float_matmul(input.clone(), B::float_transpose(mean));
     let squared = B::float_mul(input.clone(), input);
     let delta = B::float_matmul(squared, B::float_transpose(variance));
-    let std = B::float_sqrt(B::float_clamp_min(delta.clone(), DELTA_FLOOR.into()));
+    // The floored Delta, and the value that must exceed a threshold for a slope.
+    let (floored, sloped, threshold) = match floor.mode {
+        FloorMode::Clamp => (
+            B::float_clamp_min(delta.clone(), floor.value.into()),
+            delta,
+            floor.value,
+        ),
+        FloorMode::Add => {
+            let floored = B::float_add_scalar(delta, floor.value.into());
+            (floored.clone(), floored, 0.0)
+        }
+    };
+    let std = B::float_sqrt(floored);
     let h = B::float_mul_scalar(
         B::float_add(g, B::float_mul(std.clone(), eps.clone())),
         scale.into(),
     );
-    // 1 where Delta is above the floor, 0 where the floor holds.
-    let above_floor = B::float_sign(B::float_clamp_min(
-        B::float_sub_scalar(delta, DELTA_FLOOR.into()),
+    // 1 where the slope applies, 0 elsewhere; there `std` may be 0, and the division by it is
+    // kept finite (the smallest `std` of a positive float32 is 3.7e-23).
+    let applies = B::float_sign(B::float_clamp_min(
+        B::float_sub_scalar(sloped, threshold.into()),
         0.0.into(),
     ));
+    let safe_std = B::float_clamp_min(std, 1e-30.into());
     let slope = B::float_mul(
-        B::float_div(B::float_mul_scalar(eps, (0.5 * scale).into()), std),
-        above_floor,
+        B::float_div(B::float_mul_scalar(eps, (0.5 * scale).into()), safe_std),
+        applies,
     );
     (h, slope)
 }

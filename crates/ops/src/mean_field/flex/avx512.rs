@@ -2,6 +2,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::layout::{Coefficients, Columns, LANES, Nonzeros, Params, Shape};
+use crate::equations::DeltaFloor;
 
 pub(super) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
@@ -9,8 +10,14 @@ pub(super) fn available() -> bool {
 
 /// `KernelFloat::add_noise`, the portable loop compiled for AVX-512.
 #[target_feature(enable = "avx512f")]
-pub(super) fn add_noise(h: &mut [f32], slope: &mut [f32], eps: &[f32], scale: f32) {
-    super::portable::add_noise(h, slope, eps, scale)
+pub(super) fn add_noise(
+    h: &mut [f32],
+    slope: &mut [f32],
+    eps: &[f32],
+    scale: f32,
+    floor: DeltaFloor,
+) {
+    super::portable::add_noise(h, slope, eps, scale, floor)
 }
 
 /// The transpose of the 16 × 16 tile whose rows are `r`: lane `j` of row `i` of the

@@ -10,6 +10,7 @@ use num_traits::Float;
 use super::avx512;
 use super::layout::{Coefficients, Columns, Params, Shape};
 use super::portable;
+use crate::equations::DeltaFloor;
 
 /// Element types the kernels run on (the others go through the composed operations), with
 /// their inner loops. The defaults are portable; `f32` uses AVX-512 where the CPU has it.
@@ -47,8 +48,8 @@ pub(super) trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
     /// `h = (G + sqrt(max(Delta, floor)) · eps) / sqrt(N)` and `slope = dh/dDelta`, zero where
     /// the floor holds, for one block of rows: `h` holds `G` and `slope` holds `Delta` on
     /// entry; `scale = 1 / sqrt(N)`.
-    fn add_noise(h: &mut [Self], slope: &mut [Self], eps: &[Self], scale: Self) {
-        portable::add_noise(h, slope, eps, scale)
+    fn add_noise(h: &mut [Self], slope: &mut [Self], eps: &[Self], scale: Self, floor: DeltaFloor) {
+        portable::add_noise(h, slope, eps, scale, floor)
     }
 
     /// Rows `inputs` (at most 16) of `meanᵀ` and `varianceᵀ` (`[n_in, n_out]`), which
@@ -114,13 +115,13 @@ impl KernelFloat for f32 {
         portable::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
     }
 
-    fn add_noise(h: &mut [f32], slope: &mut [f32], eps: &[f32], scale: f32) {
+    fn add_noise(h: &mut [f32], slope: &mut [f32], eps: &[f32], scale: f32, floor: DeltaFloor) {
         #[cfg(target_arch = "x86_64")]
         if avx512::available() {
             // SAFETY: AVX-512F is available.
-            return unsafe { avx512::add_noise(h, slope, eps, scale) };
+            return unsafe { avx512::add_noise(h, slope, eps, scale, floor) };
         }
-        portable::add_noise(h, slope, eps, scale)
+        portable::add_noise(h, slope, eps, scale, floor)
     }
 
     fn transposed_moments_rows(

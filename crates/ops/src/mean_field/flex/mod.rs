@@ -41,7 +41,7 @@ use super::reference::{
     composed_clamp, composed_forward, composed_input_grad, composed_output_grads,
     composed_param_grads,
 };
-use crate::equations::weight_moments;
+use crate::equations::{DeltaFloor, weight_moments};
 use crate::flex_host;
 use kernels::KernelFloat;
 use layout::{Coefficients, Columns, HostMatrix, LANES, Params, chunk_len, flex_matrix};
@@ -53,11 +53,16 @@ impl MeanFieldBackend for Flex {
         xi: FloatTensor<Self>,
         pi: FloatTensor<Self>,
         eps: FloatTensor<Self>,
+        floor: DeltaFloor,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match input.dtype() {
-            DType::F32 if is_wide(outputs(&m)) => forward::<f32>(&input, [&m, &xi, &pi], &eps),
-            DType::F64 if is_wide(outputs(&m)) => forward::<f64>(&input, [&m, &xi, &pi], &eps),
-            _ => composed_forward::<Self>(input, m, xi, pi, eps),
+        match kernel_dtype(&[&input, &m, &xi, &pi, &eps]) {
+            Some(DType::F32) if is_wide(outputs(&m)) => {
+                forward::<f32>(&input, [&m, &xi, &pi], &eps, floor)
+            }
+            Some(DType::F64) if is_wide(outputs(&m)) => {
+                forward::<f64>(&input, [&m, &xi, &pi], &eps, floor)
+            }
+            _ => composed_forward::<Self>(input, m, xi, pi, eps, floor),
         }
     }
 
@@ -66,9 +71,9 @@ impl MeanFieldBackend for Flex {
         slope: FloatTensor<Self>,
         scale: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match grad.dtype() {
-            DType::F32 => output_grads::<f32>(&grad, &slope, scale),
-            DType::F64 => output_grads::<f64>(&grad, &slope, scale),
+        match kernel_dtype(&[&grad, &slope]) {
+            Some(DType::F32) => output_grads::<f32>(&grad, &slope, scale),
+            Some(DType::F64) => output_grads::<f64>(&grad, &slope, scale),
             _ => composed_output_grads::<Self>(grad, slope, scale),
         }
     }
@@ -81,11 +86,11 @@ impl MeanFieldBackend for Flex {
         grad_g: FloatTensor<Self>,
         grad_delta: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        match input.dtype() {
-            DType::F32 if is_wide(outputs(&m)) => {
+        match kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]) {
+            Some(DType::F32) if is_wide(outputs(&m)) => {
                 param_grads::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
-            DType::F64 if is_wide(outputs(&m)) => {
+            Some(DType::F64) if is_wide(outputs(&m)) => {
                 param_grads::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
             _ => composed_param_grads::<Self>(input, m, xi, pi, grad_g, grad_delta),
@@ -101,11 +106,11 @@ impl MeanFieldBackend for Flex {
         grad_delta: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let inputs = m.layout().shape()[1];
-        match input.dtype() {
-            DType::F32 if is_wide(inputs) => {
+        match kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]) {
+            Some(DType::F32) if is_wide(inputs) => {
                 input_grad::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
-            DType::F64 if is_wide(inputs) => {
+            Some(DType::F64) if is_wide(inputs) => {
                 input_grad::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
             _ => composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta),
@@ -187,6 +192,13 @@ fn clamp_slice<T: KernelFloat>(values: &mut [T], min: T, max: T) {
     }
 }
 
+/// The float type all `tensors` share, if they share one: the kernels read every operand
+/// as the same type (mixed types go through the composed operations).
+fn kernel_dtype(tensors: &[&FlexTensor]) -> Option<DType> {
+    let dtype = tensors.first()?.dtype();
+    tensors.iter().all(|t| t.dtype() == dtype).then_some(dtype)
+}
+
 /// The output width of a layer with parameters `m` (`[d_output, d_input]`).
 fn outputs(m: &FlexTensor) -> usize {
     m.layout().shape()[0]
@@ -204,6 +216,7 @@ fn forward<T: KernelFloat>(
     input: &FlexTensor,
     params: [&FlexTensor; 3],
     eps: &FlexTensor,
+    floor: DeltaFloor,
 ) -> (FlexTensor, FlexTensor) {
     let input = HostMatrix::<T>::new(input);
     let [batch, n_in] = input.shape;
@@ -229,7 +242,7 @@ fn forward<T: KernelFloat>(
                 second: None,
             };
             T::gather_rows(c, n_in, &mean_t, &variance_t, h, slope);
-            T::add_noise(h, slope, eps, scale);
+            T::add_noise(h, slope, eps, scale, floor);
         });
     (
         flex_matrix(h, [batch, n_out]),

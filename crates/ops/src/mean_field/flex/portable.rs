@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use super::kernels::KernelFloat;
 use super::layout::{Coefficients, Columns, Nonzeros, Params, Shape};
-use crate::equations::{noisy_preactivation, weight_grads, weight_moments};
+use crate::equations::{DeltaFloor, noisy_preactivation, weight_grads, weight_moments};
 
 /// The positions `k` where `row[k]` or `second[k]` (default `row[k]²`) is nonzero, with
 /// both values, written to the fronts of `found`; returns how many. Branch-free:
@@ -27,10 +27,16 @@ fn collect_nonzeros<T: KernelFloat>(
 /// See [`KernelFloat::add_noise`]. Branch-free, for the compiler to vectorise; inlined
 /// into the AVX-512 version.
 #[inline(always)]
-pub(super) fn add_noise<T: KernelFloat>(h: &mut [T], slope: &mut [T], eps: &[T], scale: T) {
+pub(super) fn add_noise<T: KernelFloat>(
+    h: &mut [T],
+    slope: &mut [T],
+    eps: &[T],
+    scale: T,
+    floor: DeltaFloor,
+) {
     assert!(slope.len() == h.len() && eps.len() == h.len());
     for ((h, slope), &eps) in h.iter_mut().zip(slope.iter_mut()).zip(eps) {
-        (*h, *slope) = noisy_preactivation(*h, *slope, eps, scale);
+        (*h, *slope) = noisy_preactivation(*h, *slope, eps, scale, floor);
     }
 }
 

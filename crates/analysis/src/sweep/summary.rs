@@ -1,12 +1,11 @@
-//! Sweeps: many runs of one config over settings (training-set sizes, say) and seeds, each
-//! with its deterministic baseline, compared in one report.
+//! The report of a sweep: each setting aggregated over seeds, compared in figures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
-use credit_train::{ModelKind, RunSummary, split_override};
+use anyhow::Result;
+use credit_train::RunSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::Analysis;
@@ -15,148 +14,7 @@ use crate::figures::{CurveSeries, curves_svg};
 use crate::report::{Figure, page_end, page_start, write_files};
 use crate::subnetworks::mean_sd;
 
-/// One training run of a sweep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepRun {
-    /// Path of the run below the sweep folder, e.g. `data.train_size=20000/seed1/spike-slab`.
-    pub name: String,
-    /// The setting, e.g. `data.train_size=20000` (`base` when nothing is swept).
-    pub setting: String,
-    /// Abscissa of the setting in figures: the first swept value if numeric, else its index.
-    pub x: f64,
-    /// Seed.
-    pub seed: u64,
-    /// Network trained.
-    pub kind: ModelKind,
-    /// `--set` overrides of this run, seed and kind included.
-    pub overrides: Vec<String>,
-}
-
-/// Splits `a,b,[c,d]` at the commas outside brackets and quotes.
-fn split_values(raw: &str) -> Vec<String> {
-    let mut values = Vec::new();
-    let (mut depth, mut quoted, mut current) = (0i32, false, String::new());
-    for c in raw.chars() {
-        match c {
-            '"' | '\'' => quoted = !quoted,
-            '[' | '{' if !quoted => depth += 1,
-            ']' | '}' if !quoted => depth -= 1,
-            ',' if depth == 0 && !quoted => {
-                values.push(current.trim().to_string());
-                current.clear();
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-    }
-    values.push(current.trim().to_string());
-    values
-}
-
-/// The keys of `sets` that are swept (`key=v1,v2,...`), in order: the first is the abscissa
-/// of the sweep's figures.
-///
-/// # Errors
-/// As [`plan`].
-pub fn swept_keys(sets: &[String]) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
-    for set in sets {
-        let (key, raw) = split_override(set)?;
-        if split_values(raw).len() > 1 {
-            keys.push(key.to_string());
-        }
-    }
-    Ok(keys)
-}
-
-/// Every run of a sweep: the product of the swept values (`key=v1,v2,...`; a single value is
-/// a plain override), `seeds` seeds (0, 1, ...) and the spike-and-slab model plus, with
-/// `baseline`, the deterministic one.
-pub fn plan(sets: &[String], seeds: usize, baseline: bool) -> Result<Vec<SweepRun>> {
-    if seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
-    let mut fixed = Vec::new();
-    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
-    for set in sets {
-        let (key, raw) = split_override(set)?;
-        let values = split_values(raw);
-        if values.iter().any(String::is_empty) {
-            bail!("--set {set:?} has an empty value");
-        }
-        if values.len() == 1 {
-            fixed.push(set.clone());
-        } else {
-            axes.push((key.trim().to_string(), values));
-        }
-    }
-    let mut settings: Vec<Vec<(String, String)>> = vec![Vec::new()];
-    for (key, values) in &axes {
-        settings = settings
-            .into_iter()
-            .flat_map(|prefix| {
-                values.iter().map(move |v| {
-                    let mut s = prefix.clone();
-                    s.push((key.clone(), v.clone()));
-                    s
-                })
-            })
-            .collect();
-    }
-    let kinds: &[ModelKind] = if baseline {
-        &[ModelKind::SpikeSlab, ModelKind::Deterministic]
-    } else {
-        &[ModelKind::SpikeSlab]
-    };
-    let mut runs = Vec::new();
-    for (index, setting) in settings.iter().enumerate() {
-        let label = if setting.is_empty() {
-            "base".to_string()
-        } else {
-            setting
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let x = setting
-            .first()
-            .and_then(|(_, v)| v.parse::<f64>().ok())
-            .unwrap_or(index as f64);
-        let folder: String = label
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "=._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        for seed in 0..seeds as u64 {
-            for &kind in kinds {
-                let kind_name = match kind {
-                    ModelKind::SpikeSlab => "spike-slab",
-                    ModelKind::Deterministic => "deterministic",
-                };
-                let mut overrides = fixed.clone();
-                overrides.extend(setting.iter().map(|(k, v)| format!("{k}={v}")));
-                overrides.push(format!("seed={seed}"));
-                overrides.push(format!("model.kind={kind_name}"));
-                runs.push(SweepRun {
-                    name: format!("{folder}/seed{seed}/{kind_name}"),
-                    setting: label.clone(),
-                    x,
-                    seed,
-                    kind,
-                    overrides,
-                });
-            }
-        }
-    }
-    Ok(runs)
-}
+use super::plan::SweepRun;
 
 /// Mean and standard deviation over seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -401,48 +259,4 @@ pub fn write_sweep_report(
         ),
     ];
     write_files(out, files, &figures)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sweep_is_the_product_of_settings_seeds_and_models() {
-        let runs = plan(
-            &[
-                "data.train_size=10000,20000".into(),
-                "train.epochs=5".into(),
-                "model.sizes=[784,10],[784,30,10]".into(),
-            ],
-            3,
-            true,
-        )
-        .unwrap();
-        assert_eq!(runs.len(), 2 * 2 * 3 * 2);
-        let first = &runs[0];
-        assert_eq!(first.setting, "data.train_size=10000 model.sizes=[784,10]");
-        assert_eq!(first.x, 10000.0);
-        assert_eq!(
-            first.overrides,
-            [
-                "train.epochs=5",
-                "data.train_size=10000",
-                "model.sizes=[784,10]",
-                "seed=0",
-                "model.kind=spike-slab"
-            ]
-        );
-        assert_eq!(
-            first.name,
-            "data.train_size=10000_model.sizes=_784_10_/seed0/spike-slab"
-        );
-        assert_eq!(runs[1].kind, ModelKind::Deterministic);
-        assert!(plan(&["a=1,".into()], 1, false).is_err());
-        assert!(plan(&[], 0, false).is_err());
-        assert_eq!(
-            plan(&[], 2, false).unwrap()[1].name,
-            "base/seed1/spike-slab"
-        );
-    }
 }

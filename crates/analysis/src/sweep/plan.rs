@@ -1,0 +1,339 @@
+//! The plan of a sweep: every run, with its exact configuration, in `plan.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use credit_train::files::{read_json, write_json};
+use credit_train::{ModelKind, RunConfig, RunDir, split_override};
+use serde::{Deserialize, Serialize};
+
+use crate::analyze::AnalysisConfig;
+
+/// The version of the plan layout this build writes and reads.
+const FORMAT: u32 = 1;
+
+/// The plan file inside a sweep folder.
+pub const PLAN_FILE: &str = "plan.json";
+
+/// What a sweep folder holds: a sweep of one config, or the experiments of
+/// `credit reproduce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanKind {
+    /// `credit sweep`.
+    Sweep,
+    /// `credit reproduce`.
+    Reproduce,
+}
+
+/// Every run of a sweep, in index order: the single source of truth for running it (locally
+/// or as a job array), reporting on it and resuming it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPlan {
+    /// The plan layout's version.
+    pub format: u32,
+    /// What the sweep is.
+    pub kind: PlanKind,
+    /// The swept key the figures are against (the first one swept), or `setting`.
+    pub x_label: String,
+    /// The analysis settings of every spike-and-slab run.
+    pub analysis: AnalysisConfig,
+    /// The runs.
+    pub runs: Vec<SweepRun>,
+}
+
+impl SweepPlan {
+    /// The plan of `credit sweep --config CONFIG --set ... --seeds S`: see [`plan`]; each
+    /// run's configuration is `CONFIG` with its overrides, and a relative `data.dir` is made
+    /// absolute (from the working directory), so that the plan runs from anywhere.
+    ///
+    /// # Errors
+    /// As [`plan`], or if a run's configuration is not valid (naming the run).
+    pub fn sweep(
+        config: &Path,
+        sets: &[String],
+        seeds: usize,
+        baseline: bool,
+        analysis: AnalysisConfig,
+    ) -> Result<Self> {
+        let mut runs = plan(sets, seeds, baseline)?;
+        for run in &mut runs {
+            run.config = resolved(config, &run.overrides)
+                .with_context(|| format!("sweep run {}", run.name))?;
+        }
+        let x_label = swept_keys(sets)?
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "setting".to_string());
+        Ok(Self {
+            format: FORMAT,
+            kind: PlanKind::Sweep,
+            x_label,
+            analysis,
+            runs,
+        })
+    }
+
+    /// Writes the plan into `dir`, or checks that the plan already there is this one.
+    ///
+    /// # Errors
+    /// If `dir` holds another plan (naming it), or cannot be written.
+    pub fn write_or_check(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(PLAN_FILE);
+        if path.is_file() {
+            let existing = Self::load(dir)?;
+            if existing != *self {
+                bail!(
+                    "{} holds the plan of another sweep ({}): continue that one with --dir {}, or choose another --out",
+                    dir.display(),
+                    path.display(),
+                    dir.display()
+                );
+            }
+            return Ok(());
+        }
+        write_json(&path, self)
+    }
+
+    /// The plan in `dir`.
+    ///
+    /// # Errors
+    /// If there is none, or it is not a plan of this version.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(PLAN_FILE);
+        if !path.is_file() {
+            bail!(
+                "{} holds no sweep plan ({PLAN_FILE}); make one with `credit sweep --config ... --out {}`",
+                dir.display(),
+                dir.display()
+            );
+        }
+        let plan: Self = read_json(&path)?;
+        if plan.format != FORMAT {
+            bail!(
+                "{}: plan layout {}, this build reads {FORMAT}",
+                path.display(),
+                plan.format
+            );
+        }
+        Ok(plan)
+    }
+
+    /// The run directory of run `index`.
+    ///
+    /// # Panics
+    /// If there is no such run.
+    pub fn run_dir(&self, dir: &Path, index: usize) -> RunDir {
+        RunDir::new(dir.join(&self.runs[index].name))
+    }
+}
+
+/// `config` with `overrides`, `data.dir` made absolute.
+pub(crate) fn resolved(config: &Path, overrides: &[String]) -> Result<RunConfig> {
+    let mut config = RunConfig::load(config, overrides)?;
+    config.data.dir = absolute(&config.data.dir);
+    Ok(config)
+}
+
+/// `path` from the working directory, if it is relative.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// One training run of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRun {
+    /// Its index in the plan (a job array's task id).
+    pub index: usize,
+    /// Path of the run below the sweep folder, e.g. `data.train_size=20000/seed1/spike-slab`.
+    pub name: String,
+    /// The experiment it belongs to (`credit reproduce`: a protocol, or a protocol's
+    /// training-size sweep); empty in a plain sweep.
+    pub group: String,
+    /// The setting, e.g. `data.train_size=20000` (`base` when nothing is swept).
+    pub setting: String,
+    /// Abscissa of the setting in figures: the first swept value if numeric, else its index.
+    pub x: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Network trained.
+    pub kind: ModelKind,
+    /// `--set` overrides of this run, seed and kind included.
+    pub overrides: Vec<String>,
+    /// The exact configuration it trains (`data.dir` absolute).
+    pub config: RunConfig,
+}
+
+/// Splits `a,b,[c,d]` at the commas outside brackets and quotes.
+fn split_values(raw: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    let (mut depth, mut quoted, mut current) = (0i32, false, String::new());
+    for c in raw.chars() {
+        match c {
+            '"' | '\'' => quoted = !quoted,
+            '[' | '{' if !quoted => depth += 1,
+            ']' | '}' if !quoted => depth -= 1,
+            ',' if depth == 0 && !quoted => {
+                values.push(current.trim().to_string());
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    values.push(current.trim().to_string());
+    values
+}
+
+/// The keys of `sets` that are swept (`key=v1,v2,...`), in order: the first is the abscissa
+/// of the sweep's figures.
+///
+/// # Errors
+/// As [`plan`].
+pub fn swept_keys(sets: &[String]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for set in sets {
+        let (key, raw) = split_override(set)?;
+        if split_values(raw).len() > 1 {
+            keys.push(key.to_string());
+        }
+    }
+    Ok(keys)
+}
+
+/// Every run of a sweep: the product of the swept values (`key=v1,v2,...`; a single value is
+/// a plain override), `seeds` seeds (0, 1, ...) and the spike-and-slab model plus, with
+/// `baseline`, the deterministic one; their `config` is left at its default (see
+/// [`SweepPlan::sweep`]).
+///
+/// # Errors
+/// If a `--set` is not `key=value` or has an empty value, or `seeds` is 0.
+pub fn plan(sets: &[String], seeds: usize, baseline: bool) -> Result<Vec<SweepRun>> {
+    if seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let mut fixed = Vec::new();
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for set in sets {
+        let (key, raw) = split_override(set)?;
+        let values = split_values(raw);
+        if values.iter().any(String::is_empty) {
+            bail!("--set {set:?} has an empty value");
+        }
+        if values.len() == 1 {
+            fixed.push(set.clone());
+        } else {
+            axes.push((key.trim().to_string(), values));
+        }
+    }
+    let mut settings: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (key, values) in &axes {
+        settings = settings
+            .into_iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut s = prefix.clone();
+                    s.push((key.clone(), v.clone()));
+                    s
+                })
+            })
+            .collect();
+    }
+    let kinds: &[ModelKind] = if baseline {
+        &[ModelKind::SpikeSlab, ModelKind::Deterministic]
+    } else {
+        &[ModelKind::SpikeSlab]
+    };
+    let mut runs = Vec::new();
+    for (index, setting) in settings.iter().enumerate() {
+        let label = if setting.is_empty() {
+            "base".to_string()
+        } else {
+            setting
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let x = setting
+            .first()
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .unwrap_or(index as f64);
+        let folder: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "=._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        for seed in 0..seeds as u64 {
+            for &kind in kinds {
+                let kind_name = kind.name();
+                let mut overrides = fixed.clone();
+                overrides.extend(setting.iter().map(|(k, v)| format!("{k}={v}")));
+                overrides.push(format!("seed={seed}"));
+                overrides.push(format!("model.kind={kind_name}"));
+                runs.push(SweepRun {
+                    index: runs.len(),
+                    group: String::new(),
+                    config: RunConfig::default(),
+                    name: format!("{folder}/seed{seed}/{kind_name}"),
+                    setting: label.clone(),
+                    x,
+                    seed,
+                    kind,
+                    overrides,
+                });
+            }
+        }
+    }
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_is_the_product_of_settings_seeds_and_models() {
+        let runs = plan(
+            &[
+                "data.train_size=10000,20000".into(),
+                "train.epochs=5".into(),
+                "model.sizes=[784,10],[784,30,10]".into(),
+            ],
+            3,
+            true,
+        )
+        .unwrap();
+        assert_eq!(runs.len(), 2 * 2 * 3 * 2);
+        let first = &runs[0];
+        assert_eq!(first.setting, "data.train_size=10000 model.sizes=[784,10]");
+        assert_eq!(first.x, 10000.0);
+        assert_eq!(
+            first.overrides,
+            [
+                "train.epochs=5",
+                "data.train_size=10000",
+                "model.sizes=[784,10]",
+                "seed=0",
+                "model.kind=spike-slab"
+            ]
+        );
+        assert_eq!(
+            first.name,
+            "data.train_size=10000_model.sizes=_784_10_/seed0/spike-slab"
+        );
+        assert_eq!(runs[1].kind, ModelKind::Deterministic);
+        assert!(plan(&["a=1,".into()], 1, false).is_err());
+        assert!(plan(&[], 0, false).is_err());
+        assert_eq!(
+            plan(&[], 2, false).unwrap()[1].name,
+            "base/seed1/spike-slab"
+        );
+    }
+}
