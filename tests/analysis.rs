@@ -151,10 +151,27 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "svg"))
         .collect();
+    let modes = json["calibration"].as_array().unwrap();
+    assert_eq!(
+        modes.len(),
+        4,
+        "mean-field, mean network, one sampled network, ensemble"
+    );
+    for mode in modes {
+        let c = &mode["calibration"];
+        let (nll, brier, ece) = (
+            c["nll"].as_f64().unwrap(),
+            c["brier"].as_f64().unwrap(),
+            c["ece"].as_f64().unwrap(),
+        );
+        assert!(nll > 0.0 && nll < 2.0, "{mode}");
+        assert!(brier > 0.0 && brier < 1.0, "{mode}");
+        assert!((0.0..0.5).contains(&ece), "{mode}");
+    }
     assert_eq!(
         figures.len(),
-        2 * 5 + 1,
-        "pi, xi, m, m by class, perturbation per layer; classes through training"
+        2 * 5 + 1 + modes.len(),
+        "pi, xi, m, m by class, perturbation per layer; classes through training; a reliability diagram per mode"
     );
     let through_training =
         std::fs::read_to_string(out.join("classes-through-training.svg")).unwrap();

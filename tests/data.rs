@@ -32,8 +32,9 @@ fn the_committed_mnist_parses_completely() {
     );
     // The first training image (a 5) has ink in its middle rows and a blank border.
     let first = splits.train.pixels(0);
-    assert_eq!(first[0], 0);
-    assert!(first.iter().filter(|&&p| p > 0).count() > 100);
+    assert_eq!(first[0], 0.0);
+    assert!(first.iter().filter(|&&p| p > 0.0).count() > 100);
+    assert!(first.iter().all(|&p| (0.0..=1.0).contains(&p)));
 
     let batch = splits.train.first(10_000).batch(0..3, &common::device());
     assert_eq!(batch.images.dims(), [3, 784]);
@@ -137,7 +138,7 @@ fn cifar10_binary_batches_read_back() {
     assert_eq!(splits.train.len(), 3);
     assert_eq!(splits.train.labels(), &[3, 9, 0]);
     assert_eq!(splits.train.features(), 3072);
-    assert_eq!(splits.train.pixels(1)[3071], 20);
+    assert_eq!(splits.train.pixels(1)[3071], 20.0 / 255.0);
     assert_eq!(splits.test.labels(), &[7]);
 
     write(dir.path(), "data_batch_3.bin", &train[..100]);

@@ -2,14 +2,20 @@
 
 Same model, init, data and training step as `configs/mnist.toml`: sizes 784-100-100-10,
 m ~ sqrt(2/784) N(0,1), xi ~ U(0, 0.01), pi = 0; AdamW(lr 0.1, betas 0.9/0.999, eps 1e-8,
-weight decay 1e-4) on m, xi and pi, started afresh every epoch, its learning rate halved
-every 20 epochs; pi clamped into [0, 1] and xi to >= 0 after every step; batch 500 over the
-first 10,000 MNIST training images, reshuffled every epoch.
+weight decay 1e-4 on m and xi, none on pi), started afresh every epoch, its learning rate
+halved every 20 epochs; pi clamped into [0, 1] and xi to >= 0 after every step; batch 500
+over the first 10,000 MNIST training images, reshuffled every epoch.
+
+The sizes, batch, number of training images and the data (MNIST idx files, or a CIFAR-10
+binary folder such as bench/make_cifar_like.py writes) can be changed to match
+`credit bench --set model.sizes=... --set train.batch_size=... --set data.train_size=...
+--set data.format=... --set data.dir=...`; the rest of configs/mnist.toml stays.
 
 Prints one JSON line: seconds of each timed epoch, their median and images per second.
 """
 
 import argparse
+import glob
 import gzip
 import json
 import os
@@ -25,11 +31,27 @@ def load_idx(path, offset):
         return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
 
 
+def load_train(data_format, folder):
+    """Training images as `[n, features]` bytes and their labels, as credit reads them."""
+    if data_format == "idx":
+        images = load_idx(f"{folder}/train-images-idx3-ubyte.gz", 16).reshape(-1, 784)
+        return images, load_idx(f"{folder}/train-labels-idx1-ubyte.gz", 8)
+    files = sorted(glob.glob(os.path.join(folder, "data_batch_*.bin")))
+    if not files:
+        raise SystemExit(f"no data_batch_*.bin in {folder}")
+    records = np.concatenate([np.fromfile(f, dtype=np.uint8) for f in files]).reshape(-1, 3073)
+    return records[:, 1:], records[:, 0]
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="data/mnist")
+    parser.add_argument("--data", default="data/mnist", help="folder of the data files")
+    parser.add_argument("--format", choices=["idx", "cifar10"], default="idx")
+    parser.add_argument("--sizes", default="784,100,100,10",
+                        help="layer widths, input first, comma-separated")
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs (after one warm-up)")
-    parser.add_argument("--train-size", type=int, default=10000)
+    parser.add_argument("--train-size", type=int, default=10000,
+                        help="the first N training images (0 = all)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -37,12 +59,14 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    images = load_idx(f"{args.data}/train-images-idx3-ubyte.gz", 16).reshape(-1, 784)
-    labels = load_idx(f"{args.data}/train-labels-idx1-ubyte.gz", 8)
-    x = torch.from_numpy(images[: args.train_size].astype(np.float32) / 255.0)
-    y = torch.from_numpy(labels[: args.train_size].astype(np.int64))
+    images, labels = load_train(args.format, args.data)
+    train_size = args.train_size or len(labels)
+    x = torch.from_numpy(images[:train_size].astype(np.float32) / 255.0)
+    y = torch.from_numpy(labels[:train_size].astype(np.int64))
 
-    sizes = [784, 100, 100, 10]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if sizes[0] != x.shape[1] or len(sizes) < 2:
+        raise SystemExit(f"--sizes {args.sizes} does not start with the {x.shape[1]} input features")
     params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         m = (torch.randn(n_out, n_in) * (2.0 / 784) ** 0.5).requires_grad_()
@@ -51,8 +75,9 @@ def main():
         params.append((m, xi, pi))
     def adamw(epoch_index):
         lr = 0.1 * 0.5 ** (epoch_index // 20)
-        tensors = [t for layer in params for t in layer]
-        return torch.optim.AdamW(tensors, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
+        decayed = [t for m, xi, _ in params for t in (m, xi)]
+        groups = [{"params": decayed}, {"params": [pi for _, _, pi in params], "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
 
     def forward(a):
         for i, (m, xi, pi) in enumerate(params):
@@ -66,10 +91,10 @@ def main():
         return a
 
     def epoch(index):
-        order = torch.randperm(args.train_size)
+        order = torch.randperm(train_size)
         start = time.perf_counter()
         optim = adamw(index)
-        for b in range(0, args.train_size, args.batch):
+        for b in range(0, train_size, args.batch):
             idx = order[b : b + args.batch]
             loss = torch.nn.functional.cross_entropy(forward(x[idx]), y[idx])
             optim.zero_grad(set_to_none=True)
@@ -90,9 +115,12 @@ def main():
                 "tool": "pytorch",
                 "torch": torch.__version__,
                 "threads": args.threads,
+                "sizes": sizes,
+                "batch": args.batch,
+                "train_images": train_size,
                 "epoch_seconds": seconds,
                 "epoch_seconds_median": median,
-                "train_images_per_second": args.train_size / median,
+                "train_images_per_second": train_size / median,
             }
         )
     )

@@ -1,6 +1,6 @@
 //! `credit analyze`: every number of the paper's story for one trained run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::classes::{ClassCounts, Tolerance, count_classes};
 use crate::entropy::{entropy_closed_form, layer_entropies};
+use crate::eval::{OodReport, ood_report};
 use crate::params::{LayerParams, deterministic_weights};
 use crate::perturb::{LayerPerturbation, perturb_layer};
+use crate::predict::{ModeCalibration, OodScore, calibrations};
 use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd};
 
 /// Settings of an analysis (TOML, every key optional).
@@ -37,6 +39,12 @@ pub struct AnalysisConfig {
     pub entropy_samples: usize,
     /// Histogram bins.
     pub bins: usize,
+    /// Confidence bins of the expected calibration error (ECE) and the reliability diagrams.
+    pub calibration_bins: usize,
+    /// Out-of-distribution images to score against the test images (an IDX folder, `.npz`,
+    /// `.npy`, IDX file, or pictures), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ood: Option<PathBuf>,
 }
 
 impl Default for AnalysisConfig {
@@ -50,12 +58,20 @@ impl Default for AnalysisConfig {
             loose_tolerance: Tolerance { pi: 1e-3, xi: 1e-6 },
             entropy_samples: 100,
             bins: 50,
+            calibration_bins: 15,
+            ood: None,
         }
     }
 }
 
 /// The most histogram bins a figure draws.
 pub const MAX_BINS: usize = 10_000;
+/// The most sampled networks (`samples`, `repetitions`): each is a pass over the test set.
+pub const MAX_SAMPLES: usize = 10_000;
+/// The most Monte Carlo draws per connection for the entropy.
+pub const MAX_ENTROPY_SAMPLES: usize = 1_000_000;
+/// The most perturbed fractions.
+pub const MAX_FRACTIONS: usize = 1_000;
 
 impl AnalysisConfig {
     /// Reads a TOML file (unknown keys are errors) and validates it.
@@ -74,24 +90,38 @@ impl AnalysisConfig {
         Ok(config)
     }
 
-    /// Checks every setting's range: `samples`, `repetitions`, `entropy_samples` at least 1,
-    /// `bins` from 1 to [`MAX_BINS`], `fractions` non-empty and in `[0, 1]`, tolerances in
+    /// Checks every setting's range: `samples` and `repetitions` from 1 to [`MAX_SAMPLES`],
+    /// `entropy_samples` from 1 to [`MAX_ENTROPY_SAMPLES`], `bins` from 1 to [`MAX_BINS`],
+    /// `fractions` non-empty, at most [`MAX_FRACTIONS`], in `[0, 1]`, tolerances in
     /// `[0, 0.5]`.
     ///
     /// # Errors
     /// The first setting out of range, by name.
     pub fn validate(&self) -> Result<()> {
-        anyhow::ensure!(self.samples >= 1, "samples must be at least 1");
-        anyhow::ensure!(self.repetitions >= 1, "repetitions must be at least 1");
+        for (name, value, max) in [
+            ("samples", self.samples, MAX_SAMPLES),
+            ("repetitions", self.repetitions, MAX_SAMPLES),
+            ("entropy_samples", self.entropy_samples, MAX_ENTROPY_SAMPLES),
+        ] {
+            anyhow::ensure!(
+                (1..=max).contains(&value),
+                "{name} must be between 1 and {max}, got {value}"
+            );
+        }
         anyhow::ensure!(
-            self.entropy_samples >= 1,
-            "entropy_samples must be at least 1"
+            self.fractions.len() <= MAX_FRACTIONS,
+            "fractions may list at most {MAX_FRACTIONS} fractions, got {}",
+            self.fractions.len()
         );
-        anyhow::ensure!(
-            (1..=MAX_BINS).contains(&self.bins),
-            "bins must be between 1 and {MAX_BINS}, got {}",
-            self.bins
-        );
+        for (name, bins) in [
+            ("bins", self.bins),
+            ("calibration_bins", self.calibration_bins),
+        ] {
+            anyhow::ensure!(
+                (1..=MAX_BINS).contains(&bins),
+                "{name} must be between 1 and {MAX_BINS}, got {bins}"
+            );
+        }
         anyhow::ensure!(
             !self.fractions.is_empty(),
             "fractions must list at least one fraction"
@@ -180,6 +210,9 @@ pub struct Analysis {
     pub train_images: usize,
     /// Test images evaluated.
     pub test_images: usize,
+    /// The epochs the analysed model was trained for.
+    #[serde(default)]
+    pub epochs: usize,
     /// The settings used.
     pub config: AnalysisConfig,
     /// Test accuracies.
@@ -188,6 +221,12 @@ pub struct Analysis {
     pub layers: Vec<LayerReport>,
     /// Per-layer perturbation curves (spike-and-slab runs).
     pub perturbation: Vec<LayerPerturbation>,
+    /// NLL, Brier score and ECE of each way of predicting.
+    #[serde(default)]
+    pub calibration: Vec<ModeCalibration>,
+    /// Out-of-distribution detection against `config.ood`.
+    #[serde(default)]
+    pub ood: Option<OodReport>,
     /// Wall-clock seconds of the analysis, loading included.
     pub seconds: f64,
 }
@@ -203,6 +242,8 @@ pub struct AnalysedRun {
     /// The run's `metrics.csv` up to the analysed epoch (its class fractions through
     /// training).
     pub metrics: Vec<EpochMetrics>,
+    /// The out-of-distribution scores of every image, for the histograms.
+    pub ood_scores: Vec<OodScore>,
 }
 
 /// Analyses the run in `run` on `backend`: its final model, or with `epoch` that epoch's
@@ -249,6 +290,7 @@ fn analyze_here(
         sizes: run_config.model.sizes.clone(),
         train_images: data.train.len(),
         test_images: data.test.len(),
+        epochs: epoch.unwrap_or_else(|| run.summary().map_or(0, |s| s.epochs)),
         config: config.clone(),
         accuracy: AccuracyReport {
             mean_field_pct: accuracies.test_mean_field_pct,
@@ -258,8 +300,23 @@ fn analyze_here(
         },
         layers: Vec::new(),
         perturbation: Vec::new(),
+        calibration: calibrations(
+            &model,
+            &data.test,
+            config.samples,
+            config.calibration_bins,
+            seed,
+            &device,
+        ),
+        ood: None,
         seconds: 0.0,
     };
+    let mut ood_scores = Vec::new();
+    if let Some(path) = &config.ood {
+        let report = ood_report(&model, &data.test, path, config.samples, seed, &device)?;
+        ood_scores = report.scores.clone();
+        analysis.ood = Some(report);
+    }
 
     let net = match &model {
         Classifier::SpikeSlab(net) => net,
@@ -270,6 +327,7 @@ fn analyze_here(
                 params: Vec::new(),
                 deterministic_weights: deterministic_weights(net),
                 metrics,
+                ood_scores,
             });
         }
     };
@@ -332,5 +390,6 @@ fn analyze_here(
         params,
         deterministic_weights: Vec::new(),
         metrics,
+        ood_scores,
     })
 }

@@ -1,11 +1,44 @@
 //! `credit eval`: the test accuracies of a trained run, reloaded.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 use credit_model::{Seed, Stream};
 use credit_train::{BackendKind, RunDir, load_data, test_accuracies};
 use serde::{Deserialize, Serialize};
 
+use crate::predict::{ModeCalibration, OodScore, calibrations, ood_scores};
 use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks};
+
+/// Out-of-distribution detection against one data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OodReport {
+    /// The out-of-distribution images (an IDX folder's or `.npz`'s test images, a `.npy`, ...).
+    pub data: PathBuf,
+    /// How many of them.
+    pub images: usize,
+    /// Each score's AUROC and AUPR.
+    pub scores: Vec<OodScore>,
+}
+
+/// Loads `path`'s images for `model`'s input and scores them against `test`.
+pub(crate) fn ood_report(
+    model: &credit_model::Classifier,
+    test: &credit_data::ImageSet,
+    path: &Path,
+    samples: usize,
+    seed: Seed,
+    device: &burn::tensor::Device,
+) -> Result<OodReport> {
+    let inputs = credit_data::load_inputs(path, test.features(), false)
+        .with_context(|| format!("out-of-distribution data {}", path.display()))?;
+    let outside = inputs.images.with_scale(test.scale());
+    Ok(OodReport {
+        data: path.to_path_buf(),
+        images: outside.len(),
+        scores: ood_scores(model, test, &outside, samples.max(1), seed, device),
+    })
+}
 
 /// What `credit eval` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,21 +59,56 @@ pub struct EvalReport {
     pub test_accuracy_mean_network_pct: f64,
     /// Sampled sub-networks and their ensemble (spike-and-slab runs, `samples > 0`).
     pub subnetworks: Option<SubnetworkReport>,
+    /// NLL, Brier score and ECE of each way of predicting.
+    pub calibration: Vec<ModeCalibration>,
+    /// Out-of-distribution detection, when asked for.
+    pub ood: Option<OodReport>,
 }
 
-/// Reloads the run in `run` (its final model, or with `epoch` a checkpoint) and evaluates it
-/// on its test images: mean-field, mean network and `samples` sub-networks with their
-/// ensemble, every draw from `seed`.
+/// What `credit eval` is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOptions {
+    /// Sub-networks to sample (0: none, and one for the calibration and OOD ensemble).
+    pub samples: usize,
+    /// Seed of every draw.
+    pub seed: u64,
+    /// The checkpoint of this epoch instead of the final model.
+    pub epoch: Option<usize>,
+    /// Confidence bins of the expected calibration error.
+    pub bins: usize,
+    /// Out-of-distribution images to score against the test images.
+    pub ood: Option<PathBuf>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            samples: 20,
+            seed: 0,
+            epoch: None,
+            bins: 15,
+            ood: None,
+        }
+    }
+}
+
+/// Reloads the run in `run` (its final model, or a checkpoint) and evaluates it on its test
+/// images: mean-field, mean network and sampled sub-networks with their ensemble, the
+/// calibration of each, and out-of-distribution detection; every draw from the seed.
 ///
 /// # Errors
-/// If the run or its data cannot be loaded.
+/// If the run, its data or the out-of-distribution data cannot be loaded, or `bins` is 0.
 pub fn evaluate_run(
     run: &RunDir,
-    samples: usize,
-    seed: u64,
+    options: &EvalOptions,
     backend: BackendKind,
-    epoch: Option<usize>,
 ) -> Result<EvalReport> {
+    anyhow::ensure!(
+        (1..=crate::analyze::MAX_BINS).contains(&options.bins),
+        "--bins must be between 1 and {}",
+        crate::analyze::MAX_BINS
+    );
+    let (samples, seed, epoch) = (options.samples, options.seed, options.epoch);
     credit_train::compute(|| {
         let config = run.config()?;
         let device = backend.device()?;
@@ -58,6 +126,14 @@ pub fn evaluate_run(
             )),
             _ => None,
         };
+        let ensemble = samples.max(1);
+        let calibration = calibrations(&model, &data.test, ensemble, options.bins, root, &device);
+        let ood = match &options.ood {
+            Some(path) => Some(ood_report(
+                &model, &data.test, path, ensemble, root, &device,
+            )?),
+            None => None,
+        };
         Ok(EvalReport {
             run: run.path().display().to_string(),
             backend: backend.name().to_string(),
@@ -67,6 +143,8 @@ pub fn evaluate_run(
             test_accuracy_mean_field_pct: accuracies.test_mean_field_pct,
             test_accuracy_mean_network_pct: accuracies.test_mean_network_pct,
             subnetworks,
+            calibration,
+            ood,
         })
     })
 }

@@ -271,7 +271,7 @@ pub fn export_run(
     out: Option<PathBuf>,
     backend: BackendKind,
 ) -> Result<ExportReport> {
-    let _lock = run.lock("credit export")?;
+    let _lock = run.lock_existing("credit export")?;
     credit_train::compute(|| export_here(run, format, pruned, out, backend))
 }
 

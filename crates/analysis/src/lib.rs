@@ -2,9 +2,10 @@
 //!
 //! Connection classes ([`classes`]), the entropy of each weight's distribution ([`entropy`]),
 //! concrete sub-networks sampled from the learned distribution and their ensemble
-//! ([`subnetworks`]), the targeted perturbation experiment ([`perturb`]), and the report that
-//! puts them together ([`analyze()`], [`report`]); parameters exported for numpy and PyTorch
-//! ([`export`]).
+//! ([`subnetworks`]), the targeted perturbation experiment ([`perturb`]), predictions with
+//! uncertainty, calibration and out-of-distribution detection ([`predict`], [`uncertainty`]),
+//! and the report that puts them together ([`analyze()`], [`report`]); parameters exported
+//! for numpy and PyTorch ([`export`]); sweeps and `credit reproduce` ([`sweep`]).
 
 #![deny(missing_docs)]
 
@@ -16,11 +17,13 @@ pub mod export;
 mod figures;
 pub mod params;
 pub mod perturb;
+pub mod predict;
 pub mod report;
 pub mod subnetworks;
 pub mod sweep;
+pub mod uncertainty;
 
 pub use analyze::{Analysis, AnalysisConfig, analyze};
-pub use eval::{EvalReport, evaluate_run};
+pub use eval::{EvalOptions, EvalReport, OodReport, evaluate_run};
 pub use report::write_report;
 pub use subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd, zero_fraction};

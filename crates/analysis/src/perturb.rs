@@ -92,7 +92,7 @@ impl SplitNetwork {
     }
 
     /// Test error (percent) of the network with the given pre-activations at the split.
-    fn error_pct(&self, preactivation_t: &[f32], targets: &[u8], device: &Device) -> f64 {
+    fn error_pct(&self, preactivation_t: &[f32], targets: &[u32], device: &Device) -> f64 {
         let units = preactivation_t.len() / self.images;
         let h = transpose(preactivation_t, units, self.images);
         let logits = if self.above.layers.is_empty() {
@@ -137,7 +137,7 @@ fn curve_errors(
     chosen: &[usize],
     counts: &[usize],
     change: Change,
-    targets: &[u8],
+    targets: &[u32],
     rng: &mut ChaCha12Rng,
     device: &Device,
 ) -> Vec<f64> {

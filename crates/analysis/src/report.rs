@@ -56,6 +56,95 @@ fn classes_through_training(metrics: &[credit_train::EpochMetrics]) -> Result<Op
     }))
 }
 
+/// A reliability diagram per way of predicting: the accuracy of each confidence bin against
+/// its mean confidence (empty bins left out), with the diagonal of perfect calibration.
+fn calibration_figures(a: &Analysis) -> Result<Vec<Figure>> {
+    a.calibration
+        .iter()
+        .map(|m| {
+            let filled: Vec<_> = m.calibration.bins.iter().filter(|b| b.count > 0).collect();
+            let series = [
+                CurveSeries {
+                    label: "perfectly calibrated".into(),
+                    x: vec![0.0, 1.0],
+                    y: vec![0.0, 1.0],
+                    error: vec![0.0, 0.0],
+                },
+                CurveSeries {
+                    label: format!("{} (ECE {:.4})", m.mode, m.calibration.ece),
+                    x: filled.iter().map(|b| b.confidence).collect(),
+                    y: filled.iter().map(|b| b.accuracy).collect(),
+                    error: vec![0.0; filled.len()],
+                },
+            ];
+            let slug: String = m
+                .mode
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            Ok(Figure {
+                file: format!("reliability-{slug}.svg"),
+                caption: format!(
+                    "Reliability diagram of the {}: accuracy against confidence in {} equal-width bins (NLL {:.4}, Brier {:.4}, ECE {:.4}).",
+                    m.mode,
+                    m.calibration.bins.len(),
+                    m.calibration.nll,
+                    m.calibration.brier,
+                    m.calibration.ece
+                ),
+                svg: curves_svg(
+                    &format!("Reliability: {}", m.mode),
+                    "confidence (max probability)",
+                    "accuracy",
+                    &series,
+                    true,
+                )?,
+            })
+        })
+        .collect()
+}
+
+/// Histograms of each out-of-distribution score, test images against the others.
+fn ood_figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
+    let Some(ood) = &run.analysis.ood else {
+        return Ok(Vec::new());
+    };
+    run.ood_scores
+        .iter()
+        .map(|score| {
+            let inside: Vec<f32> = score.inside.iter().map(|&v| v as f32).collect();
+            let outside: Vec<f32> = score.outside.iter().map(|&v| v as f32).collect();
+            let series = [
+                HistogramSeries {
+                    label: "test images".into(),
+                    values: &inside,
+                },
+                HistogramSeries {
+                    label: "out of distribution".into(),
+                    values: &outside,
+                },
+            ];
+            let slug = score.score.replace(' ', "-");
+            Ok(Figure {
+                file: format!("ood-{slug}.svg"),
+                caption: format!(
+                    "{} of the test images and of {} (AUROC {:.3}, AUPR {:.3}).",
+                    score.score,
+                    ood.data.display(),
+                    score.auroc,
+                    score.aupr
+                ),
+                svg: histogram_svg(
+                    &format!("Out of distribution: {}", score.score),
+                    &score.score,
+                    &series,
+                    run.analysis.config.bins,
+                )?,
+            })
+        })
+        .collect()
+}
+
 /// One figure: file name, caption, SVG text.
 pub struct Figure {
     /// File name inside the output folder.
@@ -141,6 +230,8 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
     if let Some(figure) = classes_through_training(&run.metrics)? {
         figures.push(figure);
     }
+    figures.extend(calibration_figures(a)?);
+    figures.extend(ood_figures(run)?);
     for p in &a.perturbation {
         let n = p.layer;
         let series = |label: &str, c: &Curve| CurveSeries {
@@ -309,6 +400,42 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
         );
     }
     h.push_str("</table>\n");
+    if !a.calibration.is_empty() {
+        h.push_str(
+            "<h2>Calibration</h2>\n<table><tr><th>predicting with</th><th>accuracy (%)</th><th>NLL</th><th>Brier</th><th>ECE</th></tr>\n",
+        );
+        for m in &a.calibration {
+            let c = &m.calibration;
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{:.2}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+                escape(&m.mode),
+                c.accuracy_pct,
+                c.nll,
+                c.brier,
+                c.ece
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    if let Some(ood) = &a.ood {
+        let _ = writeln!(
+            h,
+            "<h2>Out of distribution</h2>\n<p>{} images of <code>{}</code> against the test images.</p>\n<table><tr><th>score</th><th>AUROC</th><th>AUPR</th></tr>",
+            ood.images,
+            escape(&ood.data.display().to_string())
+        );
+        for s in &ood.scores {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+                escape(&s.score),
+                s.auroc,
+                s.aupr
+            );
+        }
+        h.push_str("</table>\n");
+    }
 
     if !a.layers.is_empty() {
         let _ = write!(
@@ -387,8 +514,9 @@ pub(crate) fn page_end(mut h: String, figures: &[Figure]) -> String {
     h
 }
 
-/// Writes `files` (name, contents) and the figures' SVGs into `out`, each atomically, and
-/// returns the paths written.
+/// Writes the figures' SVGs, then `files` (name, contents) in their order, into `out`, each
+/// atomically, and returns the paths written: the last file is the one whose presence says
+/// the folder is complete.
 pub(crate) fn write_files(
     out: &Path,
     files: Vec<(String, Vec<u8>)>,
@@ -397,9 +525,7 @@ pub(crate) fn write_files(
     let svgs = figures
         .iter()
         .map(|f| (f.file.clone(), f.svg.clone().into_bytes()));
-    files
-        .into_iter()
-        .chain(svgs)
+    svgs.chain(files)
         .map(|(name, bytes)| {
             let path = out.join(name);
             write_atomic(&path, &bytes)?;
@@ -411,18 +537,18 @@ pub(crate) fn write_files(
 /// Writes everything into `out` and returns the paths written.
 pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
     let figures = figures(run)?;
-    let mut files = vec![(
-        "analysis.json".to_string(),
-        credit_train::files::to_json(&run.analysis)?.into_bytes(),
-    )];
-    files.extend(
-        tables(&run.analysis)
-            .into_iter()
-            .map(|(n, csv)| (n, csv.into_bytes())),
-    );
+    let mut files: Vec<(String, Vec<u8>)> = tables(&run.analysis)
+        .into_iter()
+        .map(|(n, csv)| (n, csv.into_bytes()))
+        .collect();
     files.push((
         "report.html".into(),
         html(&run.analysis, &figures).into_bytes(),
+    ));
+    // Last: a sweep counts a run as analysed once its analysis.json is there.
+    files.push((
+        "analysis.json".to_string(),
+        credit_train::files::to_json(&run.analysis)?.into_bytes(),
     ));
     write_files(out, files, &figures)
 }

@@ -3,6 +3,15 @@
 //! This file parses the command line and dispatches; the work is done by the library crates
 //! (`credit-train`, `credit-analysis`), and `show.rs` prints their results.
 
+/// `println!` that ignores a closed standard output (`credit train ... | head`): the work
+/// goes on, and the run is not lost to a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod show;
 mod sweep;
 
@@ -28,8 +37,12 @@ struct Cli {
 enum Command {
     /// Train a network described by a config file into a run directory.
     Train(TrainArgs),
-    /// Reload a run and report its test accuracies.
+    /// Reload a run and report its test accuracies, calibration (NLL, Brier, ECE) and, with
+    /// --ood, how well it tells other images from its test images.
     Eval(EvalArgs),
+    /// Predict classes with uncertainty (predictive entropy, mutual information, agreement of
+    /// the sub-networks) for images in a .npy, IDX or PNG/JPEG files.
+    Predict(PredictArgs),
     /// Analyse a run: connection classes, distributions, sub-networks, perturbation,
     /// entropy; writes analysis.json, CSV tables, SVG figures and report.html.
     Analyze(AnalyzeArgs),
@@ -102,9 +115,50 @@ struct EvalArgs {
     /// Seed of the noise and of the sampled sub-networks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Confidence bins of the expected calibration error.
+    #[arg(long, default_value_t = 15)]
+    bins: usize,
+    /// Out-of-distribution images to tell from the test images: an IDX folder or .npz (their
+    /// test images), a .npy, an IDX images file, or PNG/JPEG pictures.
+    #[arg(long, value_name = "PATH")]
+    ood: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Run directory written by `credit train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Images: a .npy ([N, width] or [N, H, W]), an IDX images file, an IDX folder or .npz
+    /// (their test images), or a PNG/JPEG picture or folder of them (converted to grey and
+    /// resized to the model's square input, bilinear).
+    #[arg(long)]
+    input: PathBuf,
+    /// Predict with the ensemble of sampled sub-networks, K mean-field passes, or the mean
+    /// network.
+    #[arg(long, default_value = "ensemble")]
+    mode: credit_analysis::predict::Mode,
+    /// Members of the ensemble (sub-networks or mean-field passes).
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// Seed of the sampled members.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Invert picture brightness (for dark digits on a light background; MNIST digits are
+    /// light on dark).
+    #[arg(long)]
+    invert: bool,
+    /// Use the checkpoint of this epoch instead of the final model.
+    #[arg(long)]
+    epoch: Option<usize>,
+    /// Write the predictions to this file: .csv or .json. Default: a table on stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -124,6 +178,9 @@ struct AnalyzeArgs {
     /// Analysis settings (TOML): seed, samples, repetitions, fractions, tolerance, ...
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Out-of-distribution images to tell from the test images (see `credit eval --ood`).
+    #[arg(long, value_name = "PATH")]
+    ood: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -172,6 +229,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args).map(|()| ExitCode::SUCCESS),
+        Command::Predict(args) => predict(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => analyze(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench(args).map(|()| ExitCode::SUCCESS),
         Command::Export(args) => export(args).map(|()| ExitCode::SUCCESS),
@@ -207,7 +265,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     }
     options.stop = StopSignal::on_interrupt_and_terminate()
         .context("cannot install the SIGINT and SIGTERM handlers")?;
-    println!(
+    out!(
         "credit {}: training {} {:?} for {} epochs on {backend} into {}",
         env!("CARGO_PKG_VERSION"),
         config.model.kind.name(),
@@ -221,7 +279,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TrainOutcome::Stopped { epoch, epochs } => {
-            println!(
+            out!(
                 "stopped at epoch {epoch} of {epochs}; resume with `credit train --out {} --resume`",
                 run.path().display()
             );
@@ -233,9 +291,16 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
 fn eval(args: EvalArgs) -> Result<()> {
     let backend = args.backend.resolve()?;
     let run = RunDir::new(&args.run);
-    let report = credit_analysis::evaluate_run(&run, args.samples, args.seed, backend, args.epoch)?;
+    let options = credit_analysis::EvalOptions {
+        samples: args.samples,
+        seed: args.seed,
+        epoch: args.epoch,
+        bins: args.bins,
+        ood: args.ood,
+    };
+    let report = credit_analysis::evaluate_run(&run, &options, backend)?;
     if args.json {
-        println!("{}", credit_train::files::to_json(&report)?);
+        out!("{}", credit_train::files::to_json(&report)?);
     } else {
         show::eval(&report);
     }
@@ -244,12 +309,15 @@ fn eval(args: EvalArgs) -> Result<()> {
 
 fn analyze(args: AnalyzeArgs) -> Result<()> {
     let backend = args.backend.resolve()?;
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => AnalysisConfig::load(path)?,
         None => AnalysisConfig::default(),
     };
+    if args.ood.is_some() {
+        config.ood = args.ood.clone();
+    }
     let run = RunDir::new(&args.run);
-    let _lock = run.lock("credit analyze")?;
+    let _lock = run.lock_existing("credit analyze")?;
     let out = args.out.unwrap_or_else(|| match args.epoch {
         Some(epoch) => args.run.join(format!("analysis-epoch-{epoch}")),
         None => args.run.join("analysis"),
@@ -258,6 +326,37 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     let written = credit_analysis::write_report(&analysed, &out)?;
     show::analysis(&analysed.analysis);
     show::written(&written, &out);
+    Ok(())
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let backend = args.backend.resolve()?;
+    let options = credit_analysis::predict::PredictOptions {
+        mode: args.mode,
+        samples: args.samples,
+        seed: args.seed,
+        invert: args.invert,
+        epoch: args.epoch,
+    };
+    let report = credit_analysis::predict::predict_run(
+        &RunDir::new(&args.run),
+        &args.input,
+        &options,
+        backend,
+    )?;
+    match &args.out {
+        Some(path) => {
+            credit_analysis::predict::write_predictions(&report, path)?;
+            out!(
+                "wrote {} predictions ({:?}, {} members) to {}",
+                report.predictions.len(),
+                report.mode,
+                report.members,
+                path.display()
+            );
+        }
+        None => show::predictions(&report),
+    }
     Ok(())
 }
 

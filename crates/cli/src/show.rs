@@ -9,7 +9,7 @@ use credit_train::{BenchReport, RunDir, RunSummary};
 
 /// The closing line of `credit train`.
 pub(crate) fn summary(summary: &RunSummary, run: &RunDir) {
-    println!(
+    out!(
         "done: {} epochs, {:.3} s/epoch; test accuracy {:.2}% mean-field, {:.2}% mean network ({})",
         summary.epochs,
         summary.seconds_per_epoch,
@@ -21,22 +21,24 @@ pub(crate) fn summary(summary: &RunSummary, run: &RunDir) {
 
 /// `credit eval` as a table.
 pub(crate) fn eval(report: &EvalReport) {
-    println!(
+    out!(
         "{} on {}, {} test images",
-        report.run, report.backend, report.test_images
+        report.run,
+        report.backend,
+        report.test_images
     );
-    println!(
+    out!(
         "  mean-field (noise on)      {:6.2}%",
         report.test_accuracy_mean_field_pct
     );
-    println!(
+    out!(
         "  mean network (noise off)   {:6.2}%",
         report.test_accuracy_mean_network_pct
     );
     if let Some(s) = &report.subnetworks {
         let k = s.accuracies_pct.len();
         let zeros = s.zero_fractions.iter().sum::<f64>() / k as f64;
-        println!(
+        out!(
             "  {k} sampled sub-networks    {:6.2}% mean, sd {:.2}, min {:.2}, max {:.2} ({:.1}% zero weights)",
             s.mean_pct,
             s.sd_pct,
@@ -44,13 +46,75 @@ pub(crate) fn eval(report: &EvalReport) {
             s.max_pct,
             100.0 * zeros
         );
-        println!("  {k}-ensemble (mean softmax) {:6.2}%", s.ensemble_pct);
+        out!("  {k}-ensemble (mean softmax) {:6.2}%", s.ensemble_pct);
+    }
+    if !report.calibration.is_empty() {
+        out!("  calibration                 NLL      Brier    ECE");
+        for m in &report.calibration {
+            let c = &m.calibration;
+            out!(
+                "    {:<24} {:.4}   {:.4}   {:.4}",
+                m.mode,
+                c.nll,
+                c.brier,
+                c.ece
+            );
+        }
+    }
+    if let Some(ood) = &report.ood {
+        out!(
+            "  out of distribution: {} images of {}",
+            ood.images,
+            ood.data.display()
+        );
+        for s in &ood.scores {
+            out!(
+                "    {:<24} AUROC {:.4}   AUPR {:.4}",
+                s.score,
+                s.auroc,
+                s.aupr
+            );
+        }
+    }
+}
+
+/// Predictions as a table.
+pub(crate) fn predictions(report: &credit_analysis::predict::PredictReport) {
+    out!(
+        "{} predictions of {} ({:?}, {} members); entropies in nats",
+        report.predictions.len(),
+        report.run,
+        report.mode,
+        report.members
+    );
+    out!(
+        "{:<28} {:>5} {:>6} {:>10} {:>9} {:>8} {:>9}",
+        "input",
+        "class",
+        "p",
+        "predictive",
+        "expected",
+        "mutual",
+        "agreement"
+    );
+    for p in &report.predictions {
+        let q = &p.prediction;
+        out!(
+            "{:<28} {:>5} {:>6.3} {:>10.4} {:>9.4} {:>8.4} {:>8.0}%",
+            p.input,
+            q.predicted,
+            q.probabilities[q.predicted],
+            q.predictive_entropy,
+            q.expected_entropy,
+            q.mutual_information,
+            100.0 * q.agreement
+        );
     }
 }
 
 /// The closing line of commands that write a report folder.
 pub(crate) fn written(written: &[PathBuf], out: &Path) {
-    println!(
+    out!(
         "wrote {} files to {} (open {})",
         written.len(),
         out.display(),
@@ -70,7 +134,7 @@ pub(crate) fn sweep_report(
             let summaries: Vec<credit_analysis::sweep::SettingSummary> =
                 credit_train::read_json(&dir.join("sweep.json"))?;
             for s in &summaries {
-                println!(
+                out!(
                     "  {}: mean-field {:.2}% (sd {:.2}), deterministic {}, entropy per layer {}",
                     s.setting,
                     s.mean_field_pct.mean,
@@ -89,12 +153,12 @@ pub(crate) fn sweep_report(
             let report: credit_analysis::sweep::reproduce::ReproduceReport =
                 credit_train::read_json(&dir.join("reproduce.json"))?;
             for p in &report.protocols {
-                println!("  protocol {}:", p.protocol);
+                out!("  protocol {}:", p.protocol);
                 for r in &p.rows {
                     let cell = |s: Option<credit_analysis::sweep::reproduce::Summary>| {
                         s.map_or("-".to_string(), |s| format!("{:.2} ± {:.2}", s.mean, s.sd))
                     };
-                    println!(
+                    out!(
                         "    {:<48} credit {:<16} authors {:<16} {}",
                         r.quantity,
                         cell(r.credit),
@@ -111,36 +175,36 @@ pub(crate) fn sweep_report(
 
 /// `credit bench`.
 pub(crate) fn bench(report: &BenchReport, config: &Path) {
-    println!(
+    out!(
         "{} on {} ({})",
         config.display(),
         report.backend,
         report.device
     );
-    println!(
+    out!(
         "  training   {:.4} s/epoch median of {} ({:.0} images/s, {} images/epoch)",
         report.epoch_seconds_median,
         report.epoch_seconds.len(),
         report.train_images_per_second,
         report.train_images
     );
-    println!(
+    out!(
         "  evaluation {:.4} s per mean-field pass over {} test images ({:.0} images/s)",
-        report.eval_seconds_median, report.test_images, report.eval_images_per_second
+        report.eval_seconds_median,
+        report.test_images,
+        report.eval_images_per_second
     );
     if let Some(seconds) = report.analyze_seconds {
-        println!("  analysis   {seconds:.2} s for `credit analyze` (K = 20, S = 10, all layers)");
+        out!("  analysis   {seconds:.2} s for `credit analyze` (K = 20, S = 10, all layers)");
     }
 }
 
 /// `credit export`.
 pub(crate) fn export(report: &ExportReport) {
     if let Some((accuracy, nonzero, total)) = report.pruned {
-        println!(
-            "pruned network: {accuracy:.2}% test accuracy, {nonzero} of {total} weights non-zero"
-        );
+        out!("pruned network: {accuracy:.2}% test accuracy, {nonzero} of {total} weights non-zero");
     }
-    println!(
+    out!(
         "wrote {} tensors ({}) to {}",
         report.tensors.len(),
         report.tensors.join(", "),
@@ -150,16 +214,21 @@ pub(crate) fn export(report: &ExportReport) {
 
 /// `credit analyze`'s findings.
 pub(crate) fn analysis(a: &Analysis) {
-    println!(
+    out!(
         "{}: {:?} {:?}, analysed on {} in {:.2} s",
-        a.run, a.model_kind, a.sizes, a.backend, a.seconds
+        a.run,
+        a.model_kind,
+        a.sizes,
+        a.backend,
+        a.seconds
     );
-    println!(
+    out!(
         "  accuracy: mean-field {:.2}%, mean network {:.2}%",
-        a.accuracy.mean_field_pct, a.accuracy.mean_network_pct
+        a.accuracy.mean_field_pct,
+        a.accuracy.mean_network_pct
     );
     if let Some(s) = &a.accuracy.subnetworks {
-        println!(
+        out!(
             "  {} sampled sub-networks {:.2}% (sd {:.2}), ensemble {:.2}%",
             s.accuracies_pct.len(),
             s.mean_pct,
@@ -168,13 +237,15 @@ pub(crate) fn analysis(a: &Analysis) {
         );
     }
     if let Some(p) = &a.accuracy.pruned {
-        println!(
+        out!(
             "  pruned (1-pi) m network {:.2}% with {} of {} weights",
-            p.accuracy_pct, p.nonzero, p.total
+            p.accuracy_pct,
+            p.nonzero,
+            p.total
         );
     }
     for l in &a.layers {
-        println!(
+        out!(
             "  layer {}: very important {:5.1}%  unimportant {:5.1}%  variable {:5.1}%  entropy {:.3} ± {:.3}",
             l.layer,
             100.0 * l.classes.fraction(ConnectionClass::VeryImportant),
@@ -192,13 +263,13 @@ pub(crate) fn analysis(a: &Analysis) {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        println!("  layer {} error (%) at f = 0, 0.1, ..., 1:", p.layer);
-        println!(
+        out!("  layer {} error (%) at f = 0, 0.1, ..., 1:", p.layer);
+        out!(
             "    very important removed    {}",
             fmt(&p.very_important_removed)
         );
-        println!("    as many variable removed  {}", fmt(&p.variable_removed));
-        println!(
+        out!("    as many variable removed  {}", fmt(&p.variable_removed));
+        out!(
             "    unimportant randomised    {}",
             fmt(&p.unimportant_randomised)
         );

@@ -168,7 +168,7 @@ fn act(dir: &Path, common: &SweepCommon) -> Result<ExitCode> {
     let plan = SweepPlan::load(dir)?;
     let backend = common.backend.resolve()?;
     if common.plan {
-        println!(
+        out!(
             "{} runs planned in {}",
             plan.runs.len(),
             dir.join(credit_analysis::sweep::PLAN_FILE).display()
@@ -197,19 +197,28 @@ fn act(dir: &Path, common: &SweepCommon) -> Result<ExitCode> {
         };
         let exe = std::env::current_exe().context("cannot find the credit executable")?;
         let script = slurm::write_script(dir, &plan, &options, &exe, backend)?;
-        println!("wrote {} ({} tasks)", script.display(), plan.runs.len());
+        out!("wrote {} ({} tasks)", script.display(), plan.runs.len());
         if common.submit {
             let job = slurm::submit(dir, &script)?;
-            println!(
+            out!(
                 "submitted job array {job}; follow it with `credit sweep --dir {} --status`",
                 dir.display()
             );
         } else {
-            println!("submit it with `sbatch {}`", script.display());
+            out!("submit it with `sbatch {}`", script.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
-    run_locally(dir, &plan, common.jobs, backend)?;
+    let stop = StopSignal::on_interrupt_and_terminate()
+        .context("cannot install the SIGINT and SIGTERM handlers")?;
+    run_locally(dir, &plan, common.jobs, backend, &stop)?;
+    if stop.requested().is_some() {
+        out!(
+            "stopped; continue with `credit sweep --dir {}` (complete runs are kept, stopped ones resume)",
+            dir.display()
+        );
+        return Ok(ExitCode::from(stop.exit_code()));
+    }
     let written = write_sweep_folder_report(dir, &plan)?;
     crate::show::sweep_report(dir, &plan)?;
     crate::show::written(&written, dir);
@@ -224,18 +233,18 @@ fn task(dir: &Path, index: usize, backend: BackendKind) -> Result<ExitCode> {
     let started = Instant::now();
     match run_task(dir, index, backend, stop.clone())? {
         TaskOutcome::AlreadyComplete => {
-            println!("run {index} is already complete");
+            out!("run {index} is already complete");
             Ok(ExitCode::SUCCESS)
         }
         TaskOutcome::Completed => {
-            println!(
+            out!(
                 "run {index} complete in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)
         }
         TaskOutcome::Stopped(epoch) => {
-            println!("run {index} stopped after epoch {epoch}; the next task resumes it");
+            out!("run {index} stopped after epoch {epoch}; the next task resumes it");
             Ok(ExitCode::from(stop.exit_code()))
         }
     }
@@ -271,10 +280,10 @@ fn print_status(dir: &Path, plan: &SweepPlan) {
             (RunState::Done, _) | (_, None) => String::new(),
             (_, Some(s)) => format!("  (slurm: {s})"),
         };
-        println!("{:>4}  {:<22} {}{slurm}", run.index, label, run.name);
+        out!("{:>4}  {:<22} {}{slurm}", run.index, label, run.name);
     }
     let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!(
+    out!(
         "{} runs: {}{}",
         plan.runs.len(),
         summary.join(", "),
@@ -284,15 +293,22 @@ fn print_status(dir: &Path, plan: &SweepPlan) {
 
 /// Runs every incomplete task of the plan as a child process `credit sweep --dir D --task I`,
 /// `jobs` at a time; each child's output goes to `D/logs/I.log`. Children share the cores:
-/// each gets `cores / jobs` threads unless `RAYON_NUM_THREADS` is set.
-fn run_locally(dir: &Path, plan: &SweepPlan, jobs: usize, backend: BackendKind) -> Result<()> {
+/// each gets `cores / jobs` threads unless `RAYON_NUM_THREADS` is set. Once `stop` is
+/// requested no task starts, and the running ones get SIGTERM (they stop cleanly).
+fn run_locally(
+    dir: &Path,
+    plan: &SweepPlan,
+    jobs: usize,
+    backend: BackendKind,
+    stop: &StopSignal,
+) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the credit executable")?;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let pending: Vec<usize> = (0..plan.runs.len())
         .filter(|&i| !credit_analysis::sweep::is_complete(plan, dir, i))
         .collect();
-    println!(
+    out!(
         "sweep of {} runs in {}: {} to run ({} already complete), {} at a time on {backend}",
         plan.runs.len(),
         dir.display(),
@@ -306,16 +322,37 @@ fn run_locally(dir: &Path, plan: &SweepPlan, jobs: usize, backend: BackendKind) 
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
+    let running: Mutex<Vec<u32>> = Mutex::new(Vec::new());
     let total = pending.len();
     std::thread::scope(|scope| {
+        // Passes a stop on to the running tasks.
+        scope.spawn(|| {
+            // Each child gets one SIGTERM (a second one would end it at once).
+            let mut signalled = Vec::new();
+            while done.load(Ordering::SeqCst) < total {
+                if stop.requested().is_some() {
+                    for &pid in running.lock().expect("no panics hold this lock").iter() {
+                        if !signalled.contains(&pid) {
+                            credit_train::terminate(pid);
+                            signalled.push(pid);
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
         for _ in 0..jobs.max(1).min(total.max(1)) {
             scope.spawn(|| {
                 while let Some(&index) = pending.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    if stop.requested().is_some() {
+                        done.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
                     let started = Instant::now();
                     let log = logs.join(format!("{index}.log"));
                     let status = std::fs::File::create(&log).and_then(|out| {
                         let err = out.try_clone()?;
-                        Command::new(&exe)
+                        let mut child = Command::new(&exe)
                             .args(["sweep", "--dir"])
                             .arg(dir)
                             .args(["--task", &index.to_string(), "--backend", backend.name()])
@@ -323,17 +360,34 @@ fn run_locally(dir: &Path, plan: &SweepPlan, jobs: usize, backend: BackendKind) 
                             .stdin(Stdio::null())
                             .stdout(out)
                             .stderr(err)
-                            .status()
+                            .spawn()?;
+                        running
+                            .lock()
+                            .expect("no panics hold this lock")
+                            .push(child.id());
+                        let status = child.wait();
+                        running
+                            .lock()
+                            .expect("no panics hold this lock")
+                            .retain(|&pid| pid != child.id());
+                        status
                     });
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     let ok = matches!(&status, Ok(s) if s.success());
                     let name = &plan.runs[index].name;
-                    println!(
+                    let stopped = !ok && stop.requested().is_some();
+                    out!(
                         "[{n}/{total}] {name}: {} ({:.1} s)",
-                        if ok { "done" } else { "FAILED" },
+                        if ok {
+                            "done"
+                        } else if stopped {
+                            "stopped"
+                        } else {
+                            "FAILED"
+                        },
                         started.elapsed().as_secs_f64()
                     );
-                    if !ok {
+                    if !ok && !stopped {
                         failures
                             .lock()
                             .expect("no panics hold this lock")

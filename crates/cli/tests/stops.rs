@@ -270,9 +270,9 @@ fn analysis_settings_out_of_range_are_errors_naming_the_file_and_key() {
         ("bins = 0\n", "bins must be between 1 and"),
         (
             "entropy_samples = 0\n",
-            "entropy_samples must be at least 1",
+            "entropy_samples must be between 1 and",
         ),
-        ("samples = 0\n", "samples must be at least 1"),
+        ("samples = 0\n", "samples must be between 1 and"),
         ("fractions = []\n", "fractions must list at least one"),
         ("fractions = [0.5, 2.0]\n", "fractions must lie in [0, 1]"),
         ("bin = 3\n", "unknown field `bin`"),

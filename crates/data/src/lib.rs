@@ -1,13 +1,21 @@
-//! Data for credit: readers for IDX files (MNIST, Fashion-MNIST, raw or gzip) and CIFAR-10's
-//! binary batches, every error naming its file, and batches of the resulting [`ImageSet`] as
-//! tensors (pixels scaled to `[0, 1]`).
+//! Data for credit: readers for IDX files (MNIST, Fashion-MNIST, EMNIST; raw or gzip),
+//! CIFAR-10's binary batches and numpy arrays (`.npz`, `.npy`), every error naming its file,
+//! and batches of the resulting [`ImageSet`] as tensors.
+
+#![deny(missing_docs)]
 
 mod error;
 mod idx;
 mod image_set;
+mod inputs;
+mod npz;
 mod sources;
 
 pub use error::DataError;
 pub use idx::{IdxArray, read_idx};
-pub use image_set::{ImageBatch, ImageSet};
-pub use sources::{Format, Splits, load, load_cifar10_dir, load_idx_dir, read_cifar10};
+pub use image_set::{ImageBatch, ImageSet, PixelScale, Pixels};
+pub use inputs::{Inputs, RESIZE_METHOD, load_inputs};
+pub use npz::{load_npz, load_npz_images, read_npy_images};
+pub use sources::{
+    CLASSES, Format, Source, Splits, load, load_cifar10_dir, load_idx_dir, read_cifar10,
+};

@@ -50,6 +50,10 @@ pub struct CheckpointState {
     pub optimizer: RecordFile,
     /// The rows of `metrics.csv` up to this epoch, restored on resume.
     pub metrics: Vec<EpochMetrics>,
+    /// The backend that trained the last epoch (absent in the first checkpoints of this
+    /// layout).
+    #[serde(default)]
+    pub backend: Option<String>,
 }
 
 /// One record file of a checkpoint, as the state file describes it.
@@ -91,13 +95,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn data_fingerprint(splits: &credit_data::Splits) -> String {
     let mut hash = Sha256::new();
     for set in [&splits.train, &splits.test] {
-        for n in [set.len(), set.features(), set.classes()] {
-            hash.update((n as u64).to_le_bytes());
-        }
-        hash.update(set.labels());
-        hash.update(set.pixel_bytes());
+        set.hash_into(|bytes| hash.update(bytes));
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a checkpoint records about how its run was made, beside the records.
+#[derive(Debug, Clone, Copy)]
+pub struct Provenance<'a> {
+    /// The run's configuration.
+    pub config: &'a RunConfig,
+    /// The fingerprint of the training and test data.
+    pub data: &'a str,
+    /// The backend that trained the epochs so far.
+    pub backend: crate::BackendKind,
 }
 
 impl Checkpoints {
@@ -128,12 +139,16 @@ impl Checkpoints {
     pub fn save(
         &self,
         epoch: usize,
-        config: &RunConfig,
-        data: &str,
+        provenance: &Provenance,
         model: &Classifier,
         optimizer: &ModuleOptimizer,
         metrics: &[EpochMetrics],
     ) -> Result<()> {
+        let Provenance {
+            config,
+            data,
+            backend,
+        } = *provenance;
         let model_bytes = model
             .clone()
             .into_record()
@@ -153,6 +168,7 @@ impl Checkpoints {
             model,
             optimizer,
             metrics: metrics.to_vec(),
+            backend: Some(backend.name().to_string()),
         };
         write_json(&self.state_path(epoch), &state)
     }

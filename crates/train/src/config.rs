@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use credit_data::{Format, Splits};
+use credit_data::{Format, PixelScale, Source, Splits};
 pub use credit_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
@@ -30,10 +30,19 @@ pub struct RunConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// Folder layout: `idx` (MNIST, Fashion-MNIST) or `cifar10`.
+    /// Layout: `idx` (a folder: MNIST, Fashion-MNIST, EMNIST), `cifar10` (a folder of the
+    /// binary version) or `npz` (one numpy file, `data.path`).
     pub format: Format,
-    /// The folder, relative to the working directory.
+    /// The folder of `idx` and `cifar10` data, relative to the working directory.
     pub dir: PathBuf,
+    /// The `.npz` file of `npz` data (`x_train`, `y_train`, `x_test`, `y_test`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Subtracted from every label (EMNIST letters are labelled 1..26: 1 makes them 0..25);
+    /// labels must then lie in `[0, classes)`, the classes being the last of `model.sizes`.
+    pub label_offset: i64,
+    /// `"auto"` (bytes divided by 255, floats as stored) or a factor for every stored value.
+    pub pixel_scale: PixelScale,
     /// Train on the first this many training images (the paper: 10,000); 0 means all.
     pub train_size: usize,
     /// Test on the first this many test images; 0 means all.
@@ -62,6 +71,16 @@ pub struct TrainConfig {
     /// The float type of training: `f32`, or `f64` as the authors' numpy code computes (CPU
     /// backends only, about twice as slow).
     pub precision: Precision,
+}
+
+impl Precision {
+    /// Bytes of one float.
+    pub fn bytes(self) -> u128 {
+        match self {
+            Precision::F32 => 4,
+            Precision::F64 => 8,
+        }
+    }
 }
 
 /// A float type to train in.
@@ -119,6 +138,9 @@ impl Default for DataConfig {
         Self {
             format: Format::Idx,
             dir: PathBuf::from("data/mnist"),
+            path: None,
+            label_offset: 0,
+            pixel_scale: PixelScale::Auto,
             train_size: 10_000,
             test_size: 0,
         }
@@ -216,8 +238,30 @@ impl RunConfig {
             "model.delta_floor must be a number >= 0, got {}",
             m.delta_floor
         );
+        let d = &self.data;
+        ensure!(
+            (d.format == Format::Npz) == d.path.is_some(),
+            "data.path names the .npz file of data.format = \"npz\" (and only of it); data.dir is the folder of idx and cifar10 data"
+        );
+        if let PixelScale::Factor(f) = d.pixel_scale {
+            ensure!(
+                f.is_finite() && f > 0.0,
+                "data.pixel_scale must be \"auto\" or a number > 0, got {f}"
+            );
+        }
+        ensure!(
+            self.seed <= i64::MAX as u64,
+            "seed must be at most {} (TOML integers are 64-bit signed), got {}",
+            i64::MAX,
+            self.seed
+        );
         let t = &self.train;
         ensure!(t.epochs >= 1, "train.epochs must be at least 1");
+        ensure!(
+            t.epochs <= MAX_EPOCHS,
+            "train.epochs must be at most {MAX_EPOCHS}, got {}",
+            t.epochs
+        );
         ensure!(t.batch_size >= 1, "train.batch_size must be at least 1");
         ensure!(
             t.keep_checkpoints >= 1,
@@ -302,11 +346,26 @@ impl RunConfig {
         crate::memory::check_training_fits(
             sizes,
             rows,
+            self.train.precision.bytes(),
             &format!(
                 "model.sizes = {sizes:?} with train.batch_size = {}",
                 self.train.batch_size
             ),
         )
+    }
+
+    /// Where the configured data is and how to read it.
+    pub fn data_source(&self) -> Source {
+        Source {
+            format: self.data.format,
+            location: match (&self.data.path, self.data.format) {
+                (Some(path), Format::Npz) => path.clone(),
+                _ => self.data.dir.clone(),
+            },
+            classes: *self.model.sizes.last().unwrap_or(&0),
+            label_offset: self.data.label_offset,
+            scale: self.data.pixel_scale,
+        }
     }
 
     /// The keys whose values differ between `saved` (the configuration a checkpoint was
@@ -331,6 +390,9 @@ impl RunConfig {
             .collect()
     }
 }
+
+/// The most epochs a run may have (a bound that keeps epoch arithmetic far from overflow).
+pub const MAX_EPOCHS: usize = 1_000_000_000;
 
 /// The widest layer accepted: the kernels index columns with 32-bit integers.
 pub const MAX_WIDTH: usize = u32::MAX as usize;
@@ -402,8 +464,11 @@ mod tests {
     use proptest::prelude::*;
 
     /// Every leaf key of a run configuration.
-    const KEYS: [&str; 28] = [
+    const KEYS: [&str; 31] = [
         "seed",
+        "data.path",
+        "data.label_offset",
+        "data.pixel_scale",
         "train.precision",
         "model.delta_floor",
         "model.delta_floor_mode",

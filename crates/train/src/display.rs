@@ -1,7 +1,7 @@
 //! What training shows while it runs: a progress bar with the last epoch's numbers on a
 //! terminal that the process has in the foreground, one plain line per epoch otherwise.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -102,12 +102,14 @@ impl Progress {
     pub(crate) fn epoch_done(&mut self, row: &EpochMetrics) {
         let line = epoch_line(row, self.total_epochs);
         match (self.display, self.bar.take()) {
-            (Display::Dashboard, Some(bar)) => {
-                bar.finish_and_clear();
-                println!("{line}");
-            }
             (Display::Quiet, _) => {}
-            _ => println!("{line}"),
+            (_, bar) => {
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                // A closed standard output (`credit train | head`) must not stop training.
+                let _ = writeln!(std::io::stdout(), "{line}");
+            }
         }
     }
 

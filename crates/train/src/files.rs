@@ -8,19 +8,32 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-/// `dir/.NAME.PID.tmp` beside `path`: unique per process, so that two processes never write
-/// the same temporary file, and hidden.
+/// The suffix of every temporary file credit writes.
+const TEMPORARY_SUFFIX: &str = ".credit-tmp";
+
+/// `dir/.NAME.PID-NONCE.credit-tmp` beside `path`: unique per process and per write (the
+/// nonce tells apart processes of equal ids on different hosts or in different containers
+/// sharing a file system), and hidden.
 pub fn temporary_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs());
+    let nonce = clock ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(32);
+    path.with_file_name(format!(
+        ".{name}.{}-{nonce:x}{TEMPORARY_SUFFIX}",
+        std::process::id()
+    ))
 }
 
 /// Whether `name` is a temporary file of [`temporary_path`] (of any process).
 pub fn is_temporary(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".tmp")
+    name.starts_with('.') && name.ends_with(TEMPORARY_SUFFIX)
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
@@ -54,7 +67,14 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         return Err(error);
     }
     crate::failpoint::hit("rename");
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    // The rename itself is made durable by syncing the folder that holds the new entry
+    // (POSIX); where a folder cannot be opened for that (some platforms), it is skipped.
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Ok(folder) = std::fs::File::open(parent.unwrap_or(Path::new("."))) {
+        let _ = folder.sync_all();
+    }
+    Ok(())
 }
 
 /// `value` as pretty JSON.
@@ -587,5 +607,7 @@ mod tests {
         assert!(is_temporary(
             &temporary_path(&path).file_name().unwrap().to_string_lossy()
         ));
+        assert!(!is_temporary(".draft.tmp"), "a user's own file");
+        assert_ne!(temporary_path(&path), temporary_path(&path));
     }
 }

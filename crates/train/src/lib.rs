@@ -42,6 +42,6 @@ pub use metrics::{EpochMetrics, LayerClasses};
 pub use optimizer::{FusedAdamW, learning_rate, optimizer_for};
 pub use run::{RunDir, RunSummary};
 pub use runtime::{compute, threads};
-pub use stop::StopSignal;
+pub use stop::{StopSignal, terminate};
 pub use training::{RESUMABLE_KEYS, TrainOptions, TrainOutcome, load_data, train};
 pub use workers::AwakeWorkers;

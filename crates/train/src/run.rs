@@ -91,6 +91,39 @@ impl RunDir {
         Checkpoints::new(self.path.join(CHECKPOINT_DIR))
     }
 
+    /// Takes the lock of an existing run for `what` (`credit analyze`, `credit export`), or
+    /// none if the run is on a read-only file system or not writable (a copy being read;
+    /// said on stderr).
+    ///
+    /// # Errors
+    /// If the folder holds no run, or another process holds the lock (naming it).
+    pub fn lock_existing(&self, what: &str) -> Result<Option<RunLock>> {
+        if !self.exists() {
+            bail!("{} holds no run (no {CONFIG_FILE})", self.path.display());
+        }
+        match self.lock(what) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(error)
+                if error.chain().any(|cause| {
+                    cause.downcast_ref::<std::io::Error>().is_some_and(|e| {
+                        matches!(
+                            e.kind(),
+                            std::io::ErrorKind::PermissionDenied
+                                | std::io::ErrorKind::ReadOnlyFilesystem
+                        )
+                    })
+                }) =>
+            {
+                eprintln!(
+                    "warning: {} is not writable; reading it without its lock",
+                    self.path.display()
+                );
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Takes the run's lock for `what` (e.g. `credit analyze`), creating the folder, and
     /// removes the temporary files that a killed process may have left.
     ///
@@ -98,7 +131,20 @@ impl RunDir {
     /// If another process holds the lock, naming it.
     pub fn lock(&self, what: &str) -> Result<RunLock> {
         let lock = RunLock::acquire(&self.path, what)?;
-        for dir in [self.path.clone(), self.path.join(CHECKPOINT_DIR)] {
+        let mut dirs = vec![self.path.clone(), self.path.join(CHECKPOINT_DIR)];
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            dirs.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.is_dir()
+                            && p.file_name()
+                                .is_some_and(|n| n.to_string_lossy().starts_with("analysis"))
+                    }),
+            );
+        }
+        for dir in dirs {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -129,7 +175,21 @@ impl RunDir {
     /// # Errors
     /// See [`RunDir::config`].
     pub fn config_with(&self, overrides: &[String]) -> Result<RunConfig> {
-        RunConfig::load(&self.file(CONFIG_FILE), overrides)
+        let path = self.file(CONFIG_FILE);
+        if !path.is_file()
+            && let (Some((state, _, _)), _) = self.checkpoints().latest_intact()
+        {
+            // A copy that lost config.toml: the checkpoint holds the configuration too.
+            eprintln!(
+                "warning: {} is missing; using the configuration of the checkpoint of epoch {}",
+                path.display(),
+                state.epoch
+            );
+            let text = state.config.to_toml();
+            return RunConfig::parse(&text, overrides)
+                .with_context(|| format!("{} holds no usable run", self.path.display()));
+        }
+        RunConfig::load(&path, overrides)
             .with_context(|| format!("{} holds no usable run", self.path.display()))
     }
 
@@ -141,9 +201,9 @@ impl RunDir {
         read_json(&self.file(SUMMARY_FILE))
     }
 
-    /// Whether training finished (the summary is written last).
+    /// Whether training finished: the final model and the summary (written last) are there.
     pub fn is_complete(&self) -> bool {
-        self.file(SUMMARY_FILE).is_file()
+        self.file(SUMMARY_FILE).is_file() && self.file(MODEL_FILE).is_file()
     }
 
     /// Loads the run's network onto `device`: the final model, or with `epoch`, that epoch's
@@ -158,6 +218,17 @@ impl RunDir {
         device: &Device,
         epoch: Option<usize>,
     ) -> Result<Classifier> {
+        // The network is built before its record loads: its size must fit first.
+        crate::memory::check_training_fits(
+            &config.model.sizes,
+            0,
+            4,
+            &format!(
+                "model.sizes = {:?} of {}",
+                config.model.sizes,
+                self.file(CONFIG_FILE).display()
+            ),
+        )?;
         let (bytes, path) = match epoch {
             Some(epoch) => {
                 let checkpoints = self.checkpoints();
@@ -174,7 +245,7 @@ impl RunDir {
             }
             None => {
                 let path = self.file(MODEL_FILE);
-                if !path.is_file() {
+                if !path.is_file() || !self.is_complete() {
                     bail!("{}", self.unfinished_message());
                 }
                 let bytes = std::fs::read(&path)

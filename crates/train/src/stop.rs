@@ -64,6 +64,14 @@ impl StopSignal {
     }
 }
 
+/// Sends SIGTERM to process `pid` (a child task that must stop cleanly too); a process that
+/// is gone already is no error.
+pub fn terminate(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

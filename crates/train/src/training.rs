@@ -20,26 +20,27 @@ use credit_model::{Classifier, Noise, Seed, Stream};
 use rand::seq::SliceRandom;
 
 use crate::backend::BackendKind;
-use crate::checkpoint::{data_fingerprint, model_from_record};
+use crate::checkpoint::{Provenance, data_fingerprint, model_from_record};
 use crate::config::RunConfig;
 use crate::display::{Display, Progress};
 use crate::evaluate::{set_loss_and_accuracy, test_accuracies};
 use crate::failpoint;
-use crate::files::write_json;
+use crate::files::{write_atomic, write_json};
 use crate::lock::LOCK_FILE;
 use crate::metrics::{EpochMetrics, LayerClasses};
 use crate::optimizer::{learning_rate, optimizer_for};
-use crate::run::{CONFIG_FILE, RunDir, RunSummary, SUMMARY_FILE};
+use crate::run::{CONFIG_FILE, MODEL_FILE, RunDir, RunSummary, SUMMARY_FILE};
 use crate::runtime::compute;
 use crate::stop::StopSignal;
 
 /// The keys `--resume` may change: they do not change what the epochs already trained
-/// computed. `data.dir` may move if the images in the new folder are the same.
-pub const RESUMABLE_KEYS: [&str; 4] = [
+/// computed. `data.dir` (`data.path`) may move if the images there are the same.
+pub const RESUMABLE_KEYS: [&str; 5] = [
     "train.epochs",
     "train.keep_checkpoints",
     "train.checkpoint_every",
     "data.dir",
+    "data.path",
 ];
 
 /// How a training run is launched.
@@ -104,8 +105,9 @@ impl TrainOutcome {
 /// If the files cannot be read, or do not fit the network (see
 /// [`RunConfig::check_against_data`]).
 pub fn load_data(config: &RunConfig) -> Result<Splits> {
-    let splits = credit_data::load(config.data.format, &config.data.dir)
-        .with_context(|| format!("cannot load data.dir = {}", config.data.dir.display()))?;
+    let source = config.data_source();
+    let splits = credit_data::load(&source)
+        .with_context(|| format!("cannot load the data in {}", source.location.display()))?;
     let take = |set: &ImageSet, n: usize| if n == 0 { set.clone() } else { set.first(n) };
     let splits = Splits {
         train: take(&splits.train, config.data.train_size),
@@ -125,6 +127,8 @@ struct Start {
     rows: Vec<EpochMetrics>,
     /// The data fingerprint the checkpoint was trained on.
     data: Option<String>,
+    /// The backend the checkpoint was trained on.
+    backend: Option<String>,
 }
 
 /// Trains `config` into `run` and, once every epoch is trained, evaluates the final model
@@ -157,6 +161,7 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
             records: None,
             rows: Vec::new(),
             data: None,
+            backend: None,
         }
     };
     let data = load_data(config)?;
@@ -164,21 +169,20 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
     if let Some(trained_on) = &start.data {
         ensure!(
             *trained_on == fingerprint,
-            "--resume: the images in data.dir = {} differ from those the run was trained on",
-            config.data.dir.display()
+            "--resume: the images in {} differ from those the run was trained on",
+            config.data_source().location.display()
         );
     }
-    if run.is_complete() {
-        // More epochs for a finished run: it is not finished until they are.
-        std::fs::remove_file(run.file(SUMMARY_FILE))
-            .with_context(|| format!("cannot update {}", run.path().display()))?;
+    if let Some(backend) = &start.backend
+        && backend != options.backend.name()
+    {
+        eprintln!(
+            "warning: {} was trained on {backend} so far and continues on {}: its numbers will differ in rounding from a run on one backend",
+            run.path().display(),
+            options.backend
+        );
     }
-    crate::files::write_atomic(&run.file(CONFIG_FILE), config.to_toml().as_bytes())?;
-    if options.resume {
-        // Rows of epochs after the checkpoint (a damaged newer one) are trained again.
-        run.write_metrics(&start.rows)?;
-    }
-
+    // Everything that can fail before training is done before the run's files change.
     let device = options.backend.device_for(config.train.precision)?;
     let trainer = Trainer {
         config,
@@ -187,10 +191,19 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
         fingerprint,
         device: device.clone(),
         seed: Seed::new(config.seed),
+        backend: options.backend,
     };
     let mut rows = start.rows;
     let model = if start.epoch < config.train.epochs {
-        match trainer.epochs(start.epoch, start.records, &mut rows, options)? {
+        let (model, optimizer) = trainer.prepare(start.epoch, start.records)?;
+        // More epochs for a finished run: it is not finished until they are.
+        for file in [SUMMARY_FILE, MODEL_FILE] {
+            remove_if_present(&run.file(file))?;
+        }
+        write_atomic(&run.file(CONFIG_FILE), config.to_toml().as_bytes())?;
+        // Rows of epochs after the checkpoint (a damaged newer one) are trained again.
+        run.write_metrics(&rows)?;
+        match trainer.epochs(start.epoch, model, optimizer, &mut rows, options)? {
             Some(model) => model,
             None => {
                 return Ok(TrainOutcome::Stopped {
@@ -201,15 +214,36 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
         }
     } else {
         let (model, _) = start.records.expect("a checkpoint at the last epoch");
-        model_from_record(model, config, &device, run.checkpoints().dir())?
+        let model = model_from_record(model, config, &device, run.checkpoints().dir())?;
+        // A run stopped after its last checkpoint: its final files are written again, the
+        // metrics from the checkpoint's rows (the stop may have come before their write).
+        write_atomic(&run.file(CONFIG_FILE), config.to_toml().as_bytes())?;
+        run.write_metrics(&rows)?;
+        model
     };
     trainer
-        .finish(&model, &rows, options.backend, started)
+        .finish(&model, &rows, started)
         .map(TrainOutcome::Finished)
 }
 
-/// Checks that a fresh run may use the folder.
+fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot update {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks that a fresh run may use the folder: empty but for its lock and what a start
+/// killed before its first checkpoint leaves (checkpoint records without a state file, which
+/// are removed).
 fn fresh_run(run: &RunDir) -> Result<()> {
+    let checkpoints = run.checkpoints();
+    if checkpoints.epochs().is_empty() && !checkpoints.has_legacy_records() {
+        checkpoints.prune(|_| false)?;
+        let _ = std::fs::remove_dir(checkpoints.dir());
+    }
     let occupied = std::fs::read_dir(run.path()).is_ok_and(|entries| {
         entries
             .filter_map(|e| e.ok())
@@ -227,10 +261,10 @@ fn fresh_run(run: &RunDir) -> Result<()> {
 /// Where `--resume` starts: the latest intact checkpoint, if `config` may continue it.
 fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
     let path = run.path().display();
-    if !run.exists() {
-        bail!("--resume: {path} holds no run (no {CONFIG_FILE})");
-    }
     let checkpoints = run.checkpoints();
+    if !run.exists() && checkpoints.epochs().is_empty() {
+        bail!("--resume: {path} holds no run (no {CONFIG_FILE}, no checkpoint)");
+    }
     let (latest, damaged) = checkpoints.latest_intact();
     for d in &damaged {
         eprintln!(
@@ -246,7 +280,10 @@ fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
             );
         }
         // Nothing trained yet to keep: the run starts again from its seed, as it began.
-        check_resumable(config, &run.config()?, 0, run)?;
+        if run.exists() {
+            check_resumable(config, &run.config()?, 0, run)?;
+        }
+        fresh_run_leftovers(run)?;
         if !damaged.is_empty() {
             eprintln!("warning: no intact checkpoint; {path} starts again from epoch 0");
         }
@@ -255,13 +292,14 @@ fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
             records: None,
             rows: Vec::new(),
             data: None,
+            backend: None,
         });
     };
     if !damaged.is_empty() {
         eprintln!("warning: resuming {path} from epoch {}", state.epoch);
     }
     check_resumable(config, &state.config, state.epoch, run)?;
-    if state.epoch == config.train.epochs && run.is_complete() {
+    if state.epoch == config.train.epochs && run.is_complete() && run.file(MODEL_FILE).is_file() {
         bail!(
             "{path} already holds epoch {} of train.epochs = {}; raise it with --set train.epochs=N to continue",
             state.epoch,
@@ -279,7 +317,14 @@ fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
         records: Some((model, optimizer)),
         rows,
         data: Some(state.data),
+        backend: state.backend,
     })
+}
+
+/// Removes what a run stopped before its first checkpoint left in `checkpoint/`: records
+/// without a state file, and damaged checkpoints no longer of use.
+fn fresh_run_leftovers(run: &RunDir) -> Result<()> {
+    run.checkpoints().prune(|_| false)
 }
 
 /// Fails unless `config` differs from `trained` (what the run's `epoch` epochs were trained
@@ -321,6 +366,7 @@ struct Trainer<'a> {
     fingerprint: String,
     device: Device,
     seed: Seed,
+    backend: BackendKind,
 }
 
 impl Trainer<'_> {
@@ -334,19 +380,17 @@ impl Trainer<'_> {
         }
     }
 
-    /// Trains the epochs after `start` (from `records`, or from the seed's initial
-    /// parameters), appending to `rows`; the final model, or `None` if a stop was requested.
-    fn epochs(
+    /// The model and optimizer training starts from: the checkpoint's `records` of epoch
+    /// `start`, or the seed's initial parameters.
+    fn prepare(
         &self,
         start: usize,
         records: Option<(burn::tensor::Bytes, burn::tensor::Bytes)>,
-        rows: &mut Vec<EpochMetrics>,
-        options: &TrainOptions,
-    ) -> Result<Option<Classifier>> {
+    ) -> Result<(Classifier, ModuleOptimizer)> {
         let config = self.config;
         let train_device = self.device.clone().autodiff();
         let checkpoints = self.run.checkpoints();
-        let (mut model, optimizer_record) = match records {
+        let (model, optimizer_record) = match records {
             Some((model, optim)) => (
                 model_from_record(model, config, &train_device, checkpoints.dir())?,
                 Some(optim),
@@ -367,6 +411,22 @@ impl Trainer<'_> {
                 )
             })?;
         }
+        Ok((model, optimizer))
+    }
+
+    /// Trains the epochs after `start` from `model` and `optimizer`, appending to `rows`;
+    /// the final model, or `None` if a stop was requested.
+    fn epochs(
+        &self,
+        start: usize,
+        mut model: Classifier,
+        mut optimizer: ModuleOptimizer,
+        rows: &mut Vec<EpochMetrics>,
+        options: &TrainOptions,
+    ) -> Result<Option<Classifier>> {
+        let config = self.config;
+        let train_device = self.device.clone().autodiff();
+        let checkpoints = self.run.checkpoints();
         let mut progress = Progress::new(options.display, config.train.epochs);
         for epoch in start + 1..=config.train.epochs {
             if options.stop.requested().is_some() {
@@ -386,9 +446,14 @@ impl Trainer<'_> {
             model = trained.0;
             let row = trained.1;
             rows.push(row.clone());
-            checkpoints.save(epoch, config, &self.fingerprint, &model, &optimizer, rows)?;
+            let provenance = Provenance {
+                config,
+                data: &self.fingerprint,
+                backend: self.backend,
+            };
+            checkpoints.save(epoch, &provenance, &model, &optimizer, rows)?;
             let keep = |e: usize| {
-                e + config.train.keep_checkpoints > epoch
+                e.saturating_add(config.train.keep_checkpoints) > epoch
                     || (config.train.checkpoint_every > 0
                         && e.is_multiple_of(config.train.checkpoint_every))
             };
@@ -475,6 +540,24 @@ impl Trainer<'_> {
         let evaluation = self.seed.stream(Stream::Evaluation).child(epoch as u64);
         let (test_loss, test_accuracy_pct) =
             set_loss_and_accuracy(&valid, &self.data.test, evaluation, &self.device);
+        let layers = layer_classes(&valid);
+        let finite = test_loss.is_finite()
+            && layers.iter().all(|l| {
+                [l.very_important, l.unimportant, l.mean_pi]
+                    .iter()
+                    .all(|v| v.is_finite())
+            });
+        if !finite {
+            bail!(
+                "training diverged: the test loss or the parameters are not finite after epoch {epoch} (after its last step); last good checkpoint: {} in {}",
+                self.run
+                    .checkpoints()
+                    .epochs()
+                    .last()
+                    .map_or("none".to_string(), |e| format!("epoch {e}")),
+                self.run.checkpoints().dir().display()
+            );
+        }
         let row = EpochMetrics {
             epoch,
             train_loss: loss_sum / trained as f64,
@@ -483,7 +566,7 @@ impl Trainer<'_> {
             test_accuracy_pct,
             train_seconds,
             learning_rate: lr,
-            layers: layer_classes(&valid),
+            layers,
         };
         Ok(Some((model, row)))
     }
@@ -493,7 +576,6 @@ impl Trainer<'_> {
         &self,
         model: &Classifier,
         rows: &[EpochMetrics],
-        backend: BackendKind,
         started: Instant,
     ) -> Result<RunSummary> {
         let final_seed = self.seed.stream(Stream::Evaluation).child(0);
@@ -501,7 +583,7 @@ impl Trainer<'_> {
         let seconds: Vec<f64> = rows.iter().map(|r| r.train_seconds).collect();
         let summary = RunSummary {
             credit_version: env!("CARGO_PKG_VERSION").to_string(),
-            backend: backend.name().to_string(),
+            backend: self.backend.name().to_string(),
             device: format!("{:?}", self.device),
             seed: self.config.seed,
             epochs: rows.last().map_or(0, |r| r.epoch),

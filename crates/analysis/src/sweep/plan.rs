@@ -65,13 +65,53 @@ impl SweepPlan {
             .first()
             .cloned()
             .unwrap_or_else(|| "setting".to_string());
-        Ok(Self {
+        let plan = Self {
             format: FORMAT,
             kind: PlanKind::Sweep,
             x_label,
             analysis,
             runs,
-        })
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Checks the plan: runs numbered by position, folders relative, without `.` or `..`,
+    /// distinct and none inside another, every configuration valid.
+    ///
+    /// # Errors
+    /// The first run that is not, by index and folder.
+    pub fn validate(&self) -> Result<()> {
+        let mut names: Vec<(&str, usize)> = Vec::new();
+        for (position, run) in self.runs.iter().enumerate() {
+            let what = format!("run {position} ({:?})", run.name);
+            if run.index != position {
+                bail!("{what}: its index is {}, not its position", run.index);
+            }
+            let path = Path::new(&run.name);
+            let plain = !run.name.is_empty()
+                && path.is_relative()
+                && path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !plain {
+                bail!("{what}: a run folder must be a relative path without . or ..");
+            }
+            run.config
+                .validate()
+                .with_context(|| format!("{what}: its configuration"))?;
+            names.push((&run.name, position));
+        }
+        names.sort();
+        for pair in names.windows(2) {
+            let ((a, i), (b, j)) = (pair[0], pair[1]);
+            if a == b || Path::new(b).starts_with(a) {
+                bail!(
+                    "runs {i} and {j} would share the folder {a:?}: settings that differ only in characters a folder name cannot hold"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Writes the plan into `dir`, or checks that the plan already there is this one.
@@ -116,6 +156,8 @@ impl SweepPlan {
                 plan.format
             );
         }
+        plan.validate()
+            .with_context(|| format!("{}", path.display()))?;
         Ok(plan)
     }
 
@@ -128,10 +170,11 @@ impl SweepPlan {
     }
 }
 
-/// `config` with `overrides`, `data.dir` made absolute.
+/// `config` with `overrides`, `data.dir` and `data.path` made absolute.
 pub(crate) fn resolved(config: &Path, overrides: &[String]) -> Result<RunConfig> {
     let mut config = RunConfig::load(config, overrides)?;
     config.data.dir = absolute(&config.data.dir);
+    config.data.path = config.data.path.as_deref().map(absolute);
     Ok(config)
 }
 
@@ -217,6 +260,13 @@ pub fn plan(sets: &[String], seeds: usize, baseline: bool) -> Result<Vec<SweepRu
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for set in sets {
         let (key, raw) = split_override(set)?;
+        match key {
+            "seed" => bail!("--set {set:?}: a sweep's seeds are 0, 1, ...: use --seeds N"),
+            "model.kind" => bail!(
+                "--set {set:?}: a sweep trains the spike-and-slab model and its deterministic baseline; --no-baseline leaves the baseline out"
+            ),
+            _ => {}
+        }
         let values = split_values(raw);
         if values.iter().any(String::is_empty) {
             bail!("--set {set:?} has an empty value");

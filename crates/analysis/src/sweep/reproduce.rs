@@ -107,6 +107,13 @@ pub struct ReproduceOptions {
 /// If a preset cannot be read or a run's configuration is not valid.
 pub fn plan(options: &ReproduceOptions) -> Result<SweepPlan> {
     anyhow::ensure!(options.seeds >= 1, "--seeds must be at least 1");
+    for set in &options.overrides {
+        let key = credit_train::split_override(set)?.0;
+        anyhow::ensure!(
+            !["seed", "model.kind", "data.train_size"].contains(&key),
+            "--set {set:?}: credit reproduce sets {key} itself (--seeds, the presets, --sizes)"
+        );
+    }
     let mut runs = Vec::new();
     for protocol in AUTHORS {
         let sizes = std::iter::once(None).chain(
@@ -158,13 +165,15 @@ pub fn plan(options: &ReproduceOptions) -> Result<SweepPlan> {
             }
         }
     }
-    Ok(SweepPlan {
+    let plan = SweepPlan {
         format: 1,
         kind: PlanKind::Reproduce,
         x_label: "data.train_size".into(),
         analysis: options.analysis.clone(),
         runs,
-    })
+    };
+    plan.validate()?;
+    Ok(plan)
 }
 
 /// Mean, sample standard deviation and count.

@@ -89,8 +89,10 @@ pub fn write_script(
     let _ = writeln!(script, "#SBATCH --output={}", output.display());
     let _ = writeln!(script, "#SBATCH --open-mode=append");
     let _ = writeln!(script, "#SBATCH --requeue");
-    // SIGTERM a minute before the time limit: the run stops cleanly and resumes when requeued.
-    let _ = writeln!(script, "#SBATCH --signal=TERM@60");
+    // SIGTERM to the batch step (credit itself, through exec) a minute before the time limit:
+    // the run stops cleanly after its last whole epoch, and a resubmitted or requeued task
+    // resumes it.
+    let _ = writeln!(script, "#SBATCH --signal=B:TERM@60");
     if let Some(partition) = &options.partition {
         let _ = writeln!(script, "#SBATCH --partition={partition}");
     }

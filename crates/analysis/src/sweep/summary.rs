@@ -116,12 +116,14 @@ pub fn write_sweep_report(
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
     let mut figures = Vec::new();
-    let layers = summaries.first().map_or(0, |s| s.entropy.len());
+    // Settings may differ in depth (a sweep over model.sizes): the deepest sets the figures,
+    // and a setting without a layer has no point there.
+    let layers = summaries.iter().map(|s| s.entropy.len()).max().unwrap_or(0);
     let entropy: Vec<CurveSeries> = summaries
         .iter()
         .map(|s| CurveSeries {
             label: s.setting.clone(),
-            x: (1..=layers).map(|l| l as f64).collect(),
+            x: (1..=s.entropy.len()).map(|l| l as f64).collect(),
             y: s.entropy.iter().map(|e| e.mean).collect(),
             error: s.entropy.iter().map(|e| e.sd).collect(),
         })
@@ -141,16 +143,26 @@ pub fn write_sweep_report(
     });
     let xs: Vec<f64> = summaries.iter().map(|s| s.x).collect();
     for l in 0..layers {
-        let series = |label: &str, f: &dyn Fn(&SettingSummary) -> Stat| CurveSeries {
+        let missing = Stat {
+            mean: f64::NAN,
+            sd: 0.0,
+        };
+        let series = |label: &str, f: &dyn Fn(&SettingSummary) -> Option<Stat>| CurveSeries {
             label: label.to_string(),
             x: xs.clone(),
-            y: summaries.iter().map(|s| 100.0 * f(s).mean).collect(),
-            error: summaries.iter().map(|s| 100.0 * f(s).sd).collect(),
+            y: summaries
+                .iter()
+                .map(|s| 100.0 * f(s).unwrap_or(missing).mean)
+                .collect(),
+            error: summaries
+                .iter()
+                .map(|s| 100.0 * f(s).unwrap_or(missing).sd)
+                .collect(),
         };
         let all = [
-            series("very important", &|s| s.very_important[l]),
-            series("unimportant", &|s| s.unimportant[l]),
-            series("variable", &|s| s.variable[l]),
+            series("very important", &|s| s.very_important.get(l).copied()),
+            series("unimportant", &|s| s.unimportant.get(l).copied()),
+            series("variable", &|s| s.variable.get(l).copied()),
         ];
         figures.push(Figure {
             file: format!("classes-layer{}.svg", l + 1),
@@ -198,7 +210,7 @@ pub fn write_sweep_report(
         "setting,x,seeds,layer,entropy_mean,entropy_sd,very_important,unimportant,variable,mean_field_pct,mean_network_pct,subnetwork_pct,ensemble_pct,deterministic_pct\n",
     );
     for s in summaries {
-        for l in 0..layers {
+        for l in 0..s.entropy.len() {
             let _ = writeln!(
                 csv,
                 "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",

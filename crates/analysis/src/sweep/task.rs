@@ -63,12 +63,19 @@ impl RunState {
     }
 }
 
-/// Whether run `index` of the plan is trained and, if it should be, analysed.
+/// Whether run `index` of the plan is trained and, if it should be, analysed (the analysis
+/// of its final epoch).
 pub fn is_complete(plan: &SweepPlan, dir: &Path, index: usize) -> bool {
     let run = plan.run_dir(dir, index);
-    run.is_complete()
-        && (plan.runs[index].kind == ModelKind::Deterministic
-            || run.path().join(ANALYSIS_FILE).is_file())
+    if !run.is_complete() {
+        return false;
+    }
+    if plan.runs[index].kind == ModelKind::Deterministic {
+        return true;
+    }
+    let analysed: Option<Analysis> = read_json(&run.path().join(ANALYSIS_FILE)).ok();
+    let trained = run.summary().ok().map(|s| s.epochs);
+    analysed.is_some_and(|a| Some(a.epochs) == trained)
 }
 
 /// Trains and analyses run `index` of the plan in `dir` on `backend`; `stop` ends training
@@ -121,12 +128,10 @@ fn train_and_analyse(
     let planned = &plan.runs[index];
     let run = plan.run_dir(dir, index);
     if !run.is_complete() {
-        if !run.exists() {
-            // A start that failed before it wrote its configuration left nothing to keep.
-            remove_unstarted(&run)?;
-        }
         let mut options = TrainOptions::new(backend);
-        options.resume = run.exists();
+        // A run started before (its configuration or a checkpoint is there) resumes; a start
+        // killed before it wrote anything worth keeping starts again (training cleans up).
+        options.resume = run.exists() || !run.checkpoints().epochs().is_empty();
         options.display = Display::Lines;
         options.stop = stop;
         if let TrainOutcome::Stopped { epoch, .. } =
@@ -141,16 +146,6 @@ fn train_and_analyse(
         write_report(&analysed, &run.path().join("analysis"))?;
     }
     Ok(TaskOutcome::Completed)
-}
-
-/// Removes a run folder that holds no run: a start that failed before it wrote its
-/// configuration (only a lock file or temporary files may be in it).
-fn remove_unstarted(run: &RunDir) -> Result<()> {
-    if run.path().exists() {
-        std::fs::remove_dir_all(run.path())
-            .with_context(|| format!("cannot clear {}", run.path().display()))?;
-    }
-    Ok(())
 }
 
 /// Where each run of the plan in `dir` stands, in index order.

@@ -1,0 +1,353 @@
+//! Data held as numpy arrays: one `.npz` with `x_train`, `y_train`, `x_test`, `y_test`, and
+//! single `.npy` images for `credit predict`.
+//!
+//! Images are `uint8` (scaled by 1/255 by default) or `float32`/`float64` (taken as they are),
+//! of any shape `[N, ...]`, each image flattened; labels are one-dimensional integers. Arrays
+//! are read with `npyz`; every error names the file and the array.
+
+use std::io::{Read, Seek};
+use std::path::Path;
+
+use npyz::{DType, NpyFile, TypeChar};
+
+use crate::error::DataError;
+use crate::image_set::{ImageSet, Pixels};
+
+/// The largest array read, in bytes: a header announcing more is an error, not an allocation.
+const MAX_ARRAY_BYTES: u64 = 16 << 30;
+
+/// An array's flattened values: images (bytes or floats) or integer labels.
+enum Values {
+    Bytes(Vec<u8>),
+    Floats(Vec<f32>),
+    Integers(Vec<i64>),
+}
+
+/// The type of one array: `u1`, `f4`, `i8`, ...
+fn kind(dtype: &DType) -> Option<(TypeChar, u64)> {
+    match dtype {
+        DType::Plain(t) => Some((t.type_char(), t.size_field())),
+        _ => None,
+    }
+}
+
+/// Reads one `.npy` array (from a file or an archive member): its shape and values.
+fn read_array<R: Read>(npy: NpyFile<R>, what: &str) -> Result<(Vec<usize>, Values), String> {
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let dtype = npy.dtype();
+    let (type_char, size) =
+        kind(&dtype).ok_or_else(|| format!("{what}: a structured dtype is not supported"))?;
+    let count = npy
+        .shape()
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d));
+    match count.and_then(|c| c.checked_mul(size)) {
+        Some(bytes) if bytes <= MAX_ARRAY_BYTES => {}
+        _ => {
+            return Err(format!(
+                "{what}: shape {shape:?} is larger than {MAX_ARRAY_BYTES} bytes"
+            ));
+        }
+    }
+    let read = |e: std::io::Error| format!("{what}: cannot read its values ({e})");
+    let values = match (type_char, size) {
+        (TypeChar::Uint, 1) => Values::Bytes(npy.into_vec::<u8>().map_err(read)?),
+        (TypeChar::Float, 4) => Values::Floats(npy.into_vec::<f32>().map_err(read)?),
+        (TypeChar::Float, 8) => Values::Floats(
+            npy.into_vec::<f64>()
+                .map_err(read)?
+                .into_iter()
+                .map(|x| x as f32)
+                .collect(),
+        ),
+        (TypeChar::Int, 1) => Values::Integers(ints(npy.into_vec::<i8>().map_err(read)?)),
+        (TypeChar::Int, 2) => Values::Integers(ints(npy.into_vec::<i16>().map_err(read)?)),
+        (TypeChar::Int, 4) => Values::Integers(ints(npy.into_vec::<i32>().map_err(read)?)),
+        (TypeChar::Int, 8) => Values::Integers(npy.into_vec::<i64>().map_err(read)?),
+        (TypeChar::Uint, 2) => Values::Integers(ints(npy.into_vec::<u16>().map_err(read)?)),
+        (TypeChar::Uint, 4) => Values::Integers(ints(npy.into_vec::<u32>().map_err(read)?)),
+        (TypeChar::Uint, 8) => Values::Integers(
+            npy.into_vec::<u64>()
+                .map_err(read)?
+                .into_iter()
+                .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+                .collect(),
+        ),
+        _ => {
+            return Err(format!(
+                "{what}: dtype {dtype:?} is not supported (images: uint8, float32, float64; labels: integers)"
+            ));
+        }
+    };
+    Ok((shape, values))
+}
+
+fn ints<T: Into<i64>>(values: Vec<T>) -> Vec<i64> {
+    values.into_iter().map(Into::into).collect()
+}
+
+/// Images from an array `[N, ...]`: the count, the pixels per image and the pixels.
+fn images(shape: &[usize], values: Values, what: &str) -> Result<(usize, usize, Pixels), String> {
+    let Some((&n, rest)) = shape.split_first() else {
+        return Err(format!("{what}: a scalar, not images [N, ...]"));
+    };
+    let features: usize = rest.iter().product();
+    if rest.is_empty() || features == 0 || n == 0 {
+        return Err(format!(
+            "{what}: shape {shape:?} holds no images of at least one pixel"
+        ));
+    }
+    let pixels = match values {
+        Values::Bytes(v) => Pixels::Bytes(v.into()),
+        Values::Floats(v) => Pixels::Floats(v.into()),
+        Values::Integers(_) => {
+            return Err(format!(
+                "{what}: integer images are not supported (uint8, float32, float64)"
+            ));
+        }
+    };
+    Ok((n, features, pixels))
+}
+
+/// Labels from a one-dimensional integer array of `n` values, shifted by `offset` and checked
+/// to be in `[0, classes)`.
+fn labels(
+    shape: &[usize],
+    values: Values,
+    n: usize,
+    classes: usize,
+    offset: i64,
+    what: &str,
+) -> Result<Vec<u32>, String> {
+    let values = match values {
+        Values::Integers(values) => values,
+        Values::Bytes(values) => ints(values),
+        Values::Floats(_) => return Err(format!("{what}: labels must be integers, not floats")),
+    };
+    if shape.len() != 1 {
+        return Err(format!(
+            "{what}: labels must be one-dimensional, got shape {shape:?}"
+        ));
+    }
+    if values.len() != n {
+        return Err(format!("{what}: {} labels for {n} images", values.len()));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| {
+            let shifted = label.checked_sub(offset).filter(|&l| l >= 0 && (l as u64) < classes as u64);
+            shifted.map(|l| l as u32).ok_or_else(|| {
+                format!(
+                    "{what}: label {label} of example {i}{} is not in [0, {classes}) (the last entry of model.sizes{})",
+                    if offset != 0 { format!(" minus data.label_offset = {offset}") } else { String::new() },
+                    if offset == 0 { "; shift labels with data.label_offset" } else { "" }
+                )
+            })
+        })
+        .collect()
+}
+
+/// Loads a `.npz` holding `x_train`, `y_train`, `x_test`, `y_test`; `classes` is the output
+/// width of the network, `label_offset` is subtracted from every label.
+///
+/// # Errors
+/// If the file cannot be read, an array is missing or has another dtype or shape, the counts
+/// of images and labels differ, the two splits differ in pixels per image, or a label is out
+/// of range; the error names the file and the array.
+pub fn load_npz(
+    path: &Path,
+    classes: usize,
+    label_offset: i64,
+) -> Result<crate::Splits, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| DataError::invalid(path, format!("not an npz (zip) archive ({e})")))?;
+    let mut split = |x: &str, y: &str| -> Result<ImageSet, DataError> {
+        let (x_shape, x_values) =
+            member(&mut archive, x).map_err(|m| DataError::invalid(path, m))?;
+        let (n, features, pixels) =
+            images(&x_shape, x_values, x).map_err(|m| DataError::invalid(path, m))?;
+        let (y_shape, y_values) =
+            member(&mut archive, y).map_err(|m| DataError::invalid(path, m))?;
+        let labels = labels(&y_shape, y_values, n, classes, label_offset, y)
+            .map_err(|m| DataError::invalid(path, m))?;
+        Ok(ImageSet::new(features, pixels, labels, classes))
+    };
+    let train = split("x_train", "y_train")?;
+    let test = split("x_test", "y_test")?;
+    if train.features() != test.features() {
+        return Err(DataError::invalid(
+            path,
+            format!(
+                "x_train has {} pixels per image, x_test {}",
+                train.features(),
+                test.features()
+            ),
+        ));
+    }
+    Ok(crate::Splits { train, test })
+}
+
+/// The array `name` of an archive (a member `name.npy`).
+fn member<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+) -> Result<(Vec<usize>, Values), String> {
+    let file = archive
+        .by_name(&format!("{name}.npy"))
+        .map_err(|_| format!("no array {name} (expected x_train, y_train, x_test, y_test)"))?;
+    let npy = NpyFile::new(file).map_err(|e| format!("{name}: not an npy array ({e})"))?;
+    read_array(npy, name)
+}
+
+/// The images of the array `name` (`x_test`, say) of a `.npz`, every label 0.
+///
+/// # Errors
+/// If the file or the array cannot be read or is not an image array, naming them.
+pub fn load_npz_images(path: &Path, name: &str) -> Result<ImageSet, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| DataError::invalid(path, format!("not an npz (zip) archive ({e})")))?;
+    let (shape, values) = member(&mut archive, name).map_err(|m| DataError::invalid(path, m))?;
+    let (n, features, pixels) =
+        images(&shape, values, name).map_err(|m| DataError::invalid(path, m))?;
+    Ok(ImageSet::new(features, pixels, vec![0; n], 1))
+}
+
+/// Images from a `.npy` file `[N, ...]` (each flattened): the pixels per image and the set,
+/// with every label 0 (for predictions).
+///
+/// # Errors
+/// If the file cannot be read or is not an image array, naming it.
+pub fn read_npy_images(path: &Path) -> Result<ImageSet, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let npy = NpyFile::new(std::io::BufReader::new(file))
+        .map_err(|e| DataError::invalid(path, format!("not an npy array ({e})")))?;
+    let (shape, values) = read_array(npy, "the array").map_err(|m| DataError::invalid(path, m))?;
+    let (n, features, pixels) =
+        images(&shape, values, "the array").map_err(|m| DataError::invalid(path, m))?;
+    Ok(ImageSet::new(features, pixels, vec![0; n], 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use npyz::WriterBuilder;
+    use std::io::Write;
+
+    /// One `.npy` of `values` with `shape`.
+    fn npy<T: npyz::AutoSerialize + Copy>(shape: &[u64], values: &[T]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        {
+            let mut writer = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(shape)
+                .writer(&mut bytes)
+                .begin_nd()
+                .unwrap();
+            writer.extend(values.iter().copied()).unwrap();
+            writer.finish().unwrap();
+        }
+        bytes
+    }
+
+    fn archive(dir: &Path, members: &[(&str, Vec<u8>)]) -> std::path::PathBuf {
+        let path = dir.join("data.npz");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for (name, bytes) in members {
+            zip.start_file(
+                format!("{name}.npy"),
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+        path
+    }
+
+    fn good() -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            (
+                "x_train",
+                npy(&[3, 2, 2], &[0u8, 255, 10, 20, 1, 2, 3, 4, 5, 6, 7, 8]),
+            ),
+            ("y_train", npy(&[3], &[1i64, 26, 5])),
+            ("x_test", npy(&[1, 4], &[0.5f32, 0.25, 1.0, 0.0])),
+            ("y_test", npy(&[1], &[2u8])),
+        ]
+    }
+
+    #[test]
+    fn generated_arrays_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = archive(dir.path(), &good());
+        let splits = load_npz(&path, 27, 0).unwrap();
+        assert_eq!((splits.train.len(), splits.train.features()), (3, 4));
+        assert_eq!(splits.train.labels(), &[1, 26, 5]);
+        assert_eq!(
+            splits.train.pixels(0),
+            vec![0.0, 1.0, 10.0 / 255.0, 20.0 / 255.0]
+        );
+        assert_eq!(splits.test.pixels(0), vec![0.5, 0.25, 1.0, 0.0]);
+        // Labels 1..26 shifted to 0..25.
+        let shifted = load_npz(&path, 26, 1).unwrap();
+        assert_eq!(shifted.train.labels(), &[0, 25, 4]);
+    }
+
+    #[test]
+    fn malformed_arrays_are_errors_naming_the_array() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: Vec<(usize, Vec<u8>, &str)> = vec![
+            (0, npy(&[3, 4], &[0i32; 12]), "x_train: integer images"),
+            (1, npy(&[2], &[1i64, 2]), "y_train: 2 labels for 3 images"),
+            (
+                1,
+                npy(&[3, 1, 1], &[1i64, 2, 3]),
+                "y_train: labels must be one-dimensional",
+            ),
+            (
+                1,
+                npy(&[3], &[1.0f32, 2.0, 3.0]),
+                "y_train: labels must be integers",
+            ),
+            (
+                1,
+                npy(&[3], &[1i64, 99, 3]),
+                "label 99 of example 1 is not in [0, 27)",
+            ),
+            (
+                2,
+                npy(&[1, 5], &[0.0f32; 5]),
+                "x_train has 4 pixels per image, x_test 5",
+            ),
+            (
+                0,
+                npy(&[0, 4], &[0u8; 0]),
+                "x_train: shape [0, 4] holds no images",
+            ),
+        ];
+        for (member, bytes, expected) in cases {
+            let mut members = good();
+            members[member].1 = bytes;
+            let path = archive(dir.path(), &members);
+            let error = load_npz(&path, 27, 0).unwrap_err().to_string();
+            assert!(
+                error.contains(expected) && error.contains("data.npz"),
+                "{expected}: {error}"
+            );
+        }
+        let mut missing = good();
+        missing.remove(3);
+        let error = load_npz(&archive(dir.path(), &missing), 27, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no array y_test"), "{error}");
+        std::fs::write(dir.path().join("bad.npz"), b"not a zip").unwrap();
+        let error = load_npz(&dir.path().join("bad.npz"), 27, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not an npz"), "{error}");
+    }
+}
