@@ -109,9 +109,9 @@ impl Fixture {
     }
 }
 
-/// The layer's pre-activation from generic tensor operations. A clamping floor of 0 is
-/// taken as 1e-30, so that autodiff's gradient of `clamp_min` is zero where `Delta = 0` (and
-/// `sqrt`'s infinite slope at 0 is never reached).
+/// The model crate's burn-tensor reference of the layer, differentiated by autodiff. A
+/// clamping floor of 0 is taken as 1e-30, so that autodiff's gradient of `clamp_min` is zero
+/// where `Delta = 0` (and `sqrt`'s infinite slope at 0 is never reached).
 fn composed(
     input: Tensor<2>,
     m: Tensor<2>,
@@ -120,17 +120,14 @@ fn composed(
     eps: Tensor<2>,
     floor: DeltaFloor,
 ) -> Tensor<2> {
-    let scale = (input.dims()[1] as f64).sqrt().recip();
-    let keep = pi.clone().neg().add_scalar(1.0);
-    let mean = keep.clone() * m.clone();
-    let variance = keep * (xi + pi * m.square());
-    let g = input.clone().matmul(mean.transpose());
-    let delta = input.square().matmul(variance.transpose());
-    let floored = match floor.mode {
-        FloorMode::Clamp => delta.clamp_min(floor.value.max(1e-30)),
-        FloorMode::Add => delta.add_scalar(floor.value),
+    let floor = match floor.mode {
+        FloorMode::Clamp => DeltaFloor {
+            value: floor.value.max(1e-30),
+            mode: FloorMode::Clamp,
+        },
+        FloorMode::Add => floor,
     };
-    (g + floored.sqrt() * eps).mul_scalar(scale)
+    credit_model::reference_preactivation(input, m, xi, pi, eps, floor)
 }
 
 /// The floors the two protocols use, and credit's earlier one.

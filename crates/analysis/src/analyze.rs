@@ -280,7 +280,12 @@ fn analyze_here(
         .filter(|row| row.epoch <= last)
         .collect();
     let data = load_data(&run_config)?;
-    let accuracies = test_accuracies(&model, &data, seed.stream(Stream::Evaluation), &device);
+    let accuracies = test_accuracies(
+        &model,
+        &data,
+        seed.stream(Stream::Evaluation).child(0),
+        &device,
+    );
 
     let mut analysis = Analysis {
         run: run.path().display().to_string(),

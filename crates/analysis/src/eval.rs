@@ -45,6 +45,8 @@ pub(crate) fn ood_report(
 pub struct EvalReport {
     /// The run directory.
     pub run: String,
+    /// `spike-slab` or `deterministic`.
+    pub model: String,
     /// Backend name.
     pub backend: String,
     /// Device, as burn names it.
@@ -63,6 +65,9 @@ pub struct EvalReport {
     pub calibration: Vec<ModeCalibration>,
     /// Out-of-distribution detection, when asked for.
     pub ood: Option<OodReport>,
+    /// The same evaluation of a baseline run (e.g. the deterministic network trained on the
+    /// same data), when asked for.
+    pub baseline: Option<Box<EvalReport>>,
 }
 
 /// What `credit eval` is asked.
@@ -78,6 +83,9 @@ pub struct EvalOptions {
     pub bins: usize,
     /// Out-of-distribution images to score against the test images.
     pub ood: Option<PathBuf>,
+    /// A second run (the deterministic baseline) evaluated the same way, on the same test
+    /// images.
+    pub baseline: Option<PathBuf>,
 }
 
 impl Default for EvalOptions {
@@ -88,16 +96,19 @@ impl Default for EvalOptions {
             epoch: None,
             bins: 15,
             ood: None,
+            baseline: None,
         }
     }
 }
 
 /// Reloads the run in `run` (its final model, or a checkpoint) and evaluates it on its test
 /// images: mean-field, mean network and sampled sub-networks with their ensemble, the
-/// calibration of each, and out-of-distribution detection; every draw from the seed.
+/// calibration of each, and out-of-distribution detection; every draw from the seed. With
+/// `options.baseline`, that run is evaluated the same way and reported beside.
 ///
 /// # Errors
-/// If the run, its data or the out-of-distribution data cannot be loaded, or `bins` is 0.
+/// If a run, its data or the out-of-distribution data cannot be loaded, `bins` is out of
+/// range, or the baseline's test images are not the run's.
 pub fn evaluate_run(
     run: &RunDir,
     options: &EvalOptions,
@@ -108,43 +119,84 @@ pub fn evaluate_run(
         "--bins must be between 1 and {}",
         crate::analyze::MAX_BINS
     );
-    let (samples, seed, epoch) = (options.samples, options.seed, options.epoch);
+    anyhow::ensure!(
+        options.samples <= crate::analyze::MAX_SAMPLES,
+        "--samples must be at most {}",
+        crate::analyze::MAX_SAMPLES
+    );
     credit_train::compute(|| {
-        let config = run.config()?;
-        let device = backend.device()?;
-        let model = run.load_model(&config, &device, epoch)?;
-        let data = load_data(&config)?;
-        let root = Seed::new(seed);
-        let accuracies = test_accuracies(&model, &data, root.stream(Stream::Evaluation), &device);
-        let subnetworks = match model.spike_slab() {
-            Some(net) if samples > 0 => Some(evaluate_subnetworks(
-                net,
-                &data.test,
-                &device,
-                samples,
-                root.stream(Stream::Subnetworks),
-            )),
-            _ => None,
-        };
-        let ensemble = samples.max(1);
-        let calibration = calibrations(&model, &data.test, ensemble, options.bins, root, &device);
-        let ood = match &options.ood {
-            Some(path) => Some(ood_report(
-                &model, &data.test, path, ensemble, root, &device,
-            )?),
-            None => None,
-        };
-        Ok(EvalReport {
-            run: run.path().display().to_string(),
-            backend: backend.name().to_string(),
-            device: format!("{device:?}"),
-            seed,
-            test_images: data.test.len(),
-            test_accuracy_mean_field_pct: accuracies.test_mean_field_pct,
-            test_accuracy_mean_network_pct: accuracies.test_mean_network_pct,
-            subnetworks,
-            calibration,
-            ood,
-        })
+        let mut report = evaluate_one(run, options, options.epoch, backend, None)?;
+        if let Some(path) = &options.baseline {
+            let baseline = RunDir::new(path);
+            let test = load_data(&run.config()?)?.test;
+            let other = evaluate_one(&baseline, options, None, backend, Some(&test))
+                .with_context(|| format!("baseline {}", path.display()))?;
+            report.baseline = Some(Box::new(other));
+        }
+        Ok(report)
+    })
+}
+
+/// One run's evaluation; `expected_test`, when given, must be its test set.
+fn evaluate_one(
+    run: &RunDir,
+    options: &EvalOptions,
+    epoch: Option<usize>,
+    backend: BackendKind,
+    expected_test: Option<&credit_data::ImageSet>,
+) -> Result<EvalReport> {
+    let (samples, seed) = (options.samples, options.seed);
+    let config = run.config()?;
+    let device = backend.device()?;
+    let model = run.load_model(&config, &device, epoch)?;
+    let data = load_data(&config)?;
+    if let Some(expected) = expected_test {
+        anyhow::ensure!(
+            expected.len() == data.test.len()
+                && expected.features() == data.test.features()
+                && expected.labels() == data.test.labels(),
+            "its test images are not the evaluated run's ({} against {} images): compare runs on the same data",
+            data.test.len(),
+            expected.len()
+        );
+    }
+    let root = Seed::new(seed);
+    let accuracies = test_accuracies(
+        &model,
+        &data,
+        root.stream(Stream::Evaluation).child(0),
+        &device,
+    );
+    let subnetworks = match model.spike_slab() {
+        Some(net) if samples > 0 => Some(evaluate_subnetworks(
+            net,
+            &data.test,
+            &device,
+            samples,
+            root.stream(Stream::Subnetworks),
+        )),
+        _ => None,
+    };
+    let ensemble = samples.max(1);
+    let calibration = calibrations(&model, &data.test, ensemble, options.bins, root, &device);
+    let ood = match &options.ood {
+        Some(path) => Some(ood_report(
+            &model, &data.test, path, ensemble, root, &device,
+        )?),
+        None => None,
+    };
+    Ok(EvalReport {
+        run: run.path().display().to_string(),
+        model: config.model.kind.name().to_string(),
+        backend: backend.name().to_string(),
+        device: format!("{device:?}"),
+        seed,
+        test_images: data.test.len(),
+        test_accuracy_mean_field_pct: accuracies.test_mean_field_pct,
+        test_accuracy_mean_network_pct: accuracies.test_mean_network_pct,
+        subnetworks,
+        calibration,
+        ood,
+        baseline: None,
     })
 }

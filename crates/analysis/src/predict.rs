@@ -23,6 +23,16 @@ pub enum Mode {
     MeanNetwork,
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Ensemble => "ensemble",
+            Mode::MeanField => "mean-field",
+            Mode::MeanNetwork => "mean-network",
+        })
+    }
+}
+
 impl std::str::FromStr for Mode {
     type Err = String;
 
@@ -145,7 +155,7 @@ pub fn calibrations(
         let p = probabilities(test, device, &|x, _| model.forward(x, Noise::Off));
         return vec![of("network", &p)];
     };
-    let evaluation = seed.stream(Stream::Evaluation);
+    let evaluation = seed.stream(Stream::Evaluation).child(0);
     let mean_field = probabilities(test, device, &|x, chunk| {
         net.forward(x, Noise::Sampled(evaluation.child(chunk as u64)))
     });
@@ -335,9 +345,10 @@ pub fn write_predictions(report: &PredictReport, path: &std::path::Path) -> anyh
             for p in &report.predictions {
                 let q = &p.prediction;
                 let name = p.input.replace('"', "\"\"");
+                // `{:?}`: shortest round-trip form, with an exponent for tiny values.
                 let _ = write!(
                     csv,
-                    "\"{name}\",{},{},{},{},{}",
+                    "\"{name}\",{},{:?},{:?},{:?},{:?}",
                     q.predicted,
                     q.predictive_entropy,
                     q.expected_entropy,
@@ -345,7 +356,7 @@ pub fn write_predictions(report: &PredictReport, path: &std::path::Path) -> anyh
                     q.agreement
                 );
                 for v in &q.probabilities {
-                    let _ = write!(csv, ",{v}");
+                    let _ = write!(csv, ",{v:?}");
                 }
                 csv.push('\n');
             }

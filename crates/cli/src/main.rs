@@ -122,6 +122,10 @@ struct EvalArgs {
     /// test images), a .npy, an IDX images file, or PNG/JPEG pictures.
     #[arg(long, value_name = "PATH")]
     ood: Option<PathBuf>,
+    /// A baseline run on the same data (e.g. model.kind = "deterministic") to evaluate the
+    /// same way and show beside: its calibration and its max-softmax OOD score.
+    #[arg(long, value_name = "RUN")]
+    baseline: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -297,6 +301,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         epoch: args.epoch,
         bins: args.bins,
         ood: args.ood,
+        baseline: args.baseline,
     };
     let report = credit_analysis::evaluate_run(&run, &options, backend)?;
     if args.json {
@@ -348,7 +353,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         Some(path) => {
             credit_analysis::predict::write_predictions(&report, path)?;
             out!(
-                "wrote {} predictions ({:?}, {} members) to {}",
+                "wrote {} predictions ({}, {} members) to {}",
                 report.predictions.len(),
                 report.mode,
                 report.members,

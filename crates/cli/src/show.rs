@@ -27,14 +27,21 @@ pub(crate) fn eval(report: &EvalReport) {
         report.backend,
         report.test_images
     );
-    out!(
-        "  mean-field (noise on)      {:6.2}%",
-        report.test_accuracy_mean_field_pct
-    );
-    out!(
-        "  mean network (noise off)   {:6.2}%",
-        report.test_accuracy_mean_network_pct
-    );
+    if report.model == "deterministic" {
+        out!(
+            "  deterministic network      {:6.2}%",
+            report.test_accuracy_mean_network_pct
+        );
+    } else {
+        out!(
+            "  mean-field (noise on)      {:6.2}%",
+            report.test_accuracy_mean_field_pct
+        );
+        out!(
+            "  mean network (noise off)   {:6.2}%",
+            report.test_accuracy_mean_network_pct
+        );
+    }
     if let Some(s) = &report.subnetworks {
         let k = s.accuracies_pct.len();
         let zeros = s.zero_fractions.iter().sum::<f64>() / k as f64;
@@ -76,12 +83,16 @@ pub(crate) fn eval(report: &EvalReport) {
             );
         }
     }
+    if let Some(baseline) = &report.baseline {
+        out!("baseline:");
+        eval(baseline);
+    }
 }
 
 /// Predictions as a table.
 pub(crate) fn predictions(report: &credit_analysis::predict::PredictReport) {
     out!(
-        "{} predictions of {} ({:?}, {} members); entropies in nats",
+        "{} predictions of {} ({}, {} members); entropies in nats",
         report.predictions.len(),
         report.run,
         report.mode,
@@ -100,15 +111,25 @@ pub(crate) fn predictions(report: &credit_analysis::predict::PredictReport) {
     for p in &report.predictions {
         let q = &p.prediction;
         out!(
-            "{:<28} {:>5} {:>6.3} {:>10.4} {:>9.4} {:>8.4} {:>8.0}%",
+            "{:<28} {:>5} {:>6.3} {:>10} {:>9} {:>8} {:>8.0}%",
             p.input,
             q.predicted,
             q.probabilities[q.predicted],
-            q.predictive_entropy,
-            q.expected_entropy,
-            q.mutual_information,
+            nats(q.predictive_entropy),
+            nats(q.expected_entropy),
+            nats(q.mutual_information),
             100.0 * q.agreement
         );
+    }
+}
+
+/// An entropy in nats: four decimals, or two significant digits below 0.0001 (so that a
+/// confident prediction does not read as exactly 0).
+fn nats(value: f64) -> String {
+    if value != 0.0 && value.abs() < 1e-4 {
+        format!("{value:.1e}")
+    } else {
+        format!("{value:.4}")
     }
 }
 

@@ -19,4 +19,6 @@ pub use classifier::Classifier;
 pub use config::{FloorModeName, ModelConfig, ModelKind};
 pub use network::{DeterministicLinear, DeterministicNet, SpikeSlabNet};
 pub use seed::{Seed, Stream};
-pub use spike_slab::{Noise, SpikeSlabLinear};
+pub use spike_slab::{
+    Noise, SpikeSlabLinear, preactivation_moments, reference_preactivation, weight_moments,
+};

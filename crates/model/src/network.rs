@@ -147,15 +147,20 @@ pub struct DeterministicNet {
 }
 
 impl DeterministicNet {
-    /// A network of `config.sizes` whose weights are drawn like the spike-and-slab `m`,
-    /// `N(0, m_init_std²)`, from `seed` (layer `l` from its child `l`).
+    /// A network of `config.sizes` whose weights are the initial spike-and-slab `m` of the
+    /// same seed, `N(0, m_init_std²)` (layer `l` from `seed.child(l).child(0)`, as
+    /// [`SpikeSlabLinear::init`] draws `m`): a baseline and a spike-and-slab run of one seed
+    /// start from the same means.
     pub fn init(config: &ModelConfig, seed: Seed, device: &Device) -> Self {
         let layers = config
             .layer_dims()
             .enumerate()
             .map(|(l, (d_input, d_output))| {
-                let values =
-                    gaussian_values(d_input * d_output, config.m_init_std, seed.child(l as u64));
+                let values = gaussian_values(
+                    d_input * d_output,
+                    config.m_init_std,
+                    seed.child(l as u64).child(0),
+                );
                 let weight = TensorData::new(values, [d_output, d_input]);
                 DeterministicLinear::new(Tensor::from_data(weight, device))
             })

@@ -120,18 +120,13 @@ impl SpikeSlabLinear {
         self.pi.val().neg().add_scalar(1.0) * self.m.val()
     }
 
-    /// Mean `mu = (1 - pi) m` and variance `(1 - pi) xi + pi (1 - pi) m^2` of every weight.
+    /// Mean `mu = (1 - pi) m` and variance `(1 - pi) xi + pi (1 - pi) m^2` of every weight
+    /// (see [`weight_moments`]).
     ///
     /// # Shapes
     /// - output: two tensors `[d_output, d_input]`
     pub fn weight_moments(&self) -> (Tensor<2>, Tensor<2>) {
-        let m = self.m.val();
-        let pi = self.pi.val();
-        let keep = pi.clone().neg().add_scalar(1.0);
-        let mean = keep.clone() * m.clone();
-        // (1-pi) xi + pi (1-pi) m^2, written without the cancellation of rho - mu^2.
-        let variance = keep * (self.xi.val() + pi * m.square());
-        (mean, variance)
+        weight_moments(self.m.val(), self.xi.val(), self.pi.val())
     }
 
     /// Mean `G / sqrt(N)` and standard deviation `sqrt(Delta' / N)` of the pre-activation
@@ -141,15 +136,13 @@ impl SpikeSlabLinear {
     /// - input: `[batch, d_input]`
     /// - output: two tensors `[batch, d_output]`
     pub fn preactivation_moments(&self, input: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let scale = (input.dims()[1] as f64).sqrt().recip();
-        let (mean, variance) = self.weight_moments();
-        let g = input.clone().matmul(mean.transpose());
-        let delta = input.square().matmul(variance.transpose());
-        let delta = match self.floor.mode {
-            FloorMode::Clamp => delta.clamp_min(self.floor.value),
-            FloorMode::Add => delta.add_scalar(self.floor.value),
-        };
-        (g.mul_scalar(scale), delta.sqrt().mul_scalar(scale))
+        preactivation_moments(
+            input,
+            self.m.val(),
+            self.xi.val(),
+            self.pi.val(),
+            self.floor,
+        )
     }
 
     /// Pre-activation `h = (G + sqrt(Delta) eps) / sqrt(N)` with the given noise treatment.
@@ -248,6 +241,69 @@ impl SpikeSlabLinear {
 
 /// Clamps a (possibly autodiff) leaf tensor's values, keeping it a leaf that requires grad if
 /// it did before.
+/// Mean `mu = (1 - pi) m` and variance `(1 - pi) (xi + pi m²)` of every weight, from burn
+/// tensor operations: the reference form of `credit_ops::equations::weight_moments` (Li &
+/// Huang 2020, eqs. 2-4; the variance `rho - mu²` written without its cancellation).
+///
+/// # Shapes
+/// - m, xi, pi: `[d_output, d_input]`
+/// - output: two tensors `[d_output, d_input]`
+pub fn weight_moments(m: Tensor<2>, xi: Tensor<2>, pi: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    let keep = pi.clone().neg().add_scalar(1.0);
+    let mean = keep.clone() * m.clone();
+    let variance = keep * (xi + pi * m.square());
+    (mean, variance)
+}
+
+/// Mean `G / sqrt(N)` and standard deviation `sqrt(Delta' / N)` of the pre-activation, with
+/// `G = input · meanᵀ`, `Delta = input² · varianceᵀ` and `Delta'` floored as `floor` says:
+/// the burn-tensor reference of the fused operation.
+///
+/// # Shapes
+/// - input: `[batch, d_input]`
+/// - m, xi, pi: `[d_output, d_input]`
+/// - output: two tensors `[batch, d_output]`
+pub fn preactivation_moments(
+    input: Tensor<2>,
+    m: Tensor<2>,
+    xi: Tensor<2>,
+    pi: Tensor<2>,
+    floor: DeltaFloor,
+) -> (Tensor<2>, Tensor<2>) {
+    let scale = (input.dims()[1] as f64).sqrt().recip();
+    let (mean, variance) = weight_moments(m, xi, pi);
+    let g = input.clone().matmul(mean.transpose());
+    let delta = input.square().matmul(variance.transpose());
+    let delta = match floor.mode {
+        FloorMode::Clamp => delta.clamp_min(floor.value),
+        FloorMode::Add => delta.add_scalar(floor.value),
+    };
+    (g.mul_scalar(scale), delta.sqrt().mul_scalar(scale))
+}
+
+/// The pre-activation `h = (G + sqrt(Delta') eps) / sqrt(N)` from burn tensor operations
+/// (differentiable by autodiff): the reference the fused `spike_slab_linear` and its
+/// hand-written backward pass are tested against (`tests/mean_field.rs`).
+/// Under autodiff, a clamping floor of 0 has an infinite slope where `Delta = 0`; tests give
+/// it a tiny positive floor instead.
+///
+/// # Shapes
+/// - input: `[batch, d_input]`
+/// - m, xi, pi: `[d_output, d_input]`
+/// - eps: `[batch, d_output]`
+/// - output: `[batch, d_output]`
+pub fn reference_preactivation(
+    input: Tensor<2>,
+    m: Tensor<2>,
+    xi: Tensor<2>,
+    pi: Tensor<2>,
+    eps: Tensor<2>,
+    floor: DeltaFloor,
+) -> Tensor<2> {
+    let (mean, std) = preactivation_moments(input, m, xi, pi, floor);
+    mean + std * eps
+}
+
 fn clamp_leaf(tensor: Tensor<2>, min: f64, max: f64) -> Tensor<2> {
     let require_grad = tensor.is_require_grad();
     let autodiff = tensor.is_autodiff();

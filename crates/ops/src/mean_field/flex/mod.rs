@@ -23,12 +23,15 @@
 //! written with intrinsics or compiled for it; other CPUs and `f64` use portable loops.
 //!
 //! Files: `layout.rs` (host views of the tensors, sizes checked once per call), `kernels.rs`
-//! (the element types and their dispatch), `portable.rs` and `avx512.rs` (the inner loops).
+//! (the element types and their dispatch), `portable.rs` and `avx512.rs` (the inner loops),
+//! `tests.rs` (every inner loop against `crate::equations` and plain sums).
 
 mod avx512;
 mod kernels;
 mod layout;
 mod portable;
+#[cfg(test)]
+mod tests;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
