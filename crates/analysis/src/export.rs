@@ -107,6 +107,10 @@ fn le_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 /// Encodes tensors in a format, with string metadata (safetensors only; npz has none).
+///
+/// # Errors
+/// If a tensor's shape does not match its values (safetensors) or an archive member cannot
+/// be written.
 pub fn encode(
     set: &TensorSet,
     format: ExportFormat,
@@ -137,38 +141,33 @@ pub fn encode(
                 .compression_method(zip::CompressionMethod::Stored);
             for (name, t) in set {
                 zip.start_file(format!("{name}.npy"), options)?;
-                zip.write_all(&npy(t))?;
+                zip.write_all(&npy(t)?)?;
             }
             Ok(zip.finish()?.into_inner())
         }
     }
 }
 
-/// One array in numpy's `.npy` format (version 1.0, little-endian float32, C order).
-fn npy(t: &NamedTensor) -> Vec<u8> {
-    let shape = match t.shape.as_slice() {
-        [n] => format!("({n},)"),
-        dims => format!(
-            "({})",
-            dims.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-    // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64.
-    let total = (10 + header.len() + 1).div_ceil(64) * 64;
-    header.push_str(&" ".repeat(total - 10 - header.len() - 1));
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(&le_bytes(&t.values));
-    bytes
+/// One array in numpy's `.npy` format (little-endian float32, C order), written by `npyz`.
+fn npy(t: &NamedTensor) -> Result<Vec<u8>> {
+    use npyz::WriterBuilder as _;
+    let mut bytes = Vec::new();
+    let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(&mut bytes)
+        .begin_nd()?;
+    writer.extend(t.values.iter().copied())?;
+    writer.finish()?;
+    Ok(bytes)
 }
 
 /// Reads back a file written by [`encode`] (either format).
+///
+/// # Errors
+/// If the file cannot be read, is neither a valid npz archive of float32 arrays nor a
+/// safetensors file of F32 tensors, naming the file and the member.
 pub fn decode(path: &Path) -> Result<TensorSet> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let from_le = |data: &[u8]| -> Vec<f32> {
@@ -185,15 +184,13 @@ pub fn decode(path: &Path) -> Result<TensorSet> {
             let name = file.name()?.trim_end_matches(".npy").to_string();
             let mut data = Vec::new();
             file.read_to_end(&mut data)?;
-            let (shape, offset) = parse_npy_header(&data)
-                .with_context(|| format!("{}: member {name}", path.display()))?;
-            set.insert(
-                name,
-                NamedTensor {
-                    shape,
-                    values: from_le(&data[offset..]),
-                },
-            );
+            let array = npyz::NpyFile::new(&data[..])
+                .with_context(|| format!("{}: member {name}: not an npy array", path.display()))?;
+            let shape = array.shape().iter().map(|&d| d as usize).collect();
+            let values = array.into_vec::<f32>().with_context(|| {
+                format!("{}: member {name}: not float32 values", path.display())
+            })?;
+            set.insert(name, NamedTensor { shape, values });
         }
         Ok(set)
     } else {
@@ -218,30 +215,6 @@ pub fn decode(path: &Path) -> Result<TensorSet> {
         }
         Ok(set)
     }
-}
-
-/// Shape and data offset of a float32 `.npy` array.
-fn parse_npy_header(data: &[u8]) -> Result<(Vec<usize>, usize)> {
-    if !data.starts_with(b"\x93NUMPY") || data.len() < 10 {
-        bail!("not an npy array");
-    }
-    let len = u16::from_le_bytes([data[8], data[9]]) as usize;
-    let header = std::str::from_utf8(data.get(10..10 + len).context("truncated npy header")?)?;
-    if !header.contains("'<f4'") {
-        bail!("not little-endian float32: {header}");
-    }
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .context("no shape in npy header")?;
-    let shape = shape
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().context("bad npy shape"))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((shape, 10 + len))
 }
 
 /// What [`export_run`] wrote.

@@ -97,6 +97,9 @@ pub fn bin_counts(values: &[f32], lo: f64, hi: f64, bins: usize) -> Vec<usize> {
 /// xi at 0) does not hide the rest. Empty bins are not drawn; values that are not finite are
 /// left out, and a figure without any value says so ([`no_data_svg`]).
 ///
+/// # Errors
+/// If plotters fails to draw (no font).
+///
 /// # Panics
 /// If `bins` is 0 (analysis settings are validated before).
 pub fn histogram_svg(
@@ -192,6 +195,9 @@ fn tick(v: &f64) -> String {
 
 /// A figure that says it has no data (every value missing or not finite), instead of axes
 /// over an empty or infinite range.
+///
+/// # Errors
+/// If plotters cannot draw the text (no font).
 pub fn no_data_svg(title: &str) -> Result<String> {
     let mut svg = String::new();
     {
@@ -215,6 +221,9 @@ pub fn no_data_svg(title: &str) -> Result<String> {
 /// Curves with error bars on linear axes. With `y_from_zero` the `y` axis starts at zero
 /// (errors, fractions), otherwise it spans the data (accuracies). Points that are not
 /// finite are left out; with none left the figure says so ([`no_data_svg`]).
+///
+/// # Errors
+/// If plotters fails to draw (no font).
 pub fn curves_svg(
     title: &str,
     x_label: &str,

@@ -9,141 +9,10 @@ use credit_train::write_atomic;
 
 use crate::analyze::{AnalysedRun, Analysis};
 use crate::classes::ConnectionClass;
-use crate::figures::{CurveSeries, HistogramSeries, curves_svg, histogram_svg};
-use crate::perturb::Curve;
 
-/// The fractions of very important and unimportant connections of every layer against the
-/// epoch, from `metrics.csv` (runs of earlier versions have none).
-fn classes_through_training(metrics: &[credit_train::EpochMetrics]) -> Result<Option<Figure>> {
-    let layers = metrics.iter().map(|m| m.layers.len()).min().unwrap_or(0);
-    if layers == 0 {
-        return Ok(None);
-    }
-    let epochs: Vec<f64> = metrics.iter().map(|m| m.epoch as f64).collect();
-    let mut series = Vec::new();
-    for l in 0..layers {
-        for (name, value) in [
-            (
-                "very important",
-                (|c: &credit_train::LayerClasses| c.very_important) as fn(&_) -> f64,
-            ),
-            ("unimportant", |c| c.unimportant),
-        ] {
-            series.push(CurveSeries {
-                label: format!("layer {}: {name}", l + 1),
-                x: epochs.clone(),
-                y: metrics
-                    .iter()
-                    .map(|m| 100.0 * value(&m.layers[l]))
-                    .collect(),
-                error: vec![0.0; epochs.len()],
-            });
-        }
-    }
-    Ok(Some(Figure {
-        file: "classes-through-training.svg".into(),
-        caption: "Connection classes through training: the percentage of very important \
-                  (pi = 0 and xi = 0 exactly) and unimportant (pi = 1 exactly) connections of \
-                  each layer after each epoch (metrics.csv; loose tolerances there too)."
-            .into(),
-        svg: curves_svg(
-            "Connection classes through training",
-            "epoch",
-            "connections (%)",
-            &series,
-            true,
-        )?,
-    }))
-}
+mod figures;
 
-/// A reliability diagram per way of predicting: the accuracy of each confidence bin against
-/// its mean confidence (empty bins left out), with the diagonal of perfect calibration.
-fn calibration_figures(a: &Analysis) -> Result<Vec<Figure>> {
-    a.calibration
-        .iter()
-        .map(|m| {
-            let filled: Vec<_> = m.calibration.bins.iter().filter(|b| b.count > 0).collect();
-            let series = [
-                CurveSeries {
-                    label: "perfectly calibrated".into(),
-                    x: vec![0.0, 1.0],
-                    y: vec![0.0, 1.0],
-                    error: vec![0.0, 0.0],
-                },
-                CurveSeries {
-                    label: format!("{} (ECE {:.4})", m.mode, m.calibration.ece),
-                    x: filled.iter().map(|b| b.confidence).collect(),
-                    y: filled.iter().map(|b| b.accuracy).collect(),
-                    error: vec![0.0; filled.len()],
-                },
-            ];
-            let slug: String = m
-                .mode
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .collect();
-            Ok(Figure {
-                file: format!("reliability-{slug}.svg"),
-                caption: format!(
-                    "Reliability diagram of the {}: accuracy against confidence in {} equal-width bins (NLL {:.4}, Brier {:.4}, ECE {:.4}).",
-                    m.mode,
-                    m.calibration.bins.len(),
-                    m.calibration.nll,
-                    m.calibration.brier,
-                    m.calibration.ece
-                ),
-                svg: curves_svg(
-                    &format!("Reliability: {}", m.mode),
-                    "confidence (max probability)",
-                    "accuracy",
-                    &series,
-                    true,
-                )?,
-            })
-        })
-        .collect()
-}
-
-/// Histograms of each out-of-distribution score, test images against the others.
-fn ood_figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
-    let Some(ood) = &run.analysis.ood else {
-        return Ok(Vec::new());
-    };
-    run.ood_scores
-        .iter()
-        .map(|score| {
-            let inside: Vec<f32> = score.inside.iter().map(|&v| v as f32).collect();
-            let outside: Vec<f32> = score.outside.iter().map(|&v| v as f32).collect();
-            let series = [
-                HistogramSeries {
-                    label: "test images".into(),
-                    values: &inside,
-                },
-                HistogramSeries {
-                    label: "out of distribution".into(),
-                    values: &outside,
-                },
-            ];
-            let slug = score.score.replace(' ', "-");
-            Ok(Figure {
-                file: format!("ood-{slug}.svg"),
-                caption: format!(
-                    "{} of the test images and of {} (AUROC {:.3}, AUPR {:.3}).",
-                    score.score,
-                    ood.data.display(),
-                    score.auroc,
-                    score.aupr
-                ),
-                svg: histogram_svg(
-                    &format!("Out of distribution: {}", score.score),
-                    &score.score,
-                    &series,
-                    run.analysis.config.bins,
-                )?,
-            })
-        })
-        .collect()
-}
+pub use figures::figures;
 
 /// One figure: file name, caption, SVG text.
 pub struct Figure {
@@ -153,118 +22,6 @@ pub struct Figure {
     pub caption: String,
     /// The SVG document.
     pub svg: String,
-}
-
-/// Draws every figure of an analysis.
-pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
-    let a = &run.analysis;
-    let bins = a.config.bins;
-    let mut figures = Vec::new();
-    for (l, (_, weights)) in run.deterministic_weights.iter().enumerate() {
-        let series = [HistogramSeries {
-            label: "w".into(),
-            values: weights,
-        }];
-        figures.push(Figure {
-            file: format!("layer{}-weights.svg", l + 1),
-            caption: format!("Layer {}: weights of the deterministic network.", l + 1),
-            svg: histogram_svg(
-                &format!("Layer {}: weights", l + 1),
-                "weight w",
-                &series,
-                bins,
-            )?,
-        });
-    }
-    for (l, p) in run.params.iter().enumerate() {
-        let n = l + 1;
-        for (name, values, axis, note) in [
-            (
-                "pi",
-                &p.pi,
-                "spike probability pi",
-                "mass at pi = 0 and pi = 1 is exact",
-            ),
-            ("xi", &p.xi, "slab variance xi", "mass at xi = 0 is exact"),
-            ("m", &p.m, "slab mean m", "all connections"),
-        ] {
-            let series = [HistogramSeries {
-                label: name.into(),
-                values,
-            }];
-            figures.push(Figure {
-                file: format!("layer{n}-{name}.svg"),
-                caption: format!("Layer {n}: distribution of {name} ({note})."),
-                svg: histogram_svg(&format!("Layer {n}: {name}"), axis, &series, bins)?,
-            });
-        }
-        let classes = p.classes(a.config.tolerance);
-        let by_class: Vec<(ConnectionClass, Vec<f32>)> = ConnectionClass::ALL
-            .iter()
-            .map(|&c| {
-                let values = (0..p.len())
-                    .filter(|&k| classes[k] == c)
-                    .map(|k| p.m[k])
-                    .collect();
-                (c, values)
-            })
-            .collect();
-        let series: Vec<HistogramSeries> = by_class
-            .iter()
-            .map(|(c, v)| HistogramSeries {
-                label: c.label().into(),
-                values: v,
-            })
-            .collect();
-        figures.push(Figure {
-            file: format!("layer{n}-m-by-class.svg"),
-            caption: format!("Layer {n}: slab mean m within each class of connection."),
-            svg: histogram_svg(
-                &format!("Layer {n}: m by class"),
-                "slab mean m",
-                &series,
-                bins,
-            )?,
-        });
-    }
-    if let Some(figure) = classes_through_training(&run.metrics)? {
-        figures.push(figure);
-    }
-    figures.extend(calibration_figures(a)?);
-    figures.extend(ood_figures(run)?);
-    for p in &a.perturbation {
-        let n = p.layer;
-        let series = |label: &str, c: &Curve| CurveSeries {
-            label: label.to_string(),
-            x: c.fractions.clone(),
-            y: c.error_mean_pct.clone(),
-            error: c.error_sd_pct.clone(),
-        };
-        let all = [
-            series("very important removed", &p.very_important_removed),
-            series("as many variable removed", &p.variable_removed),
-            series(
-                "unimportant given N(0,1) weights",
-                &p.unimportant_randomised,
-            ),
-        ];
-        figures.push(Figure {
-            file: format!("layer{n}-perturbation.svg"),
-            caption: format!(
-                "Layer {n}: test error of sampled networks against the perturbed fraction f \
-                 (mean and sd over {} sampled networks).",
-                a.config.repetitions
-            ),
-            svg: curves_svg(
-                &format!("Layer {n}: targeted perturbation"),
-                "fraction f of the class perturbed",
-                "test error (%)",
-                &all,
-                true,
-            )?,
-        });
-    }
-    Ok(figures)
 }
 
 /// CSV tables: `(file name, contents)`.
@@ -534,7 +291,12 @@ pub(crate) fn write_files(
         .collect()
 }
 
-/// Writes everything into `out` and returns the paths written.
+/// Writes everything into `out` and returns the paths written: figures, tables and
+/// `report.html` first, `analysis.json` last (its presence means the report is complete).
+///
+/// # Errors
+/// If a figure cannot be drawn or a file written, naming it; or a number in the analysis is
+/// not finite.
 pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
     let figures = figures(run)?;
     let mut files: Vec<(String, Vec<u8>)> = tables(&run.analysis)

@@ -123,7 +123,11 @@ fn analysis_settings(path: &Option<PathBuf>) -> Result<AnalysisConfig> {
     }
 }
 
-/// `credit sweep`.
+/// `credit sweep`: plans, runs, reports on or submits a sweep.
+///
+/// # Errors
+/// If the config, the plan or the analysis settings are invalid, a run fails, or SLURM
+/// refuses the job array.
 pub fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
     let dir = match (&args.config, &args.common.dir) {
         (Some(config), _) => {
@@ -143,7 +147,10 @@ pub fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
     act(&dir, &args.common)
 }
 
-/// `credit reproduce`.
+/// `credit reproduce`: the sweep of both of the authors' protocols.
+///
+/// # Errors
+/// As [`run_sweep`].
 pub fn run_reproduce(args: ReproduceArgs) -> Result<ExitCode> {
     let dir = match &args.common.dir {
         Some(dir) => dir.clone(),

@@ -29,6 +29,11 @@ pub struct IdxArray {
 /// Checks the magic, the type code, that no dimension is zero and that the file holds exactly
 /// the number of values its header announces. `expected_rank` (3 for images, 1 for labels)
 /// is checked too.
+///
+/// # Errors
+/// [`DataError`] naming the file: missing, unreadable, not gzip when named `.gz`, a bad
+/// magic, type or rank, a header announcing more than the file holds or more than memory
+/// allows.
 pub fn read_idx(path: &Path, expected_rank: usize) -> Result<IdxArray, DataError> {
     let bytes = read_maybe_gz(path)?;
     parse_idx(&bytes, expected_rank).map_err(|message| DataError::invalid(path, message))

@@ -67,6 +67,9 @@ impl SpikeSlabNet {
     /// - input: `[batch, sizes[0]]`
     /// - eps\[l\]: `[batch, sizes[l + 1]]`
     /// - output: `[batch, sizes.last()]`
+    ///
+    /// # Panics
+    /// If `eps` does not hold one tensor per layer.
     pub fn forward_with_eps(&self, input: Tensor<2>, eps: &[Tensor<2>]) -> Tensor<2> {
         assert_eq!(eps.len(), self.layers.len(), "one eps tensor per layer");
         chain(&self.layers, input, |i, layer, x| {

@@ -14,6 +14,11 @@
 //! - [`noise`]: the standard-normal noise, drawn on the host from a key.
 
 #![deny(missing_docs)]
+// Built without a backend feature, the operations have no implementation to use their arguments.
+#![cfg_attr(
+    not(any(feature = "flex", feature = "ndarray", feature = "wgpu")),
+    allow(unused_variables)
+)]
 
 #[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
 pub mod adamw;

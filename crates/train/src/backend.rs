@@ -52,7 +52,10 @@ impl BackendKind {
         }
     }
 
-    /// The backend's default device (no autodiff), or an error if it is not compiled in.
+    /// The backend's default device (no autodiff).
+    ///
+    /// # Errors
+    /// If this build does not contain the backend ([`BackendError::NotCompiled`]).
     pub fn device(self) -> Result<Device, BackendError> {
         match self {
             #[cfg(feature = "flex")]

@@ -26,22 +26,12 @@ use crate::display::{Display, Progress};
 use crate::evaluate::{set_loss_and_accuracy, test_accuracies};
 use crate::failpoint;
 use crate::files::{write_atomic, write_json};
-use crate::lock::LOCK_FILE;
 use crate::metrics::{EpochMetrics, LayerClasses};
 use crate::optimizer::{learning_rate, optimizer_for};
+use crate::resume::{Start, fresh_run, resume_point};
 use crate::run::{CONFIG_FILE, MODEL_FILE, RunDir, RunSummary, SUMMARY_FILE};
 use crate::runtime::compute;
 use crate::stop::StopSignal;
-
-/// The keys `--resume` may change: they do not change what the epochs already trained
-/// computed. `data.dir` (`data.path`) may move if the images there are the same.
-pub const RESUMABLE_KEYS: [&str; 5] = [
-    "train.epochs",
-    "train.keep_checkpoints",
-    "train.checkpoint_every",
-    "data.dir",
-    "data.path",
-];
 
 /// How a training run is launched.
 #[derive(Debug, Clone)]
@@ -117,26 +107,12 @@ pub fn load_data(config: &RunConfig) -> Result<Splits> {
     Ok(splits)
 }
 
-/// Where a training session starts.
-struct Start {
-    /// Epochs already trained (0 for a fresh run).
-    epoch: usize,
-    /// The model and optimizer records of that epoch's checkpoint.
-    records: Option<(burn::tensor::Bytes, burn::tensor::Bytes)>,
-    /// The rows of `metrics.csv` up to that epoch.
-    rows: Vec<EpochMetrics>,
-    /// The data fingerprint the checkpoint was trained on.
-    data: Option<String>,
-    /// The backend the checkpoint was trained on.
-    backend: Option<String>,
-}
-
 /// Trains `config` into `run` and, once every epoch is trained, evaluates the final model
 /// and writes it with the summary.
 ///
 /// A fresh run needs an empty or absent directory. With `options.resume`, training continues
 /// after the latest intact checkpoint (damaged newer ones are reported on stderr and
-/// skipped); `config` may differ from the run's only in [`RESUMABLE_KEYS`]. A run whose last
+/// skipped); `config` may differ from the run's only in [`RESUMABLE_KEYS`](crate::RESUMABLE_KEYS). A run whose last
 /// epoch is checkpointed but whose final files are missing is finished by writing them. The
 /// run folder is locked for the whole call.
 ///
@@ -233,129 +209,6 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-/// Checks that a fresh run may use the folder: empty but for its lock and what a start
-/// killed before its first checkpoint leaves (checkpoint records without a state file, which
-/// are removed).
-fn fresh_run(run: &RunDir) -> Result<()> {
-    let checkpoints = run.checkpoints();
-    if checkpoints.epochs().is_empty() && !checkpoints.has_legacy_records() {
-        checkpoints.prune(|_| false)?;
-        let _ = std::fs::remove_dir(checkpoints.dir());
-    }
-    let occupied = std::fs::read_dir(run.path()).is_ok_and(|entries| {
-        entries
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_name() != LOCK_FILE)
-    });
-    if occupied {
-        bail!(
-            "{} is not empty: choose another --out, or --resume to continue that run",
-            run.path().display()
-        );
-    }
-    Ok(())
-}
-
-/// Where `--resume` starts: the latest intact checkpoint, if `config` may continue it.
-fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
-    let path = run.path().display();
-    let checkpoints = run.checkpoints();
-    if !run.exists() && checkpoints.epochs().is_empty() {
-        bail!("--resume: {path} holds no run (no {CONFIG_FILE}, no checkpoint)");
-    }
-    let (latest, damaged) = checkpoints.latest_intact();
-    for d in &damaged {
-        eprintln!(
-            "warning: the checkpoint of epoch {} is damaged and is not used: {}",
-            d.epoch, d.reason
-        );
-    }
-    let Some((state, model, optimizer)) = latest else {
-        if checkpoints.has_legacy_records() {
-            bail!(
-                "--resume: {} was written by an earlier version of credit (no state files) and cannot be resumed; start a new run",
-                checkpoints.dir().display()
-            );
-        }
-        // Nothing trained yet to keep: the run starts again from its seed, as it began.
-        if run.exists() {
-            check_resumable(config, &run.config()?, 0, run)?;
-        }
-        fresh_run_leftovers(run)?;
-        if !damaged.is_empty() {
-            eprintln!("warning: no intact checkpoint; {path} starts again from epoch 0");
-        }
-        return Ok(Start {
-            epoch: 0,
-            records: None,
-            rows: Vec::new(),
-            data: None,
-            backend: None,
-        });
-    };
-    if !damaged.is_empty() {
-        eprintln!("warning: resuming {path} from epoch {}", state.epoch);
-    }
-    check_resumable(config, &state.config, state.epoch, run)?;
-    if state.epoch == config.train.epochs && run.is_complete() && run.file(MODEL_FILE).is_file() {
-        bail!(
-            "{path} already holds epoch {} of train.epochs = {}; raise it with --set train.epochs=N to continue",
-            state.epoch,
-            config.train.epochs
-        );
-    }
-    let rows = state
-        .metrics
-        .iter()
-        .filter(|row| row.epoch <= state.epoch)
-        .cloned()
-        .collect();
-    Ok(Start {
-        epoch: state.epoch,
-        records: Some((model, optimizer)),
-        rows,
-        data: Some(state.data),
-        backend: state.backend,
-    })
-}
-
-/// Removes what a run stopped before its first checkpoint left in `checkpoint/`: records
-/// without a state file, and damaged checkpoints no longer of use.
-fn fresh_run_leftovers(run: &RunDir) -> Result<()> {
-    run.checkpoints().prune(|_| false)
-}
-
-/// Fails unless `config` differs from `trained` (what the run's `epoch` epochs were trained
-/// with) only in [`RESUMABLE_KEYS`] and still covers those epochs.
-fn check_resumable(
-    config: &RunConfig,
-    trained: &RunConfig,
-    epoch: usize,
-    run: &RunDir,
-) -> Result<()> {
-    let refused: Vec<String> = config
-        .differences(trained)
-        .into_iter()
-        .filter(|(key, _, _)| !RESUMABLE_KEYS.contains(&key.as_str()))
-        .map(|(key, was, now)| format!("{key} (trained with {was}, now {now})"))
-        .collect();
-    if !refused.is_empty() {
-        bail!(
-            "--resume cannot change {} of {}: the epochs trained so far used the old values. Only {} may change on resume; start a new run for other settings",
-            refused.join(", "),
-            run.path().display(),
-            RESUMABLE_KEYS.join(", ")
-        );
-    }
-    ensure!(
-        config.train.epochs >= epoch,
-        "--resume: {} already trained {epoch} epochs, more than train.epochs = {}",
-        run.path().display(),
-        config.train.epochs
-    );
-    Ok(())
 }
 
 /// What every epoch of a session shares.

@@ -110,6 +110,9 @@ pub fn summarise(
 }
 
 /// Writes `sweep.json`, `sweep.csv`, the comparison figures and `report.html` into `out`.
+///
+/// # Errors
+/// If a figure cannot be drawn or a file written, naming it.
 pub fn write_sweep_report(
     summaries: &[SettingSummary],
     x_label: &str,
