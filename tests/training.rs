@@ -306,7 +306,17 @@ fn a_damaged_newest_checkpoint_is_named_and_the_intact_one_is_used() {
             "{what}: {}",
             damaged[0].reason
         );
+        let remaining: Vec<String> = ["model-3.bpk", "optim-3.bpk", "state-3.json"]
+            .into_iter()
+            .filter(|f| run.checkpoints().dir().join(f).exists())
+            .map(String::from)
+            .collect();
         train(&config(4), &run, &resuming()).unwrap();
+        // The damaged checkpoint's files are moved aside, not deleted.
+        let aside = run.checkpoints().damaged_dir();
+        for file in &remaining {
+            assert!(aside.join(file).is_file(), "{what}: {file} not kept");
+        }
         assert_eq!(
             metrics_without_seconds(&run),
             metrics_without_seconds(&straight),

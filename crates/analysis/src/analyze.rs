@@ -318,7 +318,15 @@ fn analyze_here(
     };
     let mut ood_scores = Vec::new();
     if let Some(path) = &config.ood {
-        let report = ood_report(&model, &data.test, path, config.samples, seed, &device)?;
+        let report = ood_report(
+            &model,
+            &run_config,
+            &data.test,
+            path,
+            config.samples,
+            seed,
+            &device,
+        )?;
         ood_scores = report.scores.clone();
         analysis.ood = Some(report);
     }

@@ -21,9 +21,11 @@ pub struct OodReport {
     pub scores: Vec<OodScore>,
 }
 
-/// Loads `path`'s images for `model`'s input and scores them against `test`.
+/// Loads `path`'s images for `model`'s input, in the units of the run's training images
+/// (see `predict::fit_inputs`), and scores them against `test`.
 pub(crate) fn ood_report(
     model: &credit_model::Classifier,
+    config: &credit_train::RunConfig,
     test: &credit_data::ImageSet,
     path: &Path,
     samples: usize,
@@ -32,7 +34,8 @@ pub(crate) fn ood_report(
 ) -> Result<OodReport> {
     let inputs = credit_data::load_inputs(path, test.features(), false)
         .with_context(|| format!("out-of-distribution data {}", path.display()))?;
-    let outside = inputs.images.with_scale(test.scale());
+    let on_bytes = matches!(test.stored(), credit_data::Pixels::Bytes(_));
+    let outside = crate::predict::fit_inputs(inputs, path, config, on_bytes)?;
     Ok(OodReport {
         data: path.to_path_buf(),
         images: outside.len(),
@@ -75,8 +78,8 @@ pub struct EvalReport {
 pub struct EvalOptions {
     /// Sub-networks to sample (0: none, and one for the calibration and OOD ensemble).
     pub samples: usize,
-    /// Seed of every draw.
-    pub seed: u64,
+    /// Seed of every draw (default: the run's seed).
+    pub seed: Option<u64>,
     /// The checkpoint of this epoch instead of the final model.
     pub epoch: Option<usize>,
     /// Confidence bins of the expected calibration error.
@@ -92,7 +95,7 @@ impl Default for EvalOptions {
     fn default() -> Self {
         Self {
             samples: 20,
-            seed: 0,
+            seed: None,
             epoch: None,
             bins: 15,
             ood: None,
@@ -145,8 +148,8 @@ fn evaluate_one(
     backend: BackendKind,
     expected_test: Option<&credit_data::ImageSet>,
 ) -> Result<EvalReport> {
-    let (samples, seed) = (options.samples, options.seed);
     let config = run.config()?;
+    let (samples, seed) = (options.samples, options.seed.unwrap_or(config.seed));
     let device = backend.device()?;
     let model = run.load_model(&config, &device, epoch)?;
     let data = load_data(&config)?;
@@ -155,9 +158,11 @@ fn evaluate_one(
             expected.len() == data.test.len()
                 && expected.features() == data.test.features()
                 && expected.labels() == data.test.labels(),
-            "its test images are not the evaluated run's ({} against {} images): compare runs on the same data",
+            "its test images ({} of {} pixels) are not the evaluated run's ({} of {}): compare runs on the same data",
             data.test.len(),
-            expected.len()
+            data.test.features(),
+            expected.len(),
+            expected.features()
         );
     }
     let root = Seed::new(seed);
@@ -181,7 +186,7 @@ fn evaluate_one(
     let calibration = calibrations(&model, &data.test, ensemble, options.bins, root, &device);
     let ood = match &options.ood {
         Some(path) => Some(ood_report(
-            &model, &data.test, path, ensemble, root, &device,
+            &model, &config, &data.test, path, ensemble, root, &device,
         )?),
         None => None,
     };

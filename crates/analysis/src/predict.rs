@@ -9,7 +9,7 @@ use credit_model::{Classifier, Noise, Seed, Stream};
 use credit_train::EVAL_ROWS;
 use serde::{Deserialize, Serialize};
 
-use crate::uncertainty::{Calibration, Prediction, aupr, auroc, calibration, predict};
+use crate::uncertainty::{Calibration, EnsembleSums, Prediction, aupr, auroc, calibration};
 
 /// Which members make a prediction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,59 +70,53 @@ fn probabilities(
     out
 }
 
-/// The members' probabilities on `images`, each row-major `[N, classes]`: `samples`
-/// sub-networks (member `k` drawn from `seed.stream(Subnetworks).child(k)`, as `credit eval`
-/// draws them), `samples` mean-field passes (noise from `seed.stream(Prediction).child(k)`),
-/// or the mean network. A deterministic network is its own one member.
-pub fn member_probabilities(
+/// The ensemble of `mode` on `images`: `samples` sub-networks (member `k` drawn from
+/// `seed.stream(Subnetworks).child(k)`, as `credit eval` draws them), `samples` mean-field
+/// passes (noise from `seed.stream(Prediction).child(k)`), or the mean network; a
+/// deterministic network is its own one member. Each member's probabilities (`[N, classes]`
+/// row-major) are passed to `on_member` with its index, then summed: memory stays
+/// `O(N · classes)` whatever the number of members.
+pub fn ensemble(
     model: &Classifier,
     images: &ImageSet,
     mode: Mode,
     samples: usize,
     seed: Seed,
     device: &Device,
-) -> Vec<Vec<f32>> {
-    let Some(net) = model.spike_slab() else {
-        return vec![probabilities(images, device, &|x, _| {
-            model.forward(x, Noise::Off)
-        })];
+    on_member: &mut dyn FnMut(usize, &[f32]),
+) -> EnsembleSums {
+    let classes = model.sizes().last().copied().unwrap_or(0);
+    let mut sums = EnsembleSums::new(images.len(), classes);
+    let mut add = |k: usize, p: Vec<f32>| {
+        on_member(k, &p);
+        sums.add(&p);
     };
-    match mode {
-        Mode::Ensemble => (0..samples)
-            .map(|k| {
+    match (model.spike_slab(), mode) {
+        (None, _) => add(
+            0,
+            probabilities(images, device, &|x, _| model.forward(x, Noise::Off)),
+        ),
+        (Some(net), Mode::Ensemble) => {
+            for k in 0..samples {
                 let sub = net.sample_network(seed.stream(Stream::Subnetworks).child(k as u64));
-                probabilities(images, device, &|x, _| sub.forward(x))
-            })
-            .collect(),
-        Mode::MeanField => (0..samples)
-            .map(|k| {
+                add(k, probabilities(images, device, &|x, _| sub.forward(x)));
+            }
+        }
+        (Some(net), Mode::MeanField) => {
+            for k in 0..samples {
                 let noise = seed.stream(Stream::Prediction).child(k as u64);
-                probabilities(images, device, &|x, chunk| {
+                let p = probabilities(images, device, &|x, chunk| {
                     net.forward(x, Noise::Sampled(noise.child(chunk as u64)))
-                })
-            })
-            .collect(),
-        Mode::MeanNetwork => vec![probabilities(images, device, &|x, _| {
-            net.forward(x, Noise::Off)
-        })],
+                });
+                add(k, p);
+            }
+        }
+        (Some(net), Mode::MeanNetwork) => add(
+            0,
+            probabilities(images, device, &|x, _| net.forward(x, Noise::Off)),
+        ),
     }
-}
-
-/// The ensemble prediction of every image from its members' probabilities.
-///
-/// # Panics
-/// If `members` is empty or they differ in length.
-pub fn predictions(members: &[Vec<f32>], images: usize) -> Vec<Prediction> {
-    let classes = members[0].len() / images.max(1);
-    (0..images)
-        .map(|i| {
-            let rows: Vec<&[f32]> = members
-                .iter()
-                .map(|m| &m[i * classes..(i + 1) * classes])
-                .collect();
-            predict(&rows)
-        })
-        .collect()
+    sums
 }
 
 /// The calibration of one way of predicting.
@@ -160,18 +154,25 @@ pub fn calibrations(
         net.forward(x, Noise::Sampled(evaluation.child(chunk as u64)))
     });
     let mean_network = probabilities(test, device, &|x, _| net.forward(x, Noise::Off));
-    let members = member_probabilities(model, test, Mode::Ensemble, samples, seed, device);
-    let mut ensemble = vec![0f32; members[0].len()];
-    for m in &members {
-        for (e, &p) in ensemble.iter_mut().zip(m) {
-            *e += p / members.len() as f32;
-        }
-    }
+    let mut first = Vec::new();
+    let sums = ensemble(
+        model,
+        test,
+        Mode::Ensemble,
+        samples,
+        seed,
+        device,
+        &mut |k, p| {
+            if k == 0 {
+                first = p.to_vec();
+            }
+        },
+    );
     vec![
         of("mean-field", &mean_field),
         of("mean network", &mean_network),
-        of("one sampled network", &members[0]),
-        of(&format!("{samples}-ensemble"), &ensemble),
+        of("one sampled network", &first),
+        of(&format!("{samples}-ensemble"), &sums.mean_probabilities()),
     ]
 }
 
@@ -204,8 +205,16 @@ pub fn ood_scores(
     device: &Device,
 ) -> Vec<OodScore> {
     let predicted = |images: &ImageSet| {
-        let members = member_probabilities(model, images, Mode::Ensemble, samples, seed, device);
-        predictions(&members, images.len())
+        ensemble(
+            model,
+            images,
+            Mode::Ensemble,
+            samples,
+            seed,
+            device,
+            &mut |_, _| {},
+        )
+        .predictions()
     };
     let (a, b) = (predicted(test), predicted(outside));
     let mut scores: Vec<(&str, UncertaintyScore)> = vec![
@@ -233,6 +242,73 @@ pub fn ood_scores(
         .collect()
 }
 
+/// Whether the run's training images are stored as bytes (IDX, CIFAR-10, `uint8` npz) rather
+/// than floats.
+///
+/// # Errors
+/// If the run's `.npz` cannot be read.
+pub(crate) fn trained_on_bytes(config: &credit_train::RunConfig) -> anyhow::Result<bool> {
+    let source = config.data_source();
+    Ok(match source.format {
+        credit_data::Format::Npz => credit_data::npz_holds_bytes(&source.location, "x_train")?,
+        _ => true,
+    })
+}
+
+/// `inputs` (read from `path`) as the network of `config` saw its training images: the
+/// run's `data.pixel_scale` applies to them, and their layout must be the training data's.
+///
+/// # Errors
+/// If a fixed `data.pixel_scale` was set for bytes and the inputs are floats (or the other
+/// way round: the factor's units would be wrong), or a CIFAR-10 run is given channels-last
+/// images (`[32, 32, 3]`: the run takes the three colour planes first, `[3, 32, 32]`).
+pub(crate) fn fit_inputs(
+    inputs: credit_data::Inputs,
+    path: &std::path::Path,
+    config: &credit_train::RunConfig,
+    on_bytes: bool,
+) -> anyhow::Result<ImageSet> {
+    let shape = &inputs.image_shape;
+    if config.data.format == credit_data::Format::Cifar10
+        && shape.len() == 3
+        && shape[2] == 3
+        && shape[0] != 3
+    {
+        anyhow::bail!(
+            "{}: images of shape {shape:?} are channels-last; a CIFAR-10 run takes the colour planes first, [3, {}, {}] (numpy: x.transpose(0, 3, 1, 2))",
+            path.display(),
+            shape[0],
+            shape[1]
+        );
+    }
+    let is_bytes = matches!(inputs.images.stored(), credit_data::Pixels::Bytes(_));
+    let scale = config.data.pixel_scale;
+    let kind = |bytes: bool| if bytes { "bytes (uint8)" } else { "floats" };
+    if let credit_data::PixelScale::Factor(f) = scale {
+        anyhow::ensure!(
+            is_bytes == on_bytes,
+            "{}: its pixels are {}, but the run was trained on {} scaled by data.pixel_scale = {f}; give the images as {}",
+            path.display(),
+            kind(is_bytes),
+            kind(on_bytes),
+            kind(on_bytes)
+        );
+    } else if !is_bytes && on_bytes {
+        let (lo, hi) = (0..inputs.images.len())
+            .flat_map(|i| inputs.images.pixels(i))
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        if lo < 0.0 || hi > 1.0 {
+            eprintln!(
+                "warning: {}: float pixels range over [{lo}, {hi}], but the network was trained on bytes / 255, in [0, 1]: give bytes (uint8) or floats in [0, 1]",
+                path.display()
+            );
+        }
+    }
+    Ok(inputs.images.with_scale(scale))
+}
+
 /// One number per prediction, higher for inputs less like the training data.
 type UncertaintyScore = fn(&Prediction) -> f64;
 
@@ -243,8 +319,8 @@ pub struct PredictOptions {
     pub mode: Mode,
     /// Members of an ensemble or of mean-field passes.
     pub samples: usize,
-    /// Seed of the members.
-    pub seed: u64,
+    /// Seed of the members (default: the run's seed).
+    pub seed: Option<u64>,
     /// Invert picture brightness.
     pub invert: bool,
     /// The checkpoint of this epoch instead of the final model.
@@ -256,6 +332,9 @@ pub struct PredictOptions {
 pub struct NamedPrediction {
     /// The file (and index in it) the image came from.
     pub input: String,
+    /// The predicted class as a data-set label: the network's class plus the run's
+    /// `data.label_offset`.
+    pub label: i64,
     /// What the members say.
     #[serde(flatten)]
     pub prediction: Prediction,
@@ -287,8 +366,10 @@ pub fn predict_run(
     backend: credit_train::BackendKind,
 ) -> anyhow::Result<PredictReport> {
     anyhow::ensure!(
-        options.samples >= 1 || options.mode == Mode::MeanNetwork,
-        "--samples must be at least 1"
+        (1..=crate::analyze::MAX_SAMPLES).contains(&options.samples)
+            || options.mode == Mode::MeanNetwork,
+        "--samples must be between 1 and {}",
+        crate::analyze::MAX_SAMPLES
     );
     credit_train::compute(|| {
         let config = run.config()?;
@@ -296,29 +377,64 @@ pub fn predict_run(
         let model = run.load_model(&config, &device, options.epoch)?;
         let features = config.model.sizes[0];
         let inputs = credit_data::load_inputs(input, features, options.invert)?;
-        let images = inputs.images.with_scale(config.data.pixel_scale);
-        let seed = Seed::new(options.seed);
-        let members = member_probabilities(
+        let pictures = inputs.image_shape.len() == 2 && is_pictures(input);
+        if options.invert && !pictures {
+            eprintln!(
+                "warning: --invert applies to PNG/JPEG pictures only; {} is used as stored",
+                input.display()
+            );
+        }
+        let names = inputs.names.clone();
+        let images = fit_inputs(inputs, input, &config, trained_on_bytes(&config)?)?;
+        let seed = Seed::new(options.seed.unwrap_or(config.seed));
+        let sums = ensemble(
             &model,
             &images,
             options.mode,
             options.samples,
             seed,
             &device,
+            &mut |_, _| {},
         );
-        let predictions = predictions(&members, images.len())
+        let predictions = sums
+            .predictions()
             .into_iter()
-            .zip(inputs.names)
-            .map(|(prediction, input)| NamedPrediction { input, prediction })
+            .zip(names)
+            .map(|(prediction, input)| NamedPrediction {
+                input,
+                label: i64::try_from(prediction.predicted).unwrap_or(i64::MAX)
+                    + config.data.label_offset,
+                prediction,
+            })
             .collect();
         Ok(PredictReport {
             run: run.path().display().to_string(),
             mode: options.mode,
-            members: members.len(),
-            conversion: credit_data::RESIZE_METHOD.to_string(),
+            members: sums.members(),
+            conversion: if pictures {
+                let invert = if options.invert { ", inverted" } else { "" };
+                format!("{}{invert}", credit_data::RESIZE_METHOD)
+            } else {
+                "none: the stored pixels".to_string()
+            },
             predictions,
         })
     })
+}
+
+/// Whether `input` names PNG/JPEG pictures (a picture file, or a folder of them).
+fn is_pictures(input: &std::path::Path) -> bool {
+    let picture = |p: &std::path::Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+    };
+    if input.is_dir() {
+        std::fs::read_dir(input)
+            .is_ok_and(|entries| entries.filter_map(|e| e.ok()).any(|e| picture(&e.path())))
+    } else {
+        picture(input)
+    }
 }
 
 /// Writes predictions as CSV (`.csv`: one row per image, the probabilities as columns
@@ -328,7 +444,11 @@ pub fn predict_run(
 /// If the extension is neither, or the file cannot be written.
 pub fn write_predictions(report: &PredictReport, path: &std::path::Path) -> anyhow::Result<()> {
     use std::fmt::Write as _;
-    match path.extension().and_then(|e| e.to_str()) {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension.as_deref() {
         Some("json") => credit_train::write_json(path, report),
         Some("csv") => {
             let classes = report
@@ -336,7 +456,7 @@ pub fn write_predictions(report: &PredictReport, path: &std::path::Path) -> anyh
                 .first()
                 .map_or(0, |p| p.prediction.probabilities.len());
             let mut csv = String::from(
-                "input,predicted,predictive_entropy,expected_entropy,mutual_information,agreement",
+                "input,predicted,label,predictive_entropy,expected_entropy,mutual_information,agreement",
             );
             for c in 0..classes {
                 let _ = write!(csv, ",p{c}");
@@ -348,8 +468,9 @@ pub fn write_predictions(report: &PredictReport, path: &std::path::Path) -> anyh
                 // `{:?}`: shortest round-trip form, with an exponent for tiny values.
                 let _ = write!(
                     csv,
-                    "\"{name}\",{},{:?},{:?},{:?},{:?}",
+                    "\"{name}\",{},{},{:?},{:?},{:?},{:?}",
                     q.predicted,
+                    p.label,
                     q.predictive_entropy,
                     q.expected_entropy,
                     q.mutual_information,
@@ -363,5 +484,62 @@ pub fn write_predictions(report: &PredictReport, path: &std::path::Path) -> anyh
             credit_train::write_atomic(path, csv.as_bytes())
         }
         _ => anyhow::bail!("{}: --out must end in .csv or .json", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credit_data::{Inputs, Pixels};
+    use std::path::Path;
+
+    fn config(text: &str) -> credit_train::RunConfig {
+        credit_train::RunConfig::parse(text, &[]).unwrap()
+    }
+
+    fn inputs(pixels: Pixels, image_shape: Vec<usize>) -> Inputs {
+        let features = image_shape.iter().product();
+        Inputs {
+            images: ImageSet::new(features, pixels, vec![0], 10),
+            names: vec!["0".into()],
+            image_shape,
+        }
+    }
+
+    #[test]
+    fn inputs_unlike_the_training_data_are_refused_naming_the_file() {
+        let path = Path::new("x.npy");
+        // A fixed byte factor would misscale floats (and a float factor bytes).
+        let scaled = config("[model]\nsizes = [4, 2]\n[data]\ndir = \"d\"\npixel_scale = 0.5\n");
+        let floats = || inputs(Pixels::Floats(vec![0.5; 4].into()), vec![2, 2]);
+        let bytes = || inputs(Pixels::Bytes(vec![3u8; 4].into()), vec![2, 2]);
+        let error = fit_inputs(floats(), path, &scaled, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("x.npy") && error.contains("data.pixel_scale = 0.5"),
+            "{error}"
+        );
+        assert!(fit_inputs(bytes(), path, &scaled, false).is_err());
+        assert_eq!(
+            fit_inputs(bytes(), path, &scaled, true).unwrap().pixels(0),
+            [1.5; 4]
+        );
+        // Automatic scaling takes either kind.
+        let auto = config("[model]\nsizes = [4, 2]\n[data]\ndir = \"d\"\n");
+        assert_eq!(
+            fit_inputs(floats(), path, &auto, true).unwrap().pixels(0),
+            [0.5; 4]
+        );
+        // CIFAR-10 runs take the colour planes first; channels-last arrays are refused.
+        let cifar =
+            config("[model]\nsizes = [3072, 2]\n[data]\nformat = \"cifar10\"\ndir = \"d\"\n");
+        let last = inputs(Pixels::Bytes(vec![0u8; 3072].into()), vec![32, 32, 3]);
+        let error = fit_inputs(last, path, &cifar, true)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("channels-last"), "{error}");
+        let first = inputs(Pixels::Bytes(vec![0u8; 3072].into()), vec![3, 32, 32]);
+        assert!(fit_inputs(first, path, &cifar, true).is_ok());
     }
 }

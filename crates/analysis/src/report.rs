@@ -312,5 +312,19 @@ pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
         "analysis.json".to_string(),
         credit_train::files::to_json(&run.analysis)?.into_bytes(),
     ));
+    // A report written again: figures of the earlier analysis that this one does not have
+    // (a mode or an OOD score fewer) would otherwise stay beside it. analysis.json goes first,
+    // so that the folder does not look complete while it is rewritten.
+    let _ = std::fs::remove_file(out.join("analysis.json"));
+    let current: std::collections::HashSet<&str> =
+        figures.iter().map(|f| f.file.as_str()).collect();
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".svg") && !current.contains(name.as_str()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     write_files(out, files, &figures)
 }

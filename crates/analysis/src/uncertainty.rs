@@ -18,9 +18,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Natural-log entropy of a probability vector (terms with `p = 0` contribute 0).
+/// Natural-log entropy of a probability vector (terms with `p = 0` contribute 0; never
+/// `-0`).
 pub fn entropy(p: &[f32]) -> f64 {
-    -p.iter()
+    0.0 - p
+        .iter()
         .map(|&x| f64::from(x))
         .filter(|&x| x > 0.0)
         .map(|x| x * x.ln())
@@ -58,30 +60,104 @@ pub struct Prediction {
 /// classes).
 ///
 /// # Panics
-/// If `members` is empty.
+/// If `members` is empty or they differ in length.
 pub fn predict(members: &[&[f32]]) -> Prediction {
     assert!(!members.is_empty(), "at least one member");
-    let classes = members[0].len();
-    let k = members.len() as f64;
-    let mut mean = vec![0f64; classes];
+    let mut sums = EnsembleSums::new(1, members[0].len());
     for p in members {
-        for (m, &x) in mean.iter_mut().zip(*p) {
-            *m += f64::from(x);
+        sums.add(p);
+    }
+    sums.prediction(0)
+}
+
+/// Running sums of an ensemble's members over `n` inputs: what [`Prediction`] needs, without
+/// keeping the members (memory `O(n · classes)` for any number of members).
+#[derive(Debug, Clone)]
+pub struct EnsembleSums {
+    classes: usize,
+    members: usize,
+    /// `Σ_k p_k`, `[n, classes]`.
+    probabilities: Vec<f64>,
+    /// `Σ_k H[p_k]`, `[n]`.
+    entropies: Vec<f64>,
+    /// Members whose own prediction is each class, `[n, classes]`.
+    votes: Vec<u32>,
+}
+
+impl EnsembleSums {
+    /// No members yet, for `n` inputs over `classes` classes.
+    pub fn new(n: usize, classes: usize) -> Self {
+        Self {
+            classes,
+            members: 0,
+            probabilities: vec![0.0; n * classes],
+            entropies: vec![0.0; n],
+            votes: vec![0; n * classes],
         }
     }
-    let probabilities: Vec<f32> = mean.iter().map(|&m| (m / k) as f32).collect();
-    let predicted = argmax(&probabilities);
-    let predictive_entropy = entropy(&probabilities);
-    let expected_entropy = members.iter().map(|p| entropy(p)).sum::<f64>() / k;
-    let agreement = members.iter().filter(|p| argmax(p) == predicted).count() as f64 / k;
-    Prediction {
-        predicted,
-        probabilities,
-        predictive_entropy,
-        expected_entropy,
-        // Rounding can make it a hair negative when the members agree.
-        mutual_information: (predictive_entropy - expected_entropy).max(0.0),
-        agreement,
+
+    /// Adds one member's probabilities, `[n, classes]` row-major.
+    ///
+    /// # Panics
+    /// If `member` is not `n · classes` long.
+    pub fn add(&mut self, member: &[f32]) {
+        assert_eq!(member.len(), self.probabilities.len(), "one row per input");
+        for (i, row) in member.chunks_exact(self.classes).enumerate() {
+            let at = i * self.classes;
+            for (sum, &p) in self.probabilities[at..at + self.classes]
+                .iter_mut()
+                .zip(row)
+            {
+                *sum += f64::from(p);
+            }
+            self.entropies[i] += entropy(row);
+            self.votes[at + argmax(row)] += 1;
+        }
+        self.members += 1;
+    }
+
+    /// Members added.
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
+    /// The mean probabilities `p̄`, `[n, classes]` row-major.
+    pub fn mean_probabilities(&self) -> Vec<f32> {
+        let k = self.members.max(1) as f64;
+        self.probabilities.iter().map(|&s| (s / k) as f32).collect()
+    }
+
+    /// The prediction for input `i`.
+    ///
+    /// # Panics
+    /// If no member was added or `i` is out of range.
+    pub fn prediction(&self, i: usize) -> Prediction {
+        assert!(self.members > 0, "at least one member");
+        let k = self.members as f64;
+        let at = i * self.classes;
+        let probabilities: Vec<f32> = self.probabilities[at..at + self.classes]
+            .iter()
+            .map(|&s| (s / k) as f32)
+            .collect();
+        let predicted = argmax(&probabilities);
+        let predictive_entropy = entropy(&probabilities);
+        let expected_entropy = self.entropies[i] / k;
+        Prediction {
+            predicted,
+            probabilities,
+            predictive_entropy,
+            expected_entropy,
+            // Rounding can make it a hair negative when the members agree.
+            mutual_information: (predictive_entropy - expected_entropy).max(0.0),
+            agreement: f64::from(self.votes[at + predicted]) / k,
+        }
+    }
+
+    /// The prediction for every input.
+    pub fn predictions(&self) -> Vec<Prediction> {
+        (0..self.entropies.len())
+            .map(|i| self.prediction(i))
+            .collect()
     }
 }
 
@@ -200,7 +276,7 @@ pub fn auroc(inside: &[f64], outside: &[f64]) -> f64 {
     let mut i = 0;
     while i < all.len() {
         let mut j = i;
-        while j < all.len() && all[j].0 == all[i].0 {
+        while j < all.len() && all[j].0.total_cmp(&all[i].0).is_eq() {
             j += 1;
         }
         let mid_rank = (i + j + 1) as f64 / 2.0;
@@ -230,7 +306,7 @@ pub fn aupr(inside: &[f64], outside: &[f64]) -> f64 {
     while i < all.len() {
         let mut j = i;
         let mut new = 0.0;
-        while j < all.len() && all[j].0 == all[i].0 {
+        while j < all.len() && all[j].0.total_cmp(&all[i].0).is_eq() {
             new += f64::from(u8::from(all[j].1));
             j += 1;
         }

@@ -41,7 +41,7 @@ enum Command {
     /// --ood, how well it tells other images from its test images.
     Eval(EvalArgs),
     /// Predict classes with uncertainty (predictive entropy, mutual information, agreement of
-    /// the sub-networks) for images in a .npy, IDX or PNG/JPEG files.
+    /// the sub-networks) for images in a .npy, .npz, IDX or PNG/JPEG files.
     Predict(PredictArgs),
     /// Analyse a run: connection classes, distributions, sub-networks, perturbation,
     /// entropy; writes analysis.json, CSV tables, SVG figures and report.html.
@@ -90,8 +90,8 @@ struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// Continue the run in --out from its latest intact checkpoint, with its saved config
-    /// (only train.epochs, train.keep_checkpoints, train.checkpoint_every and data.dir may
-    /// change); a run whose last epoch is trained is finished.
+    /// (only train.epochs, train.keep_checkpoints, train.checkpoint_every, data.dir and
+    /// data.path may change); a run whose last epoch is trained is finished.
     #[arg(long, requires = "out", conflicts_with = "config")]
     resume: bool,
     /// Plain per-epoch lines even on a terminal, instead of the progress bar.
@@ -109,12 +109,14 @@ struct EvalArgs {
     /// Evaluate the checkpoint of this epoch instead of the final model.
     #[arg(long)]
     epoch: Option<usize>,
-    /// Number of sub-networks to sample (0 skips them).
+    /// Sub-networks to sample: their accuracies, and the ensemble of the calibration and
+    /// OOD scores (0: no sub-network accuracies; calibration and OOD then use one).
     #[arg(long, default_value_t = 20)]
     samples: usize,
-    /// Seed of the noise and of the sampled sub-networks.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of the noise and of the sampled sub-networks. Default: the run's seed (the
+    /// mean-field accuracy then equals summary.json's).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Confidence bins of the expected calibration error.
     #[arg(long, default_value_t = 15)]
     bins: usize,
@@ -123,7 +125,7 @@ struct EvalArgs {
     #[arg(long, value_name = "PATH")]
     ood: Option<PathBuf>,
     /// A baseline run on the same data (e.g. model.kind = "deterministic") to evaluate the
-    /// same way and show beside: its calibration and its max-softmax OOD score.
+    /// same way and show beside: its calibration and OOD scores (max-softmax, entropy).
     #[arg(long, value_name = "RUN")]
     baseline: Option<PathBuf>,
     /// Print the result as JSON.
@@ -150,9 +152,9 @@ struct PredictArgs {
     /// Members of the ensemble (sub-networks or mean-field passes).
     #[arg(long, default_value_t = 20)]
     samples: usize,
-    /// Seed of the sampled members.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of the sampled members. Default: the run's seed.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Invert picture brightness (for dark digits on a light background; MNIST digits are
     /// light on dark).
     #[arg(long)]

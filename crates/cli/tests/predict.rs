@@ -198,8 +198,8 @@ fn predict_agrees_with_eval_and_reads_pictures_like_idx() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines[0].starts_with("input,predicted,predictive_entropy"));
-    assert_eq!(lines[1].split(',').count(), 6 + 10);
+    assert!(lines[0].starts_with("input,predicted,label,predictive_entropy"));
+    assert_eq!(lines[1].split(',').count(), 7 + 10);
 
     // Without --out: a table naming each input.
     let table = String::from_utf8(ok(credit(&[
@@ -231,7 +231,7 @@ fn bad_predict_inputs_are_errors_naming_the_file() {
         (vec!["--input", text_file.to_str().unwrap()], "notes.png"),
         (
             vec!["--input", "data/mnist", "--samples", "0"],
-            "--samples must be at least 1",
+            "--samples must be between 1 and",
         ),
         (
             vec!["--input", "data/mnist", "--out", "p.txt"],

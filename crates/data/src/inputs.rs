@@ -16,6 +16,9 @@ pub struct Inputs {
     pub images: ImageSet,
     /// One name per image.
     pub names: Vec<String>,
+    /// The shape of one image as stored (`[28, 28]`, `[32, 32, 3]`, ...; pictures
+    /// `[side, side]`).
+    pub image_shape: Vec<usize>,
 }
 
 /// How pictures become inputs: converted to grey (luma), resized to `side × side` with a
@@ -61,10 +64,11 @@ pub fn load_inputs(path: &Path, features: usize, invert: bool) -> Result<Inputs,
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if name.ends_with(".npy") {
-            named(crate::npz::read_npy_images(path)?, path)
+            let (images, shape) = crate::npz::read_npy_images(path)?;
+            named(images, shape, path)
         } else if name.ends_with(".npz") {
-            let splits = crate::npz::load_npz_images(path, "x_test")?;
-            named(splits, path)
+            let (images, shape) = crate::npz::load_npz_images(path, "x_test")?;
+            named(images, shape, path)
         } else {
             idx_images(path)?
         }
@@ -81,13 +85,17 @@ pub fn load_inputs(path: &Path, features: usize, invert: bool) -> Result<Inputs,
     Ok(inputs)
 }
 
-fn named(images: ImageSet, path: &Path) -> Inputs {
+fn named(images: ImageSet, image_shape: Vec<usize>, path: &Path) -> Inputs {
     let file = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let names = (0..images.len()).map(|i| format!("{file}[{i}]")).collect();
-    Inputs { images, names }
+    Inputs {
+        images,
+        names,
+        image_shape,
+    }
 }
 
 /// The images of an IDX images file `[N, rows, cols]`.
@@ -96,7 +104,7 @@ fn idx_images(path: &Path) -> Result<Inputs, DataError> {
     let n = array.dims[0];
     let features = array.dims[1] * array.dims[2];
     let images = ImageSet::new(features, Pixels::Bytes(array.data.into()), vec![0; n], 1);
-    Ok(named(images, path))
+    Ok(named(images, vec![array.dims[1], array.dims[2]], path))
 }
 
 /// The PNG and JPEG files of a folder, in name order.
@@ -104,7 +112,12 @@ fn pictures_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     let mut pictures: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_picture(p))
+        .filter(|p| {
+            let hidden = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            !hidden && p.is_file() && is_picture(p)
+        })
         .collect();
     pictures.sort();
     Ok(pictures)
@@ -130,7 +143,15 @@ fn pictures_set(files: &[PathBuf], features: usize, invert: bool) -> Result<Inpu
             .map_err(|e| DataError::io(file, e))?
             .decode()
             .map_err(|e| DataError::invalid(file, format!("not a readable picture ({e})")))?;
-        let grey = picture.to_luma8();
+        // Transparent parts show the background: dark for light-on-dark digits, light for
+        // dark-on-light ones (`invert`).
+        let background = if invert { 255.0 } else { 0.0 };
+        let with_alpha = picture.to_luma_alpha8();
+        let grey = image::GrayImage::from_fn(with_alpha.width(), with_alpha.height(), |x, y| {
+            let image::LumaA([luma, alpha]) = *with_alpha.get_pixel(x, y);
+            let a = f32::from(alpha) / 255.0;
+            image::Luma([(f32::from(luma) * a + background * (1.0 - a)).round() as u8])
+        });
         let grey = if grey.dimensions() == (side, side) {
             grey
         } else {
@@ -153,7 +174,11 @@ fn pictures_set(files: &[PathBuf], features: usize, invert: bool) -> Result<Inpu
         vec![0; names.len()],
         1,
     );
-    Ok(Inputs { images, names })
+    Ok(Inputs {
+        images,
+        names,
+        image_shape: vec![side as usize; 2],
+    })
 }
 
 #[cfg(test)]
@@ -184,5 +209,29 @@ mod tests {
             error.contains("not a square") && error.contains("a.png"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn transparent_pixels_show_the_background_and_hidden_files_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        // A fully transparent picture whose colour channels are black, beside a half
+        // transparent white one; the background is black, or white for dark-on-light (`invert`).
+        image::RgbaImage::from_pixel(2, 2, image::Rgba([0, 0, 0, 0]))
+            .save(dir.path().join("clear.png"))
+            .unwrap();
+        image::RgbaImage::from_pixel(2, 2, image::Rgba([255, 255, 255, 128]))
+            .save(dir.path().join("half.png"))
+            .unwrap();
+        // Hidden files (editor or macOS `._` copies) are not inputs, even when they end in .png.
+        std::fs::write(dir.path().join("._clear.png"), b"resource fork").unwrap();
+        let plain = load_inputs(dir.path(), 4, false).unwrap();
+        assert_eq!(plain.names, ["clear.png", "half.png"]);
+        assert_eq!(plain.images.pixels(0), [0.0; 4]);
+        let half = 128.0 / 255.0;
+        assert_eq!(plain.images.pixels(1), [half; 4]);
+        // Inverted: a clear picture on a white page is white, then inverted to 0.
+        let inverted = load_inputs(dir.path(), 4, true).unwrap();
+        assert_eq!(inverted.images.pixels(0), [0.0; 4]);
+        assert_eq!(inverted.images.pixels(1), [0.0; 4]);
     }
 }

@@ -8,7 +8,7 @@
 use std::io::{Read, Seek};
 use std::path::Path;
 
-use npyz::{DType, NpyFile, TypeChar};
+use npyz::{DType, NpyFile, Order, TypeChar};
 
 use crate::error::DataError;
 use crate::image_set::{ImageSet, Pixels};
@@ -31,23 +31,39 @@ fn kind(dtype: &DType) -> Option<(TypeChar, u64)> {
     }
 }
 
-/// Reads one `.npy` array (from a file or an archive member): its shape and values.
-fn read_array<R: Read>(npy: NpyFile<R>, what: &str) -> Result<(Vec<usize>, Values), String> {
+/// Reads one `.npy` array (from a file or an archive member of `available` bytes): its shape
+/// and values.
+fn read_array<R: Read>(
+    npy: NpyFile<R>,
+    what: &str,
+    available: u64,
+) -> Result<(Vec<usize>, Values), String> {
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let dtype = npy.dtype();
     let (type_char, size) =
         kind(&dtype).ok_or_else(|| format!("{what}: a structured dtype is not supported"))?;
+    if npy.order() == Order::Fortran {
+        return Err(format!(
+            "{what}: stored in Fortran (column-major) order, which would scramble the pixels; save it in C order (numpy.ascontiguousarray)"
+        ));
+    }
     let count = npy
         .shape()
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d));
     match count.and_then(|c| c.checked_mul(size)) {
-        Some(bytes) if bytes <= MAX_ARRAY_BYTES => {}
-        _ => {
+        Some(bytes) if bytes > MAX_ARRAY_BYTES => {
             return Err(format!(
                 "{what}: shape {shape:?} is larger than {MAX_ARRAY_BYTES} bytes"
             ));
         }
+        Some(bytes) if bytes > available => {
+            return Err(format!(
+                "{what}: its header announces {bytes} bytes of values (shape {shape:?}), but only {available} bytes follow: the file is truncated"
+            ));
+        }
+        Some(_) => {}
+        None => return Err(format!("{what}: shape {shape:?} overflows")),
     }
     let read = |e: std::io::Error| format!("{what}: cannot read its values ({e})");
     let values = match (type_char, size) {
@@ -75,7 +91,8 @@ fn read_array<R: Read>(npy: NpyFile<R>, what: &str) -> Result<(Vec<usize>, Value
         ),
         _ => {
             return Err(format!(
-                "{what}: dtype {dtype:?} is not supported (images: uint8, float32, float64; labels: integers)"
+                "{what}: dtype {} is not supported (images: uint8, float32, float64; labels: integers)",
+                dtype.descr()
             ));
         }
     };
@@ -84,6 +101,36 @@ fn read_array<R: Read>(npy: NpyFile<R>, what: &str) -> Result<(Vec<usize>, Value
 
 fn ints<T: Into<i64>>(values: Vec<T>) -> Vec<i64> {
     values.into_iter().map(Into::into).collect()
+}
+
+/// The whole of an `.npy` (a file or an archive member), refusing more than
+/// [`MAX_ARRAY_BYTES`] plus a header before anything is allocated for it.
+fn read_bounded(reader: impl Read, what: &str) -> Result<Vec<u8>, String> {
+    let limit = MAX_ARRAY_BYTES + (1 << 20);
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{what}: cannot be read ({e})"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{what}: larger than {MAX_ARRAY_BYTES} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// The bytes after an `.npy`'s header: magic (6), version (2), header length (2 bytes in
+/// version 1, 4 in versions 2 and 3), header.
+fn values_available(npy: &[u8]) -> u64 {
+    let header = match npy.get(6) {
+        Some(1) => npy
+            .get(8..10)
+            .map(|b| 10 + u64::from(u16::from_le_bytes([b[0], b[1]]))),
+        Some(_) => npy
+            .get(8..12)
+            .map(|b| 12 + u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        None => None,
+    };
+    (npy.len() as u64).saturating_sub(header.unwrap_or(npy.len() as u64))
 }
 
 /// Images from an array `[N, ...]`: the count, the pixels per image and the pixels.
@@ -99,7 +146,16 @@ fn images(shape: &[usize], values: Values, what: &str) -> Result<(usize, usize, 
     }
     let pixels = match values {
         Values::Bytes(v) => Pixels::Bytes(v.into()),
-        Values::Floats(v) => Pixels::Floats(v.into()),
+        Values::Floats(v) => {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(format!(
+                    "{what}: image {} has a pixel that is not finite ({})",
+                    i / features,
+                    v[i]
+                ));
+            }
+            Pixels::Floats(v.into())
+        }
         Values::Integers(_) => {
             return Err(format!(
                 "{what}: integer images are not supported (uint8, float32, float64)"
@@ -196,38 +252,70 @@ fn member<R: Read + Seek>(
 ) -> Result<(Vec<usize>, Values), String> {
     let file = archive
         .by_name(&format!("{name}.npy"))
-        .map_err(|_| format!("no array {name} (expected x_train, y_train, x_test, y_test)"))?;
-    let npy = NpyFile::new(file).map_err(|e| format!("{name}: not an npy array ({e})"))?;
-    read_array(npy, name)
+        .map_err(|e| match e {
+            zip::result::ZipError::FileNotFound => {
+                format!("no array {name} (expected x_train, y_train, x_test, y_test)")
+            }
+            other => format!("{name}: cannot be read from the archive ({other})"),
+        })?;
+    let bytes = read_bounded(file, name)?;
+    let npy = NpyFile::new(&bytes[..]).map_err(|e| format!("{name}: not an npy array ({e})"))?;
+    read_array(npy, name, values_available(&bytes))
 }
 
-/// The images of the array `name` (`x_test`, say) of a `.npz`, every label 0.
+/// Whether the array `name` of a `.npz` holds bytes (`uint8`) rather than floats, from its
+/// header alone.
+///
+/// # Errors
+/// If the file or the array cannot be read, naming them.
+pub fn npz_holds_bytes(path: &Path, name: &str) -> Result<bool, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| DataError::invalid(path, format!("not an npz (zip) archive ({e})")))?;
+    let member = archive
+        .by_name(&format!("{name}.npy"))
+        .map_err(|e| DataError::invalid(path, format!("{name}: {e}")))?;
+    let npy = NpyFile::new(member)
+        .map_err(|e| DataError::invalid(path, format!("{name}: not an npy array ({e})")))?;
+    Ok(kind(&npy.dtype()) == Some((TypeChar::Uint, 1)))
+}
+
+/// The images of the array `name` (`x_test`, say) of a `.npz`, every label 0, and the shape
+/// of one image (`[28, 28]`, `[32, 32, 3]`, ...).
 ///
 /// # Errors
 /// If the file or the array cannot be read or is not an image array, naming them.
-pub fn load_npz_images(path: &Path, name: &str) -> Result<ImageSet, DataError> {
+pub fn load_npz_images(path: &Path, name: &str) -> Result<(ImageSet, Vec<usize>), DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| DataError::invalid(path, format!("not an npz (zip) archive ({e})")))?;
     let (shape, values) = member(&mut archive, name).map_err(|m| DataError::invalid(path, m))?;
     let (n, features, pixels) =
         images(&shape, values, name).map_err(|m| DataError::invalid(path, m))?;
-    Ok(ImageSet::new(features, pixels, vec![0; n], 1))
+    Ok((
+        ImageSet::new(features, pixels, vec![0; n], 1),
+        shape[1..].to_vec(),
+    ))
 }
 
-/// Images from a `.npy` file `[N, ...]` (each flattened): the pixels per image and the set,
-/// with every label 0 (for predictions).
+/// Images from a `.npy` file `[N, ...]` (each flattened), every label 0 (for predictions),
+/// and the shape of one image.
 ///
 /// # Errors
 /// If the file cannot be read or is not an image array, naming it.
-pub fn read_npy_images(path: &Path) -> Result<ImageSet, DataError> {
+pub fn read_npy_images(path: &Path) -> Result<(ImageSet, Vec<usize>), DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let npy = NpyFile::new(std::io::BufReader::new(file))
+    let bytes = read_bounded(file, "the array").map_err(|m| DataError::invalid(path, m))?;
+    let npy = NpyFile::new(&bytes[..])
         .map_err(|e| DataError::invalid(path, format!("not an npy array ({e})")))?;
-    let (shape, values) = read_array(npy, "the array").map_err(|m| DataError::invalid(path, m))?;
+    let (shape, values) = read_array(npy, "the array", values_available(&bytes))
+        .map_err(|m| DataError::invalid(path, m))?;
     let (n, features, pixels) =
         images(&shape, values, "the array").map_err(|m| DataError::invalid(path, m))?;
-    Ok(ImageSet::new(features, pixels, vec![0; n], 1))
+    Ok((
+        ImageSet::new(features, pixels, vec![0; n], 1),
+        shape[1..].to_vec(),
+    ))
 }
 
 #[cfg(test)]
@@ -249,6 +337,30 @@ mod tests {
             writer.extend(values.iter().copied()).unwrap();
             writer.finish().unwrap();
         }
+        bytes
+    }
+
+    /// A uint8 `[3, 4]` array stored in Fortran order.
+    fn fortran() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        {
+            let mut writer = npyz::WriteOptions::new()
+                .default_dtype()
+                .order(npyz::Order::Fortran)
+                .shape(&[3, 4])
+                .writer(&mut bytes)
+                .begin_nd()
+                .unwrap();
+            writer.extend([0u8; 12]).unwrap();
+            writer.finish().unwrap();
+        }
+        bytes
+    }
+
+    /// A uint8 `[3, 4]` array missing its last two values.
+    fn truncated() -> Vec<u8> {
+        let mut bytes = npy(&[3, 4], &[7u8; 12]);
+        bytes.truncate(bytes.len() - 2);
         bytes
     }
 
@@ -277,6 +389,35 @@ mod tests {
             ("x_test", npy(&[1, 4], &[0.5f32, 0.25, 1.0, 0.0])),
             ("y_test", npy(&[1], &[2u8])),
         ]
+    }
+
+    #[test]
+    fn malformed_npy_files_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, Vec<u8>, &str); 5] = [
+            ("fortran.npy", fortran(), "Fortran (column-major) order"),
+            ("short.npy", truncated(), "the file is truncated"),
+            (
+                "nan.npy",
+                npy(&[2, 2], &[0.0f32, 1.0, f32::NAN, 0.5]),
+                "image 1 has a pixel that is not finite (NaN)",
+            ),
+            ("scalar.npy", npy(&[], &[1u8]), "a scalar"),
+            ("text.npy", b"x_train".to_vec(), "not an npy array"),
+        ];
+        for (name, bytes, expected) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let error = read_npy_images(&path).unwrap_err().to_string();
+            assert!(
+                error.contains(name) && error.contains(expected),
+                "{name}: {error}"
+            );
+        }
+        let path = dir.path().join("ok.npy");
+        std::fs::write(&path, npy(&[2, 2, 2], &[0.25f32; 8])).unwrap();
+        let (images, shape) = read_npy_images(&path).unwrap();
+        assert_eq!((images.len(), shape), (2, vec![2, 2]));
     }
 
     #[test]
@@ -327,6 +468,39 @@ mod tests {
                 npy(&[0, 4], &[0u8; 0]),
                 "x_train: shape [0, 4] holds no images",
             ),
+            (
+                2,
+                npy(&[1, 4], &[0.5f32, f32::NAN, 0.0, 1.0]),
+                "x_test: image 0 has a pixel that is not finite",
+            ),
+            (
+                0,
+                npy(
+                    &[3, 4],
+                    &[
+                        0.0f32,
+                        1.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                        f32::INFINITY,
+                        0.0,
+                        0.0,
+                        0.0,
+                        0.0,
+                    ],
+                ),
+                "x_train: image 1 has a pixel that is not finite (inf)",
+            ),
+            (
+                0,
+                fortran(),
+                "x_train: stored in Fortran (column-major) order",
+            ),
+            (0, truncated(), "x_train: its header announces 12 bytes"),
+            (0, npy(&[3, 4], &[true; 12]), "dtype '|b1' is not supported"),
         ];
         for (member, bytes, expected) in cases {
             let mut members = good();

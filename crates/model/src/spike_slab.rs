@@ -239,8 +239,6 @@ impl SpikeSlabLinear {
     }
 }
 
-/// Clamps a (possibly autodiff) leaf tensor's values, keeping it a leaf that requires grad if
-/// it did before.
 /// Mean `mu = (1 - pi) m` and variance `(1 - pi) (xi + pi m²)` of every weight, from burn
 /// tensor operations: the reference form of `credit_ops::equations::weight_moments` (Li &
 /// Huang 2020, eqs. 2-4; the variance `rho - mu²` written without its cancellation).
@@ -304,6 +302,8 @@ pub fn reference_preactivation(
     mean + std * eps
 }
 
+/// Clamps a (possibly autodiff) leaf tensor's values, keeping it a leaf that requires grad if
+/// it did before.
 fn clamp_leaf(tensor: Tensor<2>, min: f64, max: f64) -> Tensor<2> {
     let require_grad = tensor.is_require_grad();
     let autodiff = tensor.is_autodiff();

@@ -316,6 +316,34 @@ impl Checkpoints {
     }
 }
 
+impl Checkpoints {
+    /// The folder damaged checkpoints are moved into: `checkpoint/damaged/`.
+    pub fn damaged_dir(&self) -> PathBuf {
+        self.dir.join("damaged")
+    }
+
+    /// Moves the files of the checkpoint of `epoch` (state first) into
+    /// [`Checkpoints::damaged_dir`], replacing an earlier damaged copy of that epoch: a damaged
+    /// checkpoint is set aside for inspection or repair, never deleted.
+    ///
+    /// # Errors
+    /// If a file cannot be moved, naming it.
+    pub fn set_aside(&self, epoch: usize) -> Result<PathBuf> {
+        let to = self.damaged_dir();
+        std::fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
+        let state = self.state_path(epoch);
+        let records = ["model", "optim"].map(|part| self.path(part, epoch, "bpk"));
+        for file in std::iter::once(&state).chain(&records) {
+            if let Some(name) = file.file_name().filter(|_| file.exists()) {
+                std::fs::rename(file, to.join(name)).with_context(|| {
+                    format!("cannot move {} to {}", file.display(), to.display())
+                })?;
+            }
+        }
+        Ok(to)
+    }
+}
+
 fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -30,8 +30,9 @@ pub fn training_bytes(sizes: &[usize], rows: usize, float_bytes: u128) -> u128 {
     )
 }
 
-/// The memory this process may use now: Linux's `MemAvailable`, or the limit of its cgroup
-/// (a SLURM job's `--mem`, a container's limit) if that is lower; `None` if neither is known.
+/// The memory this process may use now: Linux's `MemAvailable`, or what its memory cgroup
+/// (a SLURM job's `--mem`, a container's limit) leaves, if that is lower; `None` if neither is
+/// known.
 pub fn available_bytes() -> Option<u128> {
     let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -40,23 +41,59 @@ pub fn available_bytes() -> Option<u128> {
             let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
             Some(kib * 1024)
         });
-    // cgroup v2 (`max` means no limit), then v1.
-    let limit = [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]
-    .iter()
-    .find_map(|path| {
-        std::fs::read_to_string(path)
-            .ok()?
-            .trim()
-            .parse::<u128>()
-            .ok()
-    });
-    match (machine, limit) {
-        (Some(m), Some(l)) => Some(m.min(l)),
-        (m, l) => m.or(l),
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|text| cgroup_available(&text, std::path::Path::new("/sys/fs/cgroup")));
+    match (machine, cgroup) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
     }
+}
+
+/// What the memory cgroup of a process leaves it: the least of `limit - usage` over its
+/// cgroup and every parent up to the root (cgroup v2: `memory.max`, `memory.current`; v1:
+/// `memory.limit_in_bytes`, `memory.usage_in_bytes`), from the process's `/proc/self/cgroup`
+/// text and the cgroup mount `root`. A cgroup folder that is not visible (a container's
+/// namespace) is looked for at the root. `None` where no limit is set.
+fn cgroup_available(proc_self_cgroup: &str, root: &std::path::Path) -> Option<u128> {
+    let read = |path: &std::path::Path| -> Option<u128> {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    };
+    let mut best: Option<u128> = None;
+    for line in proc_self_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (mount, limit, usage) = if controllers.is_empty() {
+            (root.to_path_buf(), "memory.max", "memory.current")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (
+                root.join("memory"),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        let own = mount.join(path.trim_start_matches('/'));
+        let mut dir = if own.is_dir() { own } else { mount.clone() };
+        loop {
+            // "max" (v2) and v1's huge sentinel read as no limit.
+            if let (Some(l), Some(u)) = (read(&dir.join(limit)), read(&dir.join(usage)))
+                && l < 1 << 62
+            {
+                let left = l.saturating_sub(u);
+                best = Some(best.map_or(left, |b| b.min(left)));
+            }
+            if dir == mount || !dir.pop() || !dir.starts_with(&mount) {
+                break;
+            }
+        }
+    }
+    best
 }
 
 /// `bytes` for people: `512 MiB`, `3.2 TiB`.
@@ -103,6 +140,33 @@ pub fn check_training_fits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cgroup_limit_is_that_of_the_process_own_group_and_its_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |dir: &str, limit: &str, usage: &str, names: (&str, &str)| {
+            let dir = root.path().join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(names.0), limit).unwrap();
+            std::fs::write(dir.join(names.1), usage).unwrap();
+        };
+        let v2 = ("memory.max", "memory.current");
+        write("", "max", "0", v2);
+        write("slurm", "8000", "1000", v2);
+        write("slurm/job_7", "5000", "4000", v2);
+        // The job's own group leaves 1000, its parent 7000.
+        assert_eq!(
+            cgroup_available("0::/slurm/job_7\n", root.path()),
+            Some(1000)
+        );
+        // Not visible (another namespace): the mount's root, without a limit.
+        assert_eq!(cgroup_available("0::/elsewhere\n", root.path()), None);
+        let v1 = ("memory.limit_in_bytes", "memory.usage_in_bytes");
+        write("memory", "9223372036854771712", "10", v1);
+        write("memory/job", "3000", "500", v1);
+        let text = "4:memory:/job\n1:cpu:/\n";
+        assert_eq!(cgroup_available(text, root.path()), Some(2500));
+    }
 
     #[test]
     fn the_paper_network_fits_and_absurd_sizes_do_not_overflow() {

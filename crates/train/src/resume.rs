@@ -6,7 +6,7 @@ use anyhow::{Result, bail, ensure};
 use crate::config::RunConfig;
 use crate::lock::LOCK_FILE;
 use crate::metrics::EpochMetrics;
-use crate::run::{CONFIG_FILE, MODEL_FILE, RunDir};
+use crate::run::{CONFIG_FILE, RunDir};
 
 /// The keys `--resume` may change: they do not change what the epochs already trained
 /// computed. `data.dir` (`data.path`) may move if the images there are the same.
@@ -69,6 +69,18 @@ pub(crate) fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
             d.epoch, d.reason
         );
     }
+    // Once the resume is allowed, damaged checkpoints are moved aside, not deleted.
+    let set_aside = || -> Result<()> {
+        for d in &damaged {
+            let to = checkpoints.set_aside(d.epoch)?;
+            eprintln!(
+                "warning: the damaged checkpoint of epoch {} is kept in {}",
+                d.epoch,
+                to.display()
+            );
+        }
+        Ok(())
+    };
     let Some((state, model, optimizer)) = latest else {
         if checkpoints.has_legacy_records() {
             bail!(
@@ -80,6 +92,7 @@ pub(crate) fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
         if run.exists() {
             check_resumable(config, &run.config()?, 0, run)?;
         }
+        set_aside()?;
         fresh_run_leftovers(run)?;
         if !damaged.is_empty() {
             eprintln!("warning: no intact checkpoint; {path} starts again from epoch 0");
@@ -96,7 +109,8 @@ pub(crate) fn resume_point(config: &RunConfig, run: &RunDir) -> Result<Start> {
         eprintln!("warning: resuming {path} from epoch {}", state.epoch);
     }
     check_resumable(config, &state.config, state.epoch, run)?;
-    if state.epoch == config.train.epochs && run.is_complete() && run.file(MODEL_FILE).is_file() {
+    set_aside()?;
+    if state.epoch == config.train.epochs && run.is_complete() {
         bail!(
             "{path} already holds epoch {} of train.epochs = {}; raise it with --set train.epochs=N to continue",
             state.epoch,

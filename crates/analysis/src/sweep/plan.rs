@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use credit_train::files::{read_json, write_json};
 use credit_train::{ModelKind, RunConfig, RunDir, split_override};
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,7 @@ impl SweepPlan {
             format: FORMAT,
             kind: PlanKind::Sweep,
             x_label,
-            analysis,
+            analysis: resolved_analysis(analysis),
             runs,
         };
         plan.validate()?;
@@ -102,7 +102,8 @@ impl SweepPlan {
                 .with_context(|| format!("{what}: its configuration"))?;
             names.push((&run.name, position));
         }
-        names.sort();
+        // Sorted by path components, a folder comes right before the folders inside it.
+        names.sort_by(|(a, _), (b, _)| Path::new(a).cmp(Path::new(b)));
         for pair in names.windows(2) {
             let ((a, i), (b, j)) = (pair[0], pair[1]);
             if a == b || Path::new(b).starts_with(a) {
@@ -110,6 +111,13 @@ impl SweepPlan {
                     "runs {i} and {j} would share the folder {a:?}: settings that differ only in characters a folder name cannot hold"
                 );
             }
+        }
+        if let Some(ood) = &self.analysis.ood {
+            ensure!(
+                ood.exists(),
+                "the analysis's out-of-distribution data {} does not exist",
+                ood.display()
+            );
         }
         Ok(())
     }
@@ -176,6 +184,13 @@ pub(crate) fn resolved(config: &Path, overrides: &[String]) -> Result<RunConfig>
     config.data.dir = absolute(&config.data.dir);
     config.data.path = config.data.path.as_deref().map(absolute);
     Ok(config)
+}
+
+/// `analysis` with its out-of-distribution path made absolute, so that tasks run from any
+/// folder (a job array's working directory) find it.
+pub(crate) fn resolved_analysis(mut analysis: AnalysisConfig) -> AnalysisConfig {
+    analysis.ood = analysis.ood.as_deref().map(absolute);
+    analysis
 }
 
 /// `path` from the working directory, if it is relative.

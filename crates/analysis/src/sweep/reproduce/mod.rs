@@ -173,7 +173,7 @@ pub fn plan(options: &ReproduceOptions) -> Result<SweepPlan> {
         format: 1,
         kind: PlanKind::Reproduce,
         x_label: "data.train_size".into(),
-        analysis: options.analysis.clone(),
+        analysis: super::plan::resolved_analysis(options.analysis.clone()),
         runs,
     };
     plan.validate()?;
