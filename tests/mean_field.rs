@@ -26,6 +26,7 @@ const SHAPES: [(usize, usize, usize); 5] = [
 /// bounds, `xi = 0`, an all-zero input row, an all-zero gradient row and an output unit
 /// without variance (all its `pi` in {0, 1}, `xi = 0`), so that the floor of `Delta` is
 /// reached.
+#[derive(Clone)]
 pub struct Fixture {
     pub shape: (usize, usize, usize),
     pub input: Vec<f64>,
@@ -80,6 +81,17 @@ impl Fixture {
             eps,
             r,
         }
+    }
+
+    /// The same layer with a dense input (its zeros replaced), which flex computes with dense
+    /// matrix products instead of the kernels that skip zeros.
+    pub fn dense(mut self) -> Self {
+        for (i, x) in self.input.iter_mut().enumerate() {
+            if *x == 0.0 {
+                *x = 0.1 + 0.8 * ((i * 37 % 101) as f64 / 101.0);
+            }
+        }
+        self
     }
 
     /// `h` and the gradients of `sum(h ⊙ r)` with respect to input, `m`, `xi`, `pi`, from
@@ -160,12 +172,14 @@ fn check_backend(backend: BackendKind) {
     let device = backend.device().expect("the backend has a device");
     for floor in FLOORS {
         for (i, shape) in SHAPES.into_iter().enumerate() {
-            let fixture = Fixture::new(shape, 7 + i as u64);
-            let fused = fixture.evaluate(&device, true, floor);
-            let reference = fixture.evaluate(&device, false, floor);
-            for ((fused, reference), name) in fused.iter().zip(&reference).zip(NAMES) {
-                let what = format!("{} {shape:?} {floor:?} {name}", backend.name());
-                assert_close(fused, reference, 2e-5, &what);
+            let sparse = Fixture::new(shape, 7 + i as u64);
+            for (input, fixture) in [("sparse", sparse.clone()), ("dense", sparse.dense())] {
+                let fused = fixture.evaluate(&device, true, floor);
+                let reference = fixture.evaluate(&device, false, floor);
+                for ((fused, reference), name) in fused.iter().zip(&reference).zip(NAMES) {
+                    let what = format!("{} {input} {shape:?} {floor:?} {name}", backend.name());
+                    assert_close(fused, reference, 2e-5, &what);
+                }
             }
         }
     }

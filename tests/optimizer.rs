@@ -4,42 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Tensor;
+use common::runs::{assert_in_support, smoke};
 use common::{device, values};
-use credit_model::{Classifier, Noise, Seed, SpikeSlabLinear};
-use credit_train::{FusedAdamW, RunConfig, learning_rate, load_data};
-
-fn manifest() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn smoke(overrides: &[&str]) -> RunConfig {
-    let mut all = vec![format!(
-        "data.dir={}",
-        manifest().join("data/mnist").display()
-    )];
-    all.extend(overrides.iter().map(|s| s.to_string()));
-    RunConfig::load(&manifest().join("configs/smoke.toml"), &all).unwrap()
-}
-
-/// Every `pi` in [0, 1] and `xi >= 0`; returns how many sit exactly on a bound that
-/// initialisation does not produce (`pi = 1` or `xi = 0`).
-fn assert_in_support(model: &Classifier) -> usize {
-    let net = model.spike_slab().expect("a spike-and-slab model");
-    let mut on_bounds = 0;
-    for layer in &net.layers {
-        let pi = values(layer.pi.val());
-        let xi = values(layer.xi.val());
-        assert!(pi.iter().all(|p| (0.0..=1.0).contains(p)), "pi left [0, 1]");
-        assert!(xi.iter().all(|&x| x >= 0.0), "xi went negative");
-        on_bounds += pi.iter().filter(|&&p| p == 1.0).count();
-        on_bounds += xi.iter().filter(|&&x| x == 0.0).count();
-    }
-    on_bounds
-}
+use credit_model::{Noise, Seed, SpikeSlabLinear};
+use credit_train::{FusedAdamW, learning_rate, load_data};
 
 #[test]
 fn every_optimizer_step_keeps_pi_and_xi_in_their_support() {

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod runs;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use credit_train::BackendKind;
 

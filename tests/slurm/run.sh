@@ -25,9 +25,16 @@ started=$(date +%s)
 
 # Wait for the array: every run done, or give up after 5 minutes.
 deadline=$((started + 300))
+shown=
 while :; do
   status=$("$credit" sweep --dir "$sweep" --status)
   if grep -q "^4 runs: 4 done" <<<"$status"; then break; fi
+  # What a user sees while the array runs (once).
+  if [ -z "$shown" ] && grep -q "running" <<<"$status"; then
+    echo "--- credit sweep --status while the array runs:"
+    echo "$status"
+    shown=1
+  fi
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "$status"
     echo "the job array did not finish within 5 minutes; task output:" >&2
@@ -38,6 +45,13 @@ while :; do
 done
 echo "$status"
 echo "the 4-task array finished in $(($(date +%s) - started)) s"
+
+# The same four runs on this machine without SLURM, two at a time, for comparison.
+"$credit" sweep --config configs/smoke.toml --set data.train_size=500,1000 \
+  --set train.epochs=2 --set data.test_size=500 --out "$scratch/local" --plan >/dev/null
+local_started=$(date +%s)
+"$credit" sweep --dir "$scratch/local" --jobs 2 >/dev/null
+echo "the same 4 runs with --jobs 2 took $(($(date +%s) - local_started)) s"
 
 "$credit" sweep --dir "$sweep" --report
 for setting in data.train_size=500 data.train_size=1000; do

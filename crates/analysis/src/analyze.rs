@@ -64,14 +64,7 @@ impl Default for AnalysisConfig {
     }
 }
 
-/// The most histogram bins a figure draws.
-pub const MAX_BINS: usize = 10_000;
-/// The most sampled networks (`samples`, `repetitions`): each is a pass over the test set.
-pub const MAX_SAMPLES: usize = 10_000;
-/// The most Monte Carlo draws per connection for the entropy.
-pub const MAX_ENTROPY_SAMPLES: usize = 1_000_000;
-/// The most perturbed fractions.
-pub const MAX_FRACTIONS: usize = 1_000;
+pub use crate::limits::{MAX_BINS, MAX_ENTROPY_SAMPLES, MAX_FRACTIONS, MAX_SAMPLES};
 
 impl AnalysisConfig {
     /// Reads a TOML file (unknown keys are errors) and validates it.

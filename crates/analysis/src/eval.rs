@@ -118,14 +118,14 @@ pub fn evaluate_run(
     backend: BackendKind,
 ) -> Result<EvalReport> {
     anyhow::ensure!(
-        (1..=crate::analyze::MAX_BINS).contains(&options.bins),
+        (1..=crate::limits::MAX_BINS).contains(&options.bins),
         "--bins must be between 1 and {}",
-        crate::analyze::MAX_BINS
+        crate::limits::MAX_BINS
     );
     anyhow::ensure!(
-        options.samples <= crate::analyze::MAX_SAMPLES,
+        options.samples <= crate::limits::MAX_SAMPLES,
         "--samples must be at most {}",
-        crate::analyze::MAX_SAMPLES
+        crate::limits::MAX_SAMPLES
     );
     credit_train::compute(|| {
         let mut report = evaluate_one(run, options, options.epoch, backend, None)?;

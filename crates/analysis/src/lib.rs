@@ -15,6 +15,7 @@ pub mod entropy;
 pub mod eval;
 pub mod export;
 mod figures;
+pub mod limits;
 pub mod params;
 pub mod perturb;
 pub mod predict;

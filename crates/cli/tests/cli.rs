@@ -1,23 +1,9 @@
 //! The `credit` binary as a user runs it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn credit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_credit"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("credit runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{credit, text};
 
 #[test]
 fn train_then_eval_the_smoke_config() {

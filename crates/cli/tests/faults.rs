@@ -4,13 +4,12 @@
 //! moments; each time the run is resumed until it finishes, and its parameters and
 //! `metrics.csv` must equal those of a run that was never interrupted, bit for bit.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{metrics_without_seconds, repo};
 
 /// The run of every case: five short epochs on a slice of MNIST, checkpoints pruned.
 const CONFIG: [&str; 8] = [
@@ -48,15 +47,7 @@ fn killed(output: &Output) -> bool {
 
 /// `metrics.csv` without the wall-clock column, and the exported parameters.
 fn result(run: &Path) -> (Vec<String>, Vec<u8>) {
-    let metrics = std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let mut fields: Vec<&str> = line.split(',').collect();
-            fields.remove(5);
-            fields.join(",")
-        })
-        .collect();
+    let metrics = metrics_without_seconds(run);
     let file = run.join("params.npz");
     let exported = Command::new(env!("CARGO_BIN_EXE_credit"))
         .current_dir(repo())

@@ -2,21 +2,12 @@
 //! the binary on a smoke-trained run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use credit_data::{ImageSet, Pixels};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn credit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_credit"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("credit runs")
-}
+mod common;
+use common::{credit, repo};
 
 fn ok(output: Output) -> Vec<u8> {
     assert!(

@@ -4,26 +4,13 @@
 //! unfinished runs are clear errors.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn credit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_credit"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("credit runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{credit, metrics_without_seconds, repo, text};
 
 /// A smoke run of `epochs` epochs into `out`, with extra arguments.
 fn train_args(out: &str, epochs: usize, extra: &[&str]) -> Vec<String> {
@@ -41,19 +28,6 @@ fn train_args(out: &str, epochs: usize, extra: &[&str]) -> Vec<String> {
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     args
-}
-
-/// `metrics.csv` without its wall-clock column.
-fn metrics(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let mut fields: Vec<&str> = line.split(',').collect();
-            fields.remove(5);
-            fields.join(",")
-        })
-        .collect()
 }
 
 /// Waits (at most a minute) until `run` holds a checkpoint of epoch 1 or later.
@@ -125,7 +99,11 @@ fn sigint_and_sigterm_stop_a_run_that_then_resumes_to_the_uninterrupted_result()
         );
         let resumed = credit(&["train", "--out", out, "--resume"]);
         assert!(resumed.status.success(), "{}", text(&resumed.stderr));
-        assert_eq!(metrics(&run), metrics(Path::new(reference)), "SIG{name}");
+        assert_eq!(
+            metrics_without_seconds(&run),
+            metrics_without_seconds(Path::new(reference)),
+            "SIG{name}"
+        );
     }
 }
 
@@ -296,19 +274,33 @@ fn analysis_settings_out_of_range_are_errors_naming_the_file_and_key() {
 }
 
 #[test]
-fn a_sweep_checks_its_analysis_settings_before_training() {
+fn a_sweep_checks_its_settings_before_training() {
     let scratch = tempfile::tempdir().unwrap();
     let bad = scratch.path().join("bad.toml");
     std::fs::write(&bad, "bins = 0\n").unwrap();
-    for (file, expected) in [
-        (scratch.path().join("missing.toml"), "missing.toml"),
-        (bad, "bins must be between 1"),
+    let fine = scratch.path().join("fine.toml");
+    std::fs::write(&fine, "bins = 10\n").unwrap();
+    for (file, sizes, expected) in [
+        (
+            scratch.path().join("missing.toml"),
+            "[784,32,10]",
+            "missing.toml",
+        ),
+        (bad, "[784,32,10]", "bins must be between 1"),
+        // A layer that no machine holds: the memory check of every run, before the first.
+        (
+            fine,
+            "[784,1000000000,10]",
+            "model.sizes = [784, 1000000000, 10] with train.batch_size = 100 need about",
+        ),
     ] {
         let out = scratch.path().join("sweep");
         let output = credit(&[
             "sweep",
             "--config",
             "configs/smoke.toml",
+            "--set",
+            &format!("model.sizes={sizes}"),
             "--set",
             "data.train_size=500,1000",
             "--out",

@@ -100,6 +100,23 @@ impl SweepPlan {
             run.config
                 .validate()
                 .with_context(|| format!("{what}: its configuration"))?;
+            // Sizes and batch that cannot fit are refused before the first run trains.
+            let train = &run.config.train;
+            let images = run.config.data.train_size;
+            let rows = if images > 0 {
+                train.batch_size.min(images)
+            } else {
+                train.batch_size
+            };
+            credit_train::memory::check_training_fits(
+                &run.config.model.sizes,
+                rows,
+                train.precision.bytes(),
+                &format!(
+                    "{what}: model.sizes = {:?} with train.batch_size = {}",
+                    run.config.model.sizes, train.batch_size
+                ),
+            )?;
             names.push((&run.name, position));
         }
         // Sorted by path components, a folder comes right before the folders inside it.
