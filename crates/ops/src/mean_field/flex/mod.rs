@@ -229,7 +229,9 @@ fn is_wide(width: usize) -> bool {
 const DENSE_FROM: f64 = 0.95;
 
 /// Whether `input` (`[batch, d_input]`) has so few zeros that the dense products beat the
-/// kernels that skip them (see [`DENSE_FROM`]); one pass over the batch.
+/// kernels that skip them (see [`DENSE_FROM`]), judged from at most [`DENSITY_PROBES`]
+/// evenly spaced values: the data sets this separates (MNIST at 19%, CIFAR-10 at 99.6%) lie
+/// far apart, and a pass over the whole batch cost a tenth of an evaluation.
 fn is_dense(input: &FlexTensor) -> bool {
     let nonzero = match input.dtype() {
         DType::F32 => nonzero_fraction(HostMatrix::<f32>::new(input).values()),
@@ -239,10 +241,19 @@ fn is_dense(input: &FlexTensor) -> bool {
     nonzero >= DENSE_FROM
 }
 
-/// The fraction of `values` that are not zero (0 for none).
+/// Values of a batch that [`is_dense`] reads.
+const DENSITY_PROBES: usize = 1024;
+
+/// The fraction of nonzero values among at most [`DENSITY_PROBES`] evenly spaced ones of
+/// `values` (0 for none).
 fn nonzero_fraction<T: KernelFloat>(values: &[T]) -> f64 {
-    let zeros = values.iter().filter(|&&x| x == T::zero()).count();
-    1.0 - zeros as f64 / values.len().max(1) as f64
+    let step = values.len().div_ceil(DENSITY_PROBES).max(1);
+    let (mut probes, mut nonzero) = (0usize, 0usize);
+    for &x in values.iter().step_by(step) {
+        probes += 1;
+        nonzero += usize::from(x != T::zero());
+    }
+    nonzero as f64 / probes.max(1) as f64
 }
 
 /// `(h, dh/dDelta)`, see [`MeanFieldBackend::spike_slab_forward`].

@@ -392,3 +392,19 @@ fn scatter_loops_match_plain_sums() {
         });
     }
 }
+
+#[test]
+fn density_probes_tell_sparse_from_dense_batches() {
+    // Every fifth value nonzero (MNIST's pixels: 19%), over a batch of 500 images.
+    let sparse: Vec<f32> = (0..500 * 784)
+        .map(|i| if i % 5 == 0 { 0.5 } else { 0.0 })
+        .collect();
+    let fraction = super::nonzero_fraction(&sparse);
+    assert!((fraction - 0.2).abs() < 0.02, "{fraction}");
+    assert!(fraction < super::DENSE_FROM);
+    // Random bytes (CIFAR-10-like): a zero in 256.
+    let dense: Vec<f64> = (0..200 * 3072).map(|i| (i % 256) as f64).collect();
+    let fraction = super::nonzero_fraction(&dense);
+    assert!(fraction >= super::DENSE_FROM, "{fraction}");
+    assert_eq!(super::nonzero_fraction::<f32>(&[]), 0.0);
+}
