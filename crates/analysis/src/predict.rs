@@ -131,7 +131,8 @@ pub struct ModeCalibration {
 
 /// The calibration of every way a run predicts on `test` (`bins` confidence bins): for a
 /// spike-and-slab run the mean-field network (one noise draw), the mean network, one sampled
-/// sub-network and the `samples`-ensemble; for a deterministic run its network.
+/// sub-network and the `samples`-ensemble (at least one member); for a deterministic run its
+/// network.
 pub fn calibrations(
     model: &Classifier,
     test: &ImageSet,
@@ -140,6 +141,7 @@ pub fn calibrations(
     seed: Seed,
     device: &Device,
 ) -> Vec<ModeCalibration> {
+    let samples = samples.max(1);
     let labels = test.labels();
     let of = |mode: &str, p: &[f32]| ModeCalibration {
         mode: mode.to_string(),
@@ -385,7 +387,15 @@ pub fn predict_run(
             );
         }
         let names = inputs.names.clone();
-        let images = fit_inputs(inputs, input, &config, trained_on_bytes(&config)?)?;
+        // An npz run's training file may have moved since (a run folder copied elsewhere):
+        // then the inputs' own kind is trusted, with a warning.
+        let on_bytes = trained_on_bytes(&config).unwrap_or_else(|e| {
+            eprintln!(
+                "warning: cannot read the run's training data to compare the kind of its pixels with the inputs' ({e:#}); the inputs are scaled as they are"
+            );
+            matches!(inputs.images.stored(), credit_data::Pixels::Bytes(_))
+        });
+        let images = fit_inputs(inputs, input, &config, on_bytes)?;
         let seed = Seed::new(options.seed.unwrap_or(config.seed));
         let sums = ensemble(
             &model,
@@ -402,8 +412,9 @@ pub fn predict_run(
             .zip(names)
             .map(|(prediction, input)| NamedPrediction {
                 input,
-                label: i64::try_from(prediction.predicted).unwrap_or(i64::MAX)
-                    + config.data.label_offset,
+                label: i64::try_from(prediction.predicted)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(config.data.label_offset),
                 prediction,
             })
             .collect();

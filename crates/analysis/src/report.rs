@@ -293,6 +293,8 @@ pub(crate) fn write_files(
 
 /// Writes everything into `out` and returns the paths written: figures, tables and
 /// `report.html` first, `analysis.json` last (its presence means the report is complete).
+/// Figures an earlier analysis left in `out` that this one does not draw are removed (only
+/// files named like an analysis's figures; anything else in `out` stays).
 ///
 /// # Errors
 /// If a figure cannot be drawn or a file written, naming it; or a number in the analysis is
@@ -313,7 +315,8 @@ pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
         credit_train::files::to_json(&run.analysis)?.into_bytes(),
     ));
     // A report written again: figures of the earlier analysis that this one does not have
-    // (a mode or an OOD score fewer) would otherwise stay beside it. analysis.json goes first,
+    // (a mode or an OOD score fewer) would otherwise stay beside it. Only names an analysis
+    // gives its figures are removed: other files in the folder are the user's. analysis.json goes first,
     // so that the folder does not look complete while it is rewritten.
     let _ = std::fs::remove_file(out.join("analysis.json"));
     let current: std::collections::HashSet<&str> =
@@ -321,10 +324,54 @@ pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
     if let Ok(entries) = std::fs::read_dir(out) {
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".svg") && !current.contains(name.as_str()) {
+            if is_analysis_figure(&name) && !current.contains(name.as_str()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
     write_files(out, files, &figures)
+}
+
+/// Whether `name` is one an analysis gives its figures (`layer{L}-*.svg`,
+/// `reliability-*.svg`, `ood-*.svg`, `classes-through-training.svg`).
+fn is_analysis_figure(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".svg") else {
+        return false;
+    };
+    let layer = stem.strip_prefix("layer").is_some_and(|rest| {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with('-')
+    });
+    layer
+        || stem.starts_with("reliability-")
+        || stem.starts_with("ood-")
+        || stem == "classes-through-training"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_analysis_figure;
+
+    #[test]
+    fn only_names_of_analysis_figures_are_removed_as_stale() {
+        for ours in [
+            "layer1-pi.svg",
+            "layer12-m-by-class.svg",
+            "reliability-mean-field.svg",
+            "ood-mutual-information.svg",
+            "classes-through-training.svg",
+        ] {
+            assert!(is_analysis_figure(ours), "{ours}");
+        }
+        for theirs in [
+            "my-drawing.svg",
+            "layer.svg",
+            "layers-notes.svg",
+            "layer1-pi.png",
+            "reliability.svg",
+            "notes.txt",
+        ] {
+            assert!(!is_analysis_figure(theirs), "{theirs}");
+        }
+    }
 }

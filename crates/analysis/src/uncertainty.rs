@@ -154,6 +154,9 @@ impl EnsembleSums {
     }
 
     /// The prediction for every input.
+    ///
+    /// # Panics
+    /// If no member was added.
     pub fn predictions(&self) -> Vec<Prediction> {
         (0..self.entropies.len())
             .map(|i| self.prediction(i))

@@ -355,10 +355,9 @@ fn predict(args: PredictArgs) -> Result<()> {
         Some(path) => {
             credit_analysis::predict::write_predictions(&report, path)?;
             out!(
-                "wrote {} predictions ({}, {} members) to {}",
+                "wrote {} predictions ({}) to {}",
                 report.predictions.len(),
-                report.mode,
-                report.members,
+                show::members(&report),
                 path.display()
             );
         }

@@ -92,11 +92,10 @@ pub(crate) fn eval(report: &EvalReport) {
 /// Predictions as a table.
 pub(crate) fn predictions(report: &credit_analysis::predict::PredictReport) {
     out!(
-        "{} predictions of {} ({}, {} members); entropies in nats",
+        "{} predictions of {} ({}); entropies in nats",
         report.predictions.len(),
         report.run,
-        report.mode,
-        report.members
+        members(report)
     );
     out!(
         "{:<28} {:>5} {:>6} {:>10} {:>9} {:>8} {:>9}",
@@ -284,7 +283,14 @@ pub(crate) fn analysis(a: &Analysis) {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        out!("  layer {} error (%) at f = 0, 0.1, ..., 1:", p.layer);
+        let fractions = p
+            .very_important_removed
+            .fractions
+            .iter()
+            .map(|f| format!("{f}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out!("  layer {} error (%) at f = {fractions}:", p.layer);
         out!(
             "    very important removed    {}",
             fmt(&p.very_important_removed)
@@ -294,5 +300,13 @@ pub(crate) fn analysis(a: &Analysis) {
             "    unimportant randomised    {}",
             fmt(&p.unimportant_randomised)
         );
+    }
+}
+
+/// The mode and its members in words: `ensemble, 20 members`, `mean-network`.
+pub(crate) fn members(report: &credit_analysis::predict::PredictReport) -> String {
+    match report.members {
+        1 => format!("{}, one member", report.mode),
+        k => format!("{}, {k} members", report.mode),
     }
 }

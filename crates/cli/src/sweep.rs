@@ -57,8 +57,8 @@ pub struct ReproduceArgs {
     seeds: usize,
     /// Training-set sizes of the size sweep, besides the protocols' 10,000 (0: all 60,000);
     /// empty for none.
-    #[arg(long, value_delimiter = ',', default_value = "20000,40000,0")]
-    sizes: Vec<usize>,
+    #[arg(long, default_value = "20000,40000,0", value_parser = parse_sizes)]
+    sizes: Sizes,
     /// Override a value in every run, e.g. --set train.epochs=5 for a quick look.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -158,7 +158,7 @@ pub fn run_reproduce(args: ReproduceArgs) -> Result<ExitCode> {
             let options = ReproduceOptions {
                 configs: args.configs.clone(),
                 seeds: args.seeds,
-                sizes: args.sizes.clone(),
+                sizes: args.sizes.0.clone(),
                 overrides: args.overrides.clone(),
                 analysis: analysis_settings(&args.analysis_config)?,
             };
@@ -413,4 +413,21 @@ fn run_locally(
         );
     }
     Ok(())
+}
+
+/// The training-set sizes of `credit reproduce --sizes`: comma-separated, possibly none.
+#[derive(Debug, Clone)]
+struct Sizes(Vec<usize>);
+
+/// `--sizes` as given: `20000,40000,0`, or an empty string for no size sweep.
+fn parse_sizes(text: &str) -> Result<Sizes, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("{s:?} is not a training-set size (a whole number)"))
+        })
+        .collect::<Result<Vec<usize>, String>>()
+        .map(Sizes)
 }

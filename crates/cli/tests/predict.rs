@@ -295,7 +295,7 @@ fn mutual_information_tells_fashion_from_mnist() {
             .unwrap()
     };
     // Smoke config, seeds 0-9 (3 epochs, 20 sub-networks): AUROC of mutual information
-    // 0.61-0.85 (mean 0.77), of predictive entropy 0.47-0.71, MI above entropy in all ten.
+    // 0.57-0.85 (mean 0.77), of predictive entropy 0.47-0.71, MI above entropy in all ten.
     let mi = auroc(ood, "mutual information");
     let entropy = auroc(ood, "predictive entropy");
     assert!(mi > 0.55, "AUROC of mutual information {mi}");

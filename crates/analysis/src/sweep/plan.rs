@@ -73,6 +73,7 @@ impl SweepPlan {
             runs,
         };
         plan.validate()?;
+        plan.check_resources()?;
         Ok(plan)
     }
 
@@ -100,23 +101,6 @@ impl SweepPlan {
             run.config
                 .validate()
                 .with_context(|| format!("{what}: its configuration"))?;
-            // Sizes and batch that cannot fit are refused before the first run trains.
-            let train = &run.config.train;
-            let images = run.config.data.train_size;
-            let rows = if images > 0 {
-                train.batch_size.min(images)
-            } else {
-                train.batch_size
-            };
-            credit_train::memory::check_training_fits(
-                &run.config.model.sizes,
-                rows,
-                train.precision.bytes(),
-                &format!(
-                    "{what}: model.sizes = {:?} with train.batch_size = {}",
-                    run.config.model.sizes, train.batch_size
-                ),
-            )?;
             names.push((&run.name, position));
         }
         // Sorted by path components, a folder comes right before the folders inside it.
@@ -128,6 +112,38 @@ impl SweepPlan {
                     "runs {i} and {j} would share the folder {a:?}: settings that differ only in characters a folder name cannot hold"
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// Checks what a new plan needs from this machine before its first run trains: every
+    /// run's network and batch fit in the memory available now (with the rows training
+    /// uses: a batch, or a chunk of test images if that is larger), and the analysis's
+    /// out-of-distribution data exists. Not checked when a plan is read back (a task, a
+    /// status or a report on another node or later): each run checks its own at its start.
+    ///
+    /// # Errors
+    /// The first run that cannot fit, by index and folder, or the missing data.
+    pub fn check_resources(&self) -> Result<()> {
+        for (position, run) in self.runs.iter().enumerate() {
+            let (train, data) = (&run.config.train, &run.config.data);
+            let batch = match data.train_size {
+                0 => train.batch_size,
+                images => train.batch_size.min(images),
+            };
+            let eval = match data.test_size {
+                0 => credit_train::EVAL_ROWS,
+                images => credit_train::EVAL_ROWS.min(images),
+            };
+            credit_train::memory::check_training_fits(
+                &run.config.model.sizes,
+                batch.max(eval),
+                train.precision.bytes(),
+                &format!(
+                    "run {position} ({:?}): model.sizes = {:?} with train.batch_size = {}",
+                    run.name, run.config.model.sizes, train.batch_size
+                ),
+            )?;
         }
         if let Some(ood) = &self.analysis.ood {
             ensure!(

@@ -177,6 +177,7 @@ pub fn plan(options: &ReproduceOptions) -> Result<SweepPlan> {
         runs,
     };
     plan.validate()?;
+    plan.check_resources()?;
     Ok(plan)
 }
 

@@ -399,12 +399,21 @@ fn density_probes_tell_sparse_from_dense_batches() {
     let sparse: Vec<f32> = (0..500 * 784)
         .map(|i| if i % 5 == 0 { 0.5 } else { 0.0 })
         .collect();
-    let fraction = super::nonzero_fraction(&sparse);
+    let fraction = super::nonzero_fraction(&sparse, 784);
     assert!((fraction - 0.2).abs() < 0.02, "{fraction}");
     assert!(fraction < super::DENSE_FROM);
     // Random bytes (CIFAR-10-like): a zero in 256.
-    let dense: Vec<f64> = (0..200 * 3072).map(|i| (i % 256) as f64).collect();
-    let fraction = super::nonzero_fraction(&dense);
-    assert!(fraction >= super::DENSE_FROM, "{fraction}");
-    assert_eq!(super::nonzero_fraction::<f32>(&[]), 0.0);
+    let dense: Vec<f64> = (0..200 * 3072).map(|i| ((i * 7) % 256) as f64).collect();
+    let fraction = super::nonzero_fraction(&dense, 3072);
+    assert!((fraction - 255.0 / 256.0).abs() < 0.01, "{fraction}");
+    assert!(fraction >= super::DENSE_FROM);
+    // A batch of 1,024 rows, whose even stride would be the row width: one column all zero
+    // (an always-blank pixel) must not decide the batch.
+    let width = 64;
+    let blank_first: Vec<f32> = (0..1024 * width)
+        .map(|i| if i % width == 0 { 0.0 } else { 1.0 })
+        .collect();
+    let fraction = super::nonzero_fraction(&blank_first, width);
+    assert!((fraction - 63.0 / 64.0).abs() < 0.01, "{fraction}");
+    assert_eq!(super::nonzero_fraction::<f32>(&[], 3), 0.0);
 }
