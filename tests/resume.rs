@@ -298,4 +298,22 @@ fn a_run_folder_has_one_writer_at_a_time() {
     );
     assert!(error.contains("is not empty"), "{error}");
     assert_eq!(run.config().unwrap().seed, 1);
+    // A run without its final model, being trained: readers are told who holds it.
+    std::fs::remove_file(run.file("model.bpk")).unwrap();
+    let training = RunLock::acquire(run.path(), "credit train").unwrap();
+    let config = run.config().unwrap();
+    let error = format!(
+        "{:#}",
+        run.load_model(&config, &device(), None).unwrap_err()
+    );
+    assert!(
+        error.contains("no final model yet: it is in use by `credit train` (process"),
+        "{error}"
+    );
+    drop(training);
+    let error = format!(
+        "{:#}",
+        run.load_model(&config, &device(), None).unwrap_err()
+    );
+    assert!(error.contains("--resume"), "{error}");
 }

@@ -85,6 +85,26 @@ impl RunLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Who holds the lock of the run folder `dir` now (as written in its lock file, e.g.
+    /// `` `credit train` (process 4242 on node7, since unix time ...) ``), or `None` if
+    /// nobody does. Looks for an instant only (a shared lock, released at once).
+    pub fn holder(dir: &Path) -> Option<String> {
+        let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
+        match file.try_lock_shared() {
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                Some(if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    holder.to_string()
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 fn hostname() -> String {
@@ -117,7 +137,12 @@ mod tests {
             message.contains(&format!("process {}", std::process::id())),
             "{message}"
         );
+        assert!(
+            RunLock::holder(dir.path()).is_some_and(|h| h.starts_with("`credit train`")),
+            "the holder is named"
+        );
         drop(first);
+        assert_eq!(RunLock::holder(dir.path()), None);
         let again = RunLock::acquire(dir.path(), "credit analyze").unwrap();
         assert!(again.path().ends_with(LOCK_FILE));
     }

@@ -262,6 +262,9 @@ impl RunDir {
         if !self.exists() {
             return format!("{path} holds no run (no {CONFIG_FILE})");
         }
+        if let Some(holder) = crate::RunLock::holder(&self.path) {
+            return format!("{path} has no final model yet: it is in use by {holder}");
+        }
         let done = self.checkpoints().epochs().last().copied();
         let epochs = self.config().map(|c| c.train.epochs).ok();
         match (done, epochs) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use credit_train::files::{read_json, write_atomic};
 use credit_train::{
-    BackendKind, Display, LOCK_FILE, ModelKind, RunDir, StopSignal, TrainOptions, TrainOutcome,
+    BackendKind, Display, ModelKind, RunDir, StopSignal, TrainOptions, TrainOutcome,
 };
 use serde::{Deserialize, Serialize};
 
@@ -155,7 +155,7 @@ pub fn status(plan: &SweepPlan, dir: &Path) -> Vec<RunState> {
             let run = plan.run_dir(dir, index);
             if is_complete(plan, dir, index) {
                 RunState::Done
-            } else if is_locked(run.path()) {
+            } else if credit_train::RunLock::holder(run.path()).is_some() {
                 RunState::Running
             } else if run.file(FAILURE_FILE).is_file() {
                 RunState::Failed
@@ -166,17 +166,6 @@ pub fn status(plan: &SweepPlan, dir: &Path) -> Vec<RunState> {
             }
         })
         .collect()
-}
-
-/// Whether another process holds the lock of the run folder `dir`.
-fn is_locked(dir: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(dir.join(LOCK_FILE)) else {
-        return false;
-    };
-    matches!(
-        file.try_lock_shared(),
-        Err(std::fs::TryLockError::WouldBlock)
-    )
 }
 
 /// The complete runs of a plan by index: the analyses of its spike-and-slab runs and the
