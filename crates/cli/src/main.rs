@@ -281,7 +281,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     );
     match credit_train::train(&config, &run, &options)? {
         TrainOutcome::Finished(summary) => {
-            show::summary(&summary, &run);
+            let deterministic = config.model.kind == credit_model::ModelKind::Deterministic;
+            show::summary(&summary, &run, deterministic);
             Ok(ExitCode::SUCCESS)
         }
         TrainOutcome::Stopped { epoch, epochs } => {

@@ -8,13 +8,19 @@ use credit_analysis::{Analysis, EvalReport};
 use credit_train::{BenchReport, RunDir, RunSummary};
 
 /// The closing line of `credit train`.
-pub(crate) fn summary(summary: &RunSummary, run: &RunDir) {
+pub(crate) fn summary(summary: &RunSummary, run: &RunDir, deterministic: bool) {
+    let accuracy = if deterministic {
+        format!("{:.2}%", summary.test_accuracy_mean_network_pct)
+    } else {
+        format!(
+            "{:.2}% mean-field, {:.2}% mean network",
+            summary.test_accuracy_mean_field_pct, summary.test_accuracy_mean_network_pct
+        )
+    };
     out!(
-        "done: {} epochs, {:.3} s/epoch; test accuracy {:.2}% mean-field, {:.2}% mean network ({})",
+        "done: {} epochs, {:.3} s/epoch; test accuracy {accuracy} ({})",
         summary.epochs,
         summary.seconds_per_epoch,
-        summary.test_accuracy_mean_field_pct,
-        summary.test_accuracy_mean_network_pct,
         run.path().display()
     );
 }
