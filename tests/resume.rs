@@ -298,19 +298,52 @@ fn a_run_folder_has_one_writer_at_a_time() {
     );
     assert!(error.contains("is not empty"), "{error}");
     assert_eq!(run.config().unwrap().seed, 1);
-    // A run without its final model, being trained: readers are told who holds it.
+    // A run without its final model (as `--resume` with more epochs leaves it while it
+    // trains), locked by another process: readers are told who holds it.
     std::fs::remove_file(run.file("model.bpk")).unwrap();
-    let training = RunLock::acquire(run.path(), "credit train").unwrap();
+    std::fs::remove_file(run.file("summary.json")).unwrap();
+    let lock = run.file(".lock");
+    std::fs::write(
+        &lock,
+        "`credit train` (process 1 on elsewhere, since unix time 0)",
+    )
+    .unwrap();
+    // One process (no fork): killing it releases the lock.
+    let mut other = std::process::Command::new("flock")
+        .args(["--exclusive", "--no-fork"])
+        .arg(&lock)
+        .args(["sh", "-c", "echo locked; exec sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1) runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(other.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
     let config = run.config().unwrap();
     let error = format!(
         "{:#}",
         run.load_model(&config, &device(), None).unwrap_err()
     );
+    other.kill().unwrap();
+    other.wait().unwrap();
     assert!(
-        error.contains("no final model yet: it is in use by `credit train` (process"),
+        error
+            .contains("no final model yet: it is in use by `credit train` (process 1 on elsewhere"),
         "{error}"
     );
-    drop(training);
+    // A lock this process holds itself names nobody: an analysis of a run it locked is not
+    // told that the run is in use by itself.
+    let own = RunLock::acquire(run.path(), "credit analyze").unwrap();
+    let error = format!(
+        "{:#}",
+        run.load_model(&config, &device(), None).unwrap_err()
+    );
+    assert!(!error.contains("in use by"), "{error}");
+    drop(own);
     let error = format!(
         "{:#}",
         run.load_model(&config, &device(), None).unwrap_err()

@@ -111,7 +111,12 @@ fn inputs_that_cannot_train_are_refused_before_any_work() {
     let dir = format!("data.dir={}", data.display());
     let cases: [(Vec<String>, &str); 4] = [
         (
-            vec![dir.clone(), "model.sizes=[784, 32, 10]".into()],
+            vec![
+                dir.clone(),
+                "data.train_size=0".into(),
+                "data.test_size=0".into(),
+                "model.sizes=[784, 32, 10]".into(),
+            ],
             "the test images in",
         ),
         (
@@ -123,7 +128,12 @@ fn inputs_that_cannot_train_are_refused_before_any_work() {
             "of memory to train",
         ),
         (
-            vec![dir.clone(), "model.sizes=[1024, 32, 10]".into()],
+            vec![
+                dir.clone(),
+                "data.train_size=0".into(),
+                "data.test_size=0".into(),
+                "model.sizes=[1024, 32, 10]".into(),
+            ],
             "the training images in",
         ),
     ];

@@ -1,4 +1,5 @@
-"""Reference: the spike-and-slab mean-field network of credit in PyTorch (CPU, float32).
+"""Reference: the spike-and-slab mean-field network of credit in PyTorch (float32; CPU by
+default, CUDA with --device cuda).
 
 Same model, init, data and training step as `configs/mnist.toml`: sizes 784-100-100-10,
 m ~ sqrt(2/784) N(0,1), xi ~ U(0, 0.01), pi = 0; AdamW(lr 0.1, betas 0.9/0.999, eps 1e-8,
@@ -11,7 +12,16 @@ binary folder such as bench/make_cifar_like.py writes) can be changed to match
 `credit bench --set model.sizes=... --set train.batch_size=... --set data.train_size=...
 --set data.format=... --set data.dir=...`; the rest of configs/mnist.toml stays.
 
-Prints one JSON line: seconds of each timed epoch, their median and images per second.
+--device cuda runs it on the GPU: the data, the parameters (drawn on the CPU with the same
+seed, then moved) and the noise live there, every epoch's order is drawn there, and each timed
+epoch is bracketed by torch.cuda.synchronize(). --compile wraps the whole training step
+(forward, loss, backward, AdamW step, clamps) in torch.compile; then one AdamW is kept and its
+state zeroed in place at the start of every epoch, which is the same as a fresh one (a fresh
+optimizer object every epoch would make torch.compile recompile the step every epoch). The
+warm-up epoch, untimed, holds the compilation.
+
+Prints one JSON line: seconds of each timed epoch, their median and images per second, the
+device and whether the step was compiled, and the loss of the last batch (read after timing).
 """
 
 import argparse
@@ -55,26 +65,47 @@ def main():
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the training step (forward, backward, AdamW, clamps)")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend (inductor; eager or aot_eager to test the path)")
+    parser.add_argument("--compile-mode", default=None,
+                        help="torch.compile mode, e.g. reduce-overhead (CUDA graphs), max-autotune")
     args = parser.parse_args()
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch.cuda.is_available() is False")
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     images, labels = load_train(args.format, args.data)
     train_size = args.train_size or len(labels)
-    x = torch.from_numpy(images[:train_size].astype(np.float32) / 255.0)
-    y = torch.from_numpy(labels[:train_size].astype(np.int64))
+    x = torch.from_numpy(images[:train_size].astype(np.float32) / 255.0).to(device)
+    y = torch.from_numpy(labels[:train_size].astype(np.int64)).to(device)
 
     sizes = [int(s) for s in args.sizes.split(",")]
     if sizes[0] != x.shape[1] or len(sizes) < 2:
         raise SystemExit(f"--sizes {args.sizes} does not start with the {x.shape[1]} input features")
     params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        m = (torch.randn(n_out, n_in) * (2.0 / 784) ** 0.5).requires_grad_()
-        xi = (torch.rand(n_out, n_in) * 0.01).requires_grad_()
-        pi = torch.zeros(n_out, n_in).requires_grad_()
+        # Drawn on the CPU whatever the device, so that every device starts from the same values.
+        m = (torch.randn(n_out, n_in) * (2.0 / 784) ** 0.5).to(device).requires_grad_()
+        xi = (torch.rand(n_out, n_in) * 0.01).to(device).requires_grad_()
+        pi = torch.zeros(n_out, n_in).to(device).requires_grad_()
         params.append((m, xi, pi))
+
+    def learning_rate(epoch_index):
+        return 0.1 * 0.5 ** (epoch_index // 20)
+
     def adamw(epoch_index):
-        lr = 0.1 * 0.5 ** (epoch_index // 20)
+        lr = learning_rate(epoch_index)
         decayed = [t for m, xi, _ in params for t in (m, xi)]
         groups = [{"params": decayed}, {"params": [pi for _, _, pi in params], "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
@@ -90,23 +121,50 @@ def main():
             a = torch.relu(h) if i < len(params) - 1 else h
         return a
 
+    def step(optim, xb, yb):
+        loss = torch.nn.functional.cross_entropy(forward(xb), yb)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        with torch.no_grad():
+            for _, xi, pi in params:
+                xi.clamp_(min=0.0)
+                pi.clamp_(0.0, 1.0)
+        return loss.detach()
+
+    if args.compile:
+        compiled_step = torch.compile(step, backend=args.compile_backend, mode=args.compile_mode)
+        kept = adamw(0)
+
+        def optimizer_for(index):
+            # Adam's moments and step count restarted in place: the same as a fresh AdamW
+            # (whose state is created as zeros at its first step), without a new object for
+            # torch.compile to recompile against.
+            for state in kept.state.values():
+                for value in state.values():
+                    if torch.is_tensor(value):
+                        value.zero_()
+            for group in kept.param_groups:
+                group["lr"] = learning_rate(index)
+            return kept
+    else:
+        compiled_step = step
+        optimizer_for = adamw
+
+    last_loss = [None]
+
     def epoch(index):
-        order = torch.randperm(train_size)
+        order = torch.randperm(train_size, device=device) if cuda else torch.randperm(train_size)
+        sync()
         start = time.perf_counter()
-        optim = adamw(index)
+        optim = optimizer_for(index)
         for b in range(0, train_size, args.batch):
             idx = order[b : b + args.batch]
-            loss = torch.nn.functional.cross_entropy(forward(x[idx]), y[idx])
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            with torch.no_grad():
-                for _, xi, pi in params:
-                    xi.clamp_(min=0.0)
-                    pi.clamp_(0.0, 1.0)
+            last_loss[0] = compiled_step(optim, x[idx], y[idx])
+        sync()
         return time.perf_counter() - start
 
-    epoch(0)
+    warmup = epoch(0)
     seconds = [epoch(i + 1) for i in range(args.epochs)]
     median = statistics.median(seconds)
     print(
@@ -114,13 +172,20 @@ def main():
             {
                 "tool": "pytorch",
                 "torch": torch.__version__,
+                "device": args.device,
+                "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
+                "compile": args.compile,
+                "compile_backend": args.compile_backend if args.compile else None,
+                "compile_mode": args.compile_mode if args.compile else None,
                 "threads": args.threads,
                 "sizes": sizes,
                 "batch": args.batch,
                 "train_images": train_size,
+                "warmup_seconds": warmup,
                 "epoch_seconds": seconds,
                 "epoch_seconds_median": median,
                 "train_images_per_second": train_size / median,
+                "last_loss": float(last_loss[0]),
             }
         )
     )

@@ -23,8 +23,10 @@ use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalysisConfig {
-    /// Seed of every random draw of the analysis.
-    pub seed: u64,
+    /// Seed of every random draw of the analysis. Default: the run's own seed, so that the
+    /// mean-field accuracy equals the one `summary.json` and `credit eval` give.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// Sub-networks sampled for the accuracy ensemble (K).
     pub samples: usize,
     /// Sampled networks averaged at each point of a perturbation curve (S).
@@ -50,7 +52,7 @@ pub struct AnalysisConfig {
 impl Default for AnalysisConfig {
     fn default() -> Self {
         Self {
-            seed: 0,
+            seed: None,
             samples: 20,
             repetitions: 10,
             fractions: (0..=10).map(|i| f64::from(i) / 10.0).collect(),
@@ -85,7 +87,7 @@ impl AnalysisConfig {
 
     /// Checks every setting's range: `samples` and `repetitions` from 1 to [`MAX_SAMPLES`],
     /// `entropy_samples` from 1 to [`MAX_ENTROPY_SAMPLES`], `bins` from 1 to [`MAX_BINS`],
-    /// `fractions` non-empty, at most [`MAX_FRACTIONS`], in `[0, 1]`, tolerances in
+    /// `fractions` non-empty, at most [`MAX_FRACTIONS`], increasing, in `[0, 1]`, tolerances in
     /// `[0, 0.5]`.
     ///
     /// # Errors
@@ -124,6 +126,20 @@ impl AnalysisConfig {
             "fractions must lie in [0, 1], got {:?}",
             self.fractions
         );
+        // Each curve removes connections incrementally, fraction after fraction.
+        if let Some(pair) = self.fractions.windows(2).find(|w| w[0] >= w[1]) {
+            anyhow::bail!(
+                "fractions must be increasing, each listed once, got {:?} ({} {} {})",
+                self.fractions,
+                pair[0],
+                if pair[0] == pair[1] {
+                    "twice:"
+                } else {
+                    "before"
+                },
+                pair[1]
+            );
+        }
         for (name, tolerance) in [
             ("tolerance", self.tolerance),
             ("loose_tolerance", self.loose_tolerance),
@@ -206,7 +222,11 @@ pub struct Analysis {
     /// The epochs the analysed model was trained for.
     #[serde(default)]
     pub epochs: usize,
-    /// The settings used.
+    /// The seed the run was trained with (absent in analyses written before it was
+    /// recorded).
+    #[serde(default)]
+    pub run_seed: Option<u64>,
+    /// The settings used, the seed resolved.
     pub config: AnalysisConfig,
     /// Test accuracies.
     pub accuracy: AccuracyReport,
@@ -240,7 +260,8 @@ pub struct AnalysedRun {
 }
 
 /// Analyses the run in `run` on `backend`: its final model, or with `epoch` that epoch's
-/// checkpoint. Every random draw comes from `config.seed`.
+/// checkpoint. Every random draw comes from `config.seed`, by default the run's seed (the
+/// analysis then records it in its `config.seed`).
 ///
 /// # Errors
 /// If the settings are out of range, the run cannot be loaded (no final model, no such
@@ -264,7 +285,8 @@ fn analyze_here(
     let started = Instant::now();
     let run_config: RunConfig = run.config()?;
     let device: Device = backend.device()?;
-    let seed = Seed::new(config.seed);
+    let analysis_seed = config.seed.unwrap_or(run_config.seed);
+    let seed = Seed::new(analysis_seed);
     let model = run.load_model(&run_config, &device, epoch)?;
     let last = epoch.unwrap_or(usize::MAX);
     let metrics: Vec<EpochMetrics> = run
@@ -289,7 +311,11 @@ fn analyze_here(
         train_images: data.train.len(),
         test_images: data.test.len(),
         epochs: epoch.unwrap_or_else(|| run.summary().map_or(0, |s| s.epochs)),
-        config: config.clone(),
+        run_seed: Some(run_config.seed),
+        config: AnalysisConfig {
+            seed: Some(analysis_seed),
+            ..config.clone()
+        },
         accuracy: AccuracyReport {
             mean_field_pct: accuracies.test_mean_field_pct,
             mean_network_pct: accuracies.test_mean_network_pct,

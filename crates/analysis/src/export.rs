@@ -255,6 +255,13 @@ fn export_here(
     out: Option<PathBuf>,
     backend: BackendKind,
 ) -> Result<ExportReport> {
+    let extension = match format {
+        ExportFormat::Safetensors => "safetensors",
+        ExportFormat::Npz => "npz",
+    };
+    let stem = if pruned { "pruned" } else { "export" };
+    let path = out.unwrap_or_else(|| run.file(&format!("{stem}.{extension}")));
+    credit_train::files::check_output_file(&path, "--out", &[extension], &[])?;
     let config = run.config()?;
     let device = backend.device()?;
     let model = run.load_model(&config, &device, None)?;
@@ -301,12 +308,6 @@ fn export_here(
             run.path().display()
         ),
     };
-    let extension = match format {
-        ExportFormat::Safetensors => "safetensors",
-        ExportFormat::Npz => "npz",
-    };
-    let stem = if pruned { "pruned" } else { "export" };
-    let path = out.unwrap_or_else(|| run.file(&format!("{stem}.{extension}")));
     write_atomic(&path, &encode(&tensors, format, metadata)?)?;
     Ok(ExportReport {
         path,

@@ -335,8 +335,12 @@ pub struct NamedPrediction {
     /// The file (and index in it) the image came from.
     pub input: String,
     /// The predicted class as a data-set label: the network's class plus the run's
-    /// `data.label_offset`.
-    pub label: i64,
+    /// `data.label_offset` (equal to the class when the offset is 0).
+    pub predicted_label: i64,
+    /// The image's true label as the input stores it, where it carries labels (an IDX
+    /// folder or labels file, a `.npz`'s `y_test`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<i64>,
     /// What the members say.
     #[serde(flatten)]
     pub prediction: Prediction,
@@ -387,6 +391,7 @@ pub fn predict_run(
             );
         }
         let names = inputs.names.clone();
+        let labels = inputs.labels.clone();
         // An npz run's training file may have moved since (a run folder copied elsewhere):
         // then the inputs' own kind is trusted, with a warning.
         let on_bytes = trained_on_bytes(&config).unwrap_or_else(|e| {
@@ -410,11 +415,13 @@ pub fn predict_run(
             .predictions()
             .into_iter()
             .zip(names)
-            .map(|(prediction, input)| NamedPrediction {
+            .enumerate()
+            .map(|(i, (prediction, input))| NamedPrediction {
                 input,
-                label: i64::try_from(prediction.predicted)
+                predicted_label: i64::try_from(prediction.predicted)
                     .unwrap_or(i64::MAX)
                     .saturating_add(config.data.label_offset),
+                label: labels.as_ref().map(|l| l[i]),
                 prediction,
             })
             .collect();
@@ -448,8 +455,10 @@ fn is_pictures(input: &std::path::Path) -> bool {
     }
 }
 
-/// Writes predictions as CSV (`.csv`: one row per image, the probabilities as columns
-/// `p0`, `p1`, ...) or JSON (`.json`), atomically.
+/// Writes predictions as CSV (`.csv`: one row per image: `predicted`, the predicted class as
+/// a data-set label; `label`, the true label, only where the inputs carry labels; the
+/// uncertainty scores; the probabilities of the network's classes as columns `p0`, `p1`,
+/// ...) or JSON (`.json`), atomically.
 ///
 /// # Errors
 /// If the extension is neither, or the file cannot be written.
@@ -466,9 +475,14 @@ pub fn write_predictions(report: &PredictReport, path: &std::path::Path) -> anyh
                 .predictions
                 .first()
                 .map_or(0, |p| p.prediction.probabilities.len());
-            let mut csv = String::from(
-                "input,predicted,label,predictive_entropy,expected_entropy,mutual_information,agreement",
-            );
+            // A `label` column only where the inputs carry their true labels.
+            let labelled = report.predictions.iter().all(|p| p.label.is_some())
+                && !report.predictions.is_empty();
+            let mut csv = String::from("input,predicted");
+            if labelled {
+                csv.push_str(",label");
+            }
+            csv.push_str(",predictive_entropy,expected_entropy,mutual_information,agreement");
             for c in 0..classes {
                 let _ = write!(csv, ",p{c}");
             }
@@ -477,15 +491,14 @@ pub fn write_predictions(report: &PredictReport, path: &std::path::Path) -> anyh
                 let q = &p.prediction;
                 let name = p.input.replace('"', "\"\"");
                 // `{:?}`: shortest round-trip form, with an exponent for tiny values.
+                let _ = write!(csv, "\"{name}\",{}", p.predicted_label);
+                if let (true, Some(label)) = (labelled, p.label) {
+                    let _ = write!(csv, ",{label}");
+                }
                 let _ = write!(
                     csv,
-                    "\"{name}\",{},{},{:?},{:?},{:?},{:?}",
-                    q.predicted,
-                    p.label,
-                    q.predictive_entropy,
-                    q.expected_entropy,
-                    q.mutual_information,
-                    q.agreement
+                    ",{:?},{:?},{:?},{:?}",
+                    q.predictive_entropy, q.expected_entropy, q.mutual_information, q.agreement
                 );
                 for v in &q.probabilities {
                     let _ = write!(csv, ",{v:?}");

@@ -98,6 +98,19 @@ pub(crate) fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Which seed trained the run and which drew the analysis's noise and sub-networks.
+fn seeds(a: &Analysis) -> String {
+    match (a.run_seed, a.config.seed) {
+        (Some(run), Some(analysis)) if run == analysis => {
+            format!("run seed {run}, also the analysis's seed")
+        }
+        (Some(run), Some(analysis)) => format!("run seed {run}; analysis seed {analysis}"),
+        (None, Some(analysis)) => format!("analysis seed {analysis}"),
+        (Some(run), None) => format!("run seed {run}"),
+        (None, None) => "seeds not recorded".to_string(),
+    }
+}
+
 /// The self-contained HTML report.
 pub fn html(a: &Analysis, figures: &[Figure]) -> String {
     let mut h = page_start(&format!("credit analysis: {}", a.run));
@@ -105,7 +118,7 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
         h,
         "<h1>Analysis of <code>{run}</code></h1>\n\
          <p>{kind:?} network {sizes:?}, trained on {train} images; {test} test images; \
-         analysed on {backend} ({device}) in {secs:.1} s; seed {seed}.</p>\n",
+         analysed on {backend} ({device}) in {secs:.1} s; {seeds}.</p>\n",
         run = escape(&a.run),
         kind = a.model_kind,
         sizes = a.sizes,
@@ -114,7 +127,7 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
         backend = a.backend,
         device = escape(&a.device),
         secs = a.seconds,
-        seed = a.config.seed,
+        seeds = seeds(a),
     );
     h.push_str("<h2>Test accuracy</h2>\n<table><tr><th>network</th><th>accuracy (%)</th></tr>\n");
     let mut row = |name: &str, value: String| {

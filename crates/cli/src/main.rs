@@ -94,6 +94,12 @@ struct TrainArgs {
     /// data.path may change); a run whose last epoch is trained is finished.
     #[arg(long, requires = "out", conflicts_with = "config")]
     resume: bool,
+    /// With --resume, for a finished run whose checkpoint of its last epoch is lost: continue
+    /// from its final model (model.bpk) with a fresh optimizer state (AdamW's moments start
+    /// from zero; the 2020 protocol restarts them every epoch anyway). Needs a higher
+    /// train.epochs.
+    #[arg(long, requires = "resume")]
+    from_final_model: bool,
     /// Plain per-epoch lines even on a terminal, instead of the progress bar.
     #[arg(long)]
     no_dashboard: bool,
@@ -266,6 +272,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     };
     let mut options = TrainOptions::new(backend);
     options.resume = args.resume;
+    options.from_final_model = args.from_final_model;
     if args.no_dashboard {
         options.display = Display::Lines;
     }
@@ -325,11 +332,12 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
         config.ood = args.ood.clone();
     }
     let run = RunDir::new(&args.run);
-    let _lock = run.lock_existing("credit analyze")?;
     let out = args.out.unwrap_or_else(|| match args.epoch {
         Some(epoch) => args.run.join(format!("analysis-epoch-{epoch}")),
         None => args.run.join("analysis"),
     });
+    credit_train::files::check_output_dir(&out, "--out")?;
+    let _lock = run.lock_existing("credit analyze")?;
     let analysed = credit_analysis::analyze(&run, &config, backend, args.epoch)?;
     let written = credit_analysis::write_report(&analysed, &out)?;
     show::analysis(&analysed.analysis);
@@ -339,6 +347,9 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
 
 fn predict(args: PredictArgs) -> Result<()> {
     let backend = args.backend.resolve()?;
+    if let Some(path) = &args.out {
+        credit_train::files::check_output_file(path, "--out", &["csv", "json"], &[&args.input])?;
+    }
     let options = credit_analysis::predict::PredictOptions {
         mode: args.mode,
         samples: args.samples,
@@ -369,6 +380,9 @@ fn predict(args: PredictArgs) -> Result<()> {
 
 fn bench(args: BenchArgs) -> Result<()> {
     let backend = args.backend.resolve()?;
+    if let Some(path) = &args.json {
+        credit_train::files::check_output_file(path, "--json", &["json"], &[&args.config])?;
+    }
     let config = RunConfig::load(&args.config, &args.overrides)?;
     anyhow::ensure!(args.epochs > 0, "--epochs must be positive");
     anyhow::ensure!(args.eval_repeats > 0, "--eval-repeats must be positive");

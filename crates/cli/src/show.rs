@@ -103,10 +103,13 @@ pub(crate) fn predictions(report: &credit_analysis::predict::PredictReport) {
         report.run,
         members(report)
     );
+    let labelled =
+        !report.predictions.is_empty() && report.predictions.iter().all(|p| p.label.is_some());
+    let label_head = if labelled { "  label" } else { "" };
     out!(
-        "{:<28} {:>5} {:>6} {:>10} {:>9} {:>8} {:>9}",
+        "{:<28} {:>9}{label_head} {:>6} {:>10} {:>9} {:>8} {:>9}",
         "input",
-        "class",
+        "predicted",
         "p",
         "predictive",
         "expected",
@@ -115,15 +118,31 @@ pub(crate) fn predictions(report: &credit_analysis::predict::PredictReport) {
     );
     for p in &report.predictions {
         let q = &p.prediction;
+        let label = match (labelled, p.label) {
+            (true, Some(label)) => format!(" {label:>6}"),
+            _ => String::new(),
+        };
         out!(
-            "{:<28} {:>5} {:>6.3} {:>10} {:>9} {:>8} {:>8.0}%",
+            "{:<28} {:>9}{label} {:>6.3} {:>10} {:>9} {:>8} {:>8.0}%",
             p.input,
-            q.predicted,
+            p.predicted_label,
             q.probabilities[q.predicted],
             nats(q.predictive_entropy),
             nats(q.expected_entropy),
             nats(q.mutual_information),
             100.0 * q.agreement
+        );
+    }
+    if labelled {
+        let right = report
+            .predictions
+            .iter()
+            .filter(|p| p.label == Some(p.predicted_label))
+            .count();
+        out!(
+            "{right} of {} predicted as labelled ({:.2}%)",
+            report.predictions.len(),
+            100.0 * right as f64 / report.predictions.len() as f64
         );
     }
 }
@@ -178,19 +197,31 @@ pub(crate) fn sweep_report(
         PlanKind::Reproduce => {
             let report: credit_analysis::sweep::reproduce::ReproduceReport =
                 credit_train::read_json(&dir.join("reproduce.json"))?;
+            if !report.overrides.is_empty() {
+                out!(
+                    "  every run trained with {} (unlike the authors' presets)",
+                    report.overrides.join(" ")
+                );
+            }
             for p in &report.protocols {
                 out!("  protocol {}:", p.protocol);
                 for r in &p.rows {
                     let cell = |s: Option<credit_analysis::sweep::reproduce::Summary>| {
-                        s.map_or("-".to_string(), |s| format!("{:.2} ± {:.2}", s.mean, s.sd))
+                        s.map_or("-".to_string(), |s| match s.n {
+                            1 => format!("{:.2} (n = 1)", s.mean),
+                            _ => format!("{:.2} ± {:.2}", s.mean, s.sd),
+                        })
+                    };
+                    let z = match (r.difference_in_pooled_sd, &r.not_compared) {
+                        (Some(z), _) => format!("{z:+.2} sd"),
+                        (None, Some(why)) => format!("not compared: {why}"),
+                        (None, None) => String::new(),
                     };
                     out!(
-                        "    {:<48} credit {:<16} authors {:<16} {}",
+                        "    {:<48} credit {:<16} authors {:<16} {z}",
                         r.quantity,
                         cell(r.credit),
                         cell(r.authors),
-                        r.difference_in_pooled_sd
-                            .map_or(String::new(), |z| format!("{z:+.2} sd"))
                     );
                 }
             }

@@ -26,19 +26,19 @@ pub struct SweepArgs {
     config: Option<PathBuf>,
     /// Override or sweep a value: `key=v` sets it, `key=v1,v2,...` sweeps it (repeatable;
     /// several swept keys give their product).
-    #[arg(long = "set", value_name = "KEY=VALUES", requires = "config")]
+    #[arg(long = "set", value_name = "KEY=VALUES", conflicts_with = "dir")]
     sets: Vec<String>,
     /// Seeds per setting (0, 1, ...).
-    #[arg(long, default_value_t = 1, requires = "config")]
+    #[arg(long, default_value_t = 1, conflicts_with = "dir")]
     seeds: usize,
     /// Folder of a new sweep. Default: runs/sweep-<config file stem>.
-    #[arg(long, requires = "config")]
+    #[arg(long, conflicts_with = "dir")]
     out: Option<PathBuf>,
     /// Skip the deterministic baseline runs.
-    #[arg(long, requires = "config")]
+    #[arg(long, conflicts_with = "dir")]
     no_baseline: bool,
     /// Analysis settings (TOML) for every run.
-    #[arg(long, requires = "config")]
+    #[arg(long, conflicts_with = "dir")]
     analysis_config: Option<PathBuf>,
     #[command(flatten)]
     common: SweepCommon,
@@ -47,23 +47,23 @@ pub struct SweepArgs {
 #[derive(Args)]
 pub struct ReproduceArgs {
     /// Folder of the reproduction.
-    #[arg(long, default_value = "runs/reproduce")]
+    #[arg(long, default_value = "runs/reproduce", conflicts_with = "dir")]
     out: PathBuf,
     /// Folder of the presets (mnist.toml, mnist-2022.toml and their deterministic baselines).
-    #[arg(long, default_value = "configs")]
+    #[arg(long, default_value = "configs", conflicts_with = "dir")]
     configs: PathBuf,
     /// Seeds per protocol and training-set size.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, conflicts_with = "dir")]
     seeds: usize,
     /// Training-set sizes of the size sweep, besides the protocols' 10,000 (0: all 60,000);
     /// empty for none.
-    #[arg(long, default_value = "20000,40000,0", value_parser = parse_sizes)]
+    #[arg(long, default_value = "20000,40000,0", value_parser = parse_sizes, conflicts_with = "dir")]
     sizes: Sizes,
     /// Override a value in every run, e.g. --set train.epochs=5 for a quick look.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "dir")]
     overrides: Vec<String>,
     /// Analysis settings (TOML) for every run.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dir")]
     analysis_config: Option<PathBuf>,
     #[command(flatten)]
     common: SweepCommon,
@@ -138,6 +138,7 @@ pub fn run_sweep(args: SweepArgs) -> Result<ExitCode> {
                 let stem = config.file_stem().unwrap_or_default().to_string_lossy();
                 PathBuf::from("runs").join(format!("sweep-{stem}"))
             });
+            refuse_run_folder(&out)?;
             plan.write_or_check(&out)?;
             out
         }
@@ -162,12 +163,27 @@ pub fn run_reproduce(args: ReproduceArgs) -> Result<ExitCode> {
                 overrides: args.overrides.clone(),
                 analysis: analysis_settings(&args.analysis_config)?,
             };
+            refuse_run_folder(&args.out)?;
             let plan = reproduce::plan(&options)?;
             plan.write_or_check(&args.out)?;
             args.out.clone()
         }
     };
     act(&dir, &args.common)
+}
+
+/// A sweep's `--out` must not be a run folder, nor lie among a run's own files.
+fn refuse_run_folder(out: &Path) -> Result<()> {
+    if credit_train::RunDir::new(out).exists() {
+        bail!(
+            "--out {} holds a run (its config.toml): a sweep needs a folder of its own",
+            out.display()
+        );
+    }
+    if out.join(credit_analysis::sweep::PLAN_FILE).is_file() {
+        return Ok(());
+    }
+    credit_train::files::check_output_dir(out, "--out")
 }
 
 /// Does what the flags ask of the planned sweep in `dir`.
@@ -216,6 +232,8 @@ fn act(dir: &Path, common: &SweepCommon) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // One local sweep per folder: two would start the same runs and share their logs.
+    let _lock = credit_train::RunLock::acquire(dir, "credit sweep")?;
     let stop = StopSignal::on_interrupt_and_terminate()
         .context("cannot install the SIGINT and SIGTERM handlers")?;
     run_locally(dir, &plan, common.jobs, backend, &stop)?;

@@ -1,6 +1,8 @@
 //! Images to predict on or to test out-of-distribution detection with, whatever their form:
 //! a `.npy` array, an IDX images file, an IDX folder or `.npz` (their test images), or PNG and
-//! JPEG pictures (a file or a folder of them). Labels are not read.
+//! JPEG pictures (a file or a folder of them). Where the input carries labels (an IDX folder's
+//! `t10k-labels-idx1-ubyte`, the labels file beside an IDX images file, a `.npz`'s `y_test`),
+//! they are read as stored, for comparison with the predictions; they never enter the model.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,9 @@ pub struct Inputs {
     /// The shape of one image as stored (`[28, 28]`, `[32, 32, 3]`, ...; pictures
     /// `[side, side]`).
     pub image_shape: Vec<usize>,
+    /// The true label of each image as stored (no `data.label_offset` applied), where the
+    /// input carries labels; `None` for `.npy` arrays and pictures.
+    pub labels: Option<Vec<i64>>,
 }
 
 /// How pictures become inputs: converted to grey (luma), resized to `side × side` with a
@@ -52,7 +57,7 @@ pub fn load_inputs(path: &Path, features: usize, invert: bool) -> Result<Inputs,
                         "holds neither PNG/JPEG pictures nor t10k-images-idx3-ubyte(.gz)",
                     )
                 })?;
-            idx_images(&file)?
+            idx_images(&file)?.with_labels(idx_labels_beside(&file)?)?
         } else {
             pictures_set(&pictures, features, invert)?
         }
@@ -68,9 +73,10 @@ pub fn load_inputs(path: &Path, features: usize, invert: bool) -> Result<Inputs,
             named(images, shape, path)
         } else if name.ends_with(".npz") {
             let (images, shape) = crate::npz::load_npz_images(path, "x_test")?;
-            named(images, shape, path)
+            let labels = crate::npz::load_npz_labels(path, "y_test")?;
+            named(images, shape, path).with_labels(labels)?
         } else {
-            idx_images(path)?
+            idx_images(path)?.with_labels(idx_labels_beside(path)?)?
         }
     };
     if inputs.images.features() != features {
@@ -85,6 +91,52 @@ pub fn load_inputs(path: &Path, features: usize, invert: bool) -> Result<Inputs,
     Ok(inputs)
 }
 
+impl Inputs {
+    /// These inputs with the labels read from `source`, which must hold one per image.
+    fn with_labels(mut self, source: Option<(PathBuf, Vec<i64>)>) -> Result<Self, DataError> {
+        if let Some((path, labels)) = source {
+            if labels.len() != self.images.len() {
+                return Err(DataError::invalid(
+                    &path,
+                    format!(
+                        "holds {} labels for {} images",
+                        labels.len(),
+                        self.images.len()
+                    ),
+                ));
+            }
+            self.labels = Some(labels);
+        }
+        Ok(self)
+    }
+}
+
+/// The labels file beside an IDX images file (`X-images-idx3-ubyte[.gz]` beside
+/// `X-labels-idx1-ubyte[.gz]`), read, if there is one.
+fn idx_labels_beside(images: &Path) -> Result<Option<(PathBuf, Vec<i64>)>, DataError> {
+    let Some(name) = images.file_name().and_then(|n| n.to_str()) else {
+        return Ok(None);
+    };
+    let Some(prefix) = name
+        .split("-images-idx3-ubyte")
+        .next()
+        .filter(|p| *p != name)
+    else {
+        return Ok(None);
+    };
+    let dir = images.parent().unwrap_or(Path::new(""));
+    let Some(path) = ["-labels-idx1-ubyte.gz", "-labels-idx1-ubyte"]
+        .iter()
+        .map(|suffix| dir.join(format!("{prefix}{suffix}")))
+        .find(|p| p.is_file())
+    else {
+        return Ok(None);
+    };
+    let array = read_idx(&path, 1)?;
+    let labels = array.data.iter().map(|&l| i64::from(l)).collect();
+    Ok(Some((path, labels)))
+}
+
 fn named(images: ImageSet, image_shape: Vec<usize>, path: &Path) -> Inputs {
     let file = path
         .file_name()
@@ -95,6 +147,7 @@ fn named(images: ImageSet, image_shape: Vec<usize>, path: &Path) -> Inputs {
         images,
         names,
         image_shape,
+        labels: None,
     }
 }
 
@@ -178,6 +231,7 @@ fn pictures_set(files: &[PathBuf], features: usize, invert: bool) -> Result<Inpu
         images,
         names,
         image_shape: vec![side as usize; 2],
+        labels: None,
     })
 }
 

@@ -15,7 +15,7 @@ pub use error::DataError;
 pub use idx::{IdxArray, read_idx};
 pub use image_set::{ImageBatch, ImageSet, PixelScale, Pixels};
 pub use inputs::{Inputs, RESIZE_METHOD, load_inputs};
-pub use npz::{load_npz, load_npz_images, npz_holds_bytes, read_npy_images};
+pub use npz::{load_npz, load_npz_images, load_npz_labels, npz_holds_bytes, read_npy_images};
 pub use sources::{
     CLASSES, Format, Source, Splits, load, load_cifar10_dir, load_idx_dir, read_cifar10,
 };

@@ -298,6 +298,41 @@ pub fn load_npz_images(path: &Path, name: &str) -> Result<(ImageSet, Vec<usize>)
     ))
 }
 
+/// The integer labels of the array `name` (`y_test`, say) of a `.npz`, as stored, with the
+/// archive's path; `None` if the archive has no such array.
+///
+/// # Errors
+/// If the file cannot be read, or the array is not one-dimensional integers, naming them.
+pub fn load_npz_labels(
+    path: &Path,
+    name: &str,
+) -> Result<Option<(std::path::PathBuf, Vec<i64>)>, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| DataError::invalid(path, format!("not an npz (zip) archive ({e})")))?;
+    if archive.index_for_name(&format!("{name}.npy")).is_none() {
+        return Ok(None);
+    }
+    let (shape, values) = member(&mut archive, name).map_err(|m| DataError::invalid(path, m))?;
+    let values = match values {
+        Values::Integers(values) => values,
+        Values::Bytes(values) => ints(values),
+        Values::Floats(_) => {
+            return Err(DataError::invalid(
+                path,
+                format!("{name}: labels must be integers, not floats"),
+            ));
+        }
+    };
+    if shape.len() != 1 {
+        return Err(DataError::invalid(
+            path,
+            format!("{name}: labels must be one-dimensional, got shape {shape:?}"),
+        ));
+    }
+    Ok(Some((path.to_path_buf(), values)))
+}
+
 /// Images from a `.npy` file `[N, ...]` (each flattened), every label 0 (for predictions),
 /// and the shape of one image.
 ///

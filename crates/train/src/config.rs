@@ -320,7 +320,14 @@ impl RunConfig {
     /// Naming the field, the data folder and what differs.
     pub fn check_against_data(&self, splits: &Splits) -> Result<()> {
         let sizes = &self.model.sizes;
-        let dir = self.data.dir.display();
+        // The file or folder really read: `data.path` for npz data, else `data.dir`.
+        let source = self.data_source().location;
+        let key = if self.data.format == Format::Npz && self.data.path.is_some() {
+            "data.path"
+        } else {
+            "data.dir"
+        };
+        let dir = format!("{} ({key})", source.display());
         for (name, set) in [("training", &splits.train), ("test", &splits.test)] {
             ensure!(
                 !set.is_empty(),

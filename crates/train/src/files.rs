@@ -107,6 +107,9 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 mod finite;
+mod output;
+
+pub use output::{SWEEP_PLAN_FILE, check_output_dir, check_output_file};
 
 #[cfg(test)]
 mod tests {

@@ -45,5 +45,5 @@ pub use resume::RESUMABLE_KEYS;
 pub use run::{RunDir, RunSummary};
 pub use runtime::{compute, threads};
 pub use stop::{StopSignal, terminate};
-pub use training::{TrainOptions, TrainOutcome, load_data, train};
+pub use training::{TrainOptions, TrainOutcome, check_data_sizes, load_data, train};
 pub use workers::AwakeWorkers;

@@ -67,12 +67,7 @@ impl RunLock {
                 return Err(error).with_context(|| format!("cannot lock {}", path.display()));
             }
         }
-        let holder = format!(
-            "`{what}` (process {} on {}, since {})",
-            std::process::id(),
-            hostname(),
-            now()
-        );
+        let holder = format!("`{what}` ({}, since {})", own_process(), now());
         file.set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(holder.as_bytes()))
@@ -88,7 +83,9 @@ impl RunLock {
 
     /// Who holds the lock of the run folder `dir` now (as written in its lock file, e.g.
     /// `` `credit train` (process 4242 on node7, since unix time ...) ``), or `None` if
-    /// nobody does. Looks for an instant only (a shared lock, released at once).
+    /// nobody does. Looks for an instant only (a shared lock, released at once). The calling
+    /// process is never named: a lock it holds itself (an analysis asking why the run it
+    /// locked has no final model) is `None`.
     pub fn holder(dir: &Path) -> Option<String> {
         let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
         match file.try_lock_shared() {
@@ -96,6 +93,9 @@ impl RunLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
+                if holder.contains(&own_process()) {
+                    return None;
+                }
                 Some(if holder.is_empty() {
                     "another process".to_string()
                 } else {
@@ -105,6 +105,21 @@ impl RunLock {
             _ => None,
         }
     }
+}
+
+impl Drop for RunLock {
+    /// Empties the lock file before the lock is released, so that no holder is named once
+    /// the work ends, however it ends short of a kill (an error, a panic that unwinds). The
+    /// file itself stays: removing it while another process waits on it would let two
+    /// processes hold locks on two different files.
+    fn drop(&mut self) {
+        let _ = self._file.set_len(0);
+    }
+}
+
+/// `process PID on HOST`, as this process signs the lock files it takes.
+fn own_process() -> String {
+    format!("process {} on {}", std::process::id(), hostname())
 }
 
 fn hostname() -> String {
@@ -137,11 +152,14 @@ mod tests {
             message.contains(&format!("process {}", std::process::id())),
             "{message}"
         );
-        assert!(
-            RunLock::holder(dir.path()).is_some_and(|h| h.starts_with("`credit train`")),
-            "the holder is named"
-        );
+        // This process holds it: `holder` names others only.
+        assert_eq!(RunLock::holder(dir.path()), None);
         drop(first);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(),
+            "",
+            "a released lock names nobody"
+        );
         assert_eq!(RunLock::holder(dir.path()), None);
         let again = RunLock::acquire(dir.path(), "credit analyze").unwrap();
         assert!(again.path().ends_with(LOCK_FILE));

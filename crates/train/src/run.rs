@@ -51,6 +51,13 @@ pub struct RunSummary {
     pub seed: u64,
     /// Epochs completed.
     pub epochs: usize,
+    /// Training images used (after `data.train_size`); 0 in runs written before it was
+    /// recorded.
+    #[serde(default)]
+    pub train_images: usize,
+    /// Test images used (after `data.test_size`); 0 in runs written before it was recorded.
+    #[serde(default)]
+    pub test_images: usize,
     /// Test accuracy with the pre-activation noise sampled (mean-field), percent.
     pub test_accuracy_mean_field_pct: f64,
     /// Test accuracy of the mean network (noise off), percent. Equals the mean-field value
@@ -245,7 +252,10 @@ impl RunDir {
             }
             None => {
                 let path = self.file(MODEL_FILE);
-                if !path.is_file() || !self.is_complete() {
+                if let Some(problem) = self.final_model_problem() {
+                    bail!("{problem}");
+                }
+                if !self.is_complete() {
                     bail!("{}", self.unfinished_message());
                 }
                 let bytes = std::fs::read(&path)
@@ -254,6 +264,55 @@ impl RunDir {
             }
         };
         model_from_record(bytes, config, device, &path)
+    }
+
+    /// What is wrong with `model.bpk` where it is present in some form but is no model file
+    /// (a directory, a symbolic link to nowhere or in a loop, an unreadable entry), or where
+    /// it is missing from a run whose `summary.json` says it finished; `None` if it is a
+    /// file, or absent from a run that has not finished. Names the path and what to do.
+    pub fn final_model_problem(&self) -> Option<String> {
+        let path = self.file(MODEL_FILE);
+        let shown = path.display();
+        let kept = self.checkpoints().epochs();
+        let use_checkpoint = match kept.last() {
+            Some(last) => format!(
+                "; the checkpoints of epochs {} are kept: use one with --epoch {last}",
+                list(&kept)
+            ),
+            None => String::new(),
+        };
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let summary = self.summary().ok()?;
+                let finish = if kept.last() == Some(&summary.epochs) {
+                    format!(
+                        "; `credit train --out {} --resume` writes it again from the checkpoint of epoch {}",
+                        self.path.display(),
+                        summary.epochs
+                    )
+                } else {
+                    use_checkpoint
+                };
+                Some(format!(
+                    "{shown} is missing, although {} says training finished after epoch {}: restore it from a copy of the run{finish}",
+                    self.file(SUMMARY_FILE).display(),
+                    summary.epochs
+                ))
+            }
+            Err(e) => Some(format!("cannot read {shown}: {e}{use_checkpoint}")),
+            Ok(_) => match std::fs::metadata(&path) {
+                Err(e) => Some(format!(
+                    "cannot read {shown} (a symbolic link): {e}{use_checkpoint}"
+                )),
+                Ok(meta) if meta.is_dir() => Some(format!(
+                    "{shown} is a directory, not a model record: move it away and restore the file{use_checkpoint}"
+                )),
+                Ok(meta) if !meta.is_file() => {
+                    Some(format!("{shown} is not a regular file{use_checkpoint}"))
+                }
+                Ok(_) => None,
+            },
+        }
     }
 
     /// Why the run has no final model, and what to do.

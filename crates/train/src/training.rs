@@ -40,6 +40,9 @@ pub struct TrainOptions {
     pub backend: BackendKind,
     /// Continue the run from its latest intact checkpoint.
     pub resume: bool,
+    /// With `resume`: continue a finished run whose checkpoint of its last epoch is lost
+    /// from its final model (`model.bpk`), with a fresh optimizer state.
+    pub from_final_model: bool,
     /// What is shown while training.
     pub display: Display,
     /// Training stops (cleanly, resumable) once this is requested.
@@ -52,6 +55,7 @@ impl TrainOptions {
         Self {
             backend,
             resume: false,
+            from_final_model: false,
             display: Display::automatic(),
             stop: StopSignal::new(),
         }
@@ -98,6 +102,7 @@ pub fn load_data(config: &RunConfig) -> Result<Splits> {
     let source = config.data_source();
     let splits = credit_data::load(&source)
         .with_context(|| format!("cannot load the data in {}", source.location.display()))?;
+    check_data_sizes(config, splits.train.len(), splits.test.len())?;
     let take = |set: &ImageSet, n: usize| if n == 0 { set.clone() } else { set.first(n) };
     let splits = Splits {
         train: take(&splits.train, config.data.train_size),
@@ -105,6 +110,25 @@ pub fn load_data(config: &RunConfig) -> Result<Splits> {
     };
     config.check_against_data(&splits)?;
     Ok(splits)
+}
+
+/// Checks `data.train_size` and `data.test_size` of `config` against the `train` and `test`
+/// images its data holds: neither may ask for more (0 means all).
+///
+/// # Errors
+/// Naming the key, the data read and how many images it holds.
+pub fn check_data_sizes(config: &RunConfig, train: usize, test: usize) -> Result<()> {
+    for (key, asked, held, name) in [
+        ("data.train_size", config.data.train_size, train, "training"),
+        ("data.test_size", config.data.test_size, test, "test"),
+    ] {
+        ensure!(
+            asked <= held,
+            "{key} = {asked}, but {} holds {held} {name} images: choose at most that many, or 0 for all",
+            config.data_source().location.display(),
+        );
+    }
+    Ok(())
 }
 
 /// Trains `config` into `run` and, once every epoch is trained, evaluates the final model
@@ -127,20 +151,19 @@ pub fn train(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result
 fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Result<TrainOutcome> {
     config.validate()?;
     let started = Instant::now();
+    // The data is checked against the config before the run folder is touched.
+    let data = load_data(config)?;
     let _lock = run.lock("credit train")?;
     let start = if options.resume {
-        resume_point(config, run)?
+        resume_point(config, run, options.from_final_model)?
     } else {
+        ensure!(
+            !options.from_final_model,
+            "--from-final-model continues a run: it needs --resume"
+        );
         fresh_run(run)?;
-        Start {
-            epoch: 0,
-            records: None,
-            rows: Vec::new(),
-            data: None,
-            backend: None,
-        }
+        Start::fresh()
     };
-    let data = load_data(config)?;
     let fingerprint = data_fingerprint(&data);
     if let Some(trained_on) = &start.data {
         ensure!(
@@ -171,7 +194,19 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
     };
     let mut rows = start.rows;
     let model = if start.epoch < config.train.epochs {
-        let (model, optimizer) = trainer.prepare(start.epoch, start.records)?;
+        let from_final_model = start.epoch > 0 && start.optimizer.is_none();
+        let (model, optimizer) = trainer.prepare(start.epoch, start.model, start.optimizer)?;
+        if from_final_model {
+            // The final model becomes the checkpoint of its epoch (with the fresh optimizer)
+            // before it is removed below: a stop or kill from here on resumes from it.
+            let provenance = Provenance {
+                config,
+                data: &trainer.fingerprint,
+                backend: options.backend,
+            };
+            run.checkpoints()
+                .save(start.epoch, &provenance, &model, &optimizer, &rows)?;
+        }
         // More epochs for a finished run: it is not finished until they are.
         for file in [SUMMARY_FILE, MODEL_FILE] {
             remove_if_present(&run.file(file))?;
@@ -189,7 +224,7 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
             }
         }
     } else {
-        let (model, _) = start.records.expect("a checkpoint at the last epoch");
+        let model = start.model.expect("a checkpoint at the last epoch");
         let model = model_from_record(model, config, &device, run.checkpoints().dir())?;
         // A run stopped after its last checkpoint: its final files are written again, the
         // metrics from the checkpoint's rows (the stop may have come before their write).
@@ -233,27 +268,27 @@ impl Trainer<'_> {
         }
     }
 
-    /// The model and optimizer training starts from: the checkpoint's `records` of epoch
-    /// `start`, or the seed's initial parameters.
+    /// The model and optimizer training starts from: the `model` and `optimizer` records of
+    /// epoch `start` (a fresh optimizer without one), or the seed's initial parameters.
     fn prepare(
         &self,
         start: usize,
-        records: Option<(burn::tensor::Bytes, burn::tensor::Bytes)>,
+        model: Option<burn::tensor::Bytes>,
+        optimizer_record: Option<burn::tensor::Bytes>,
     ) -> Result<(Classifier, ModuleOptimizer)> {
         let config = self.config;
         let train_device = self.device.clone().autodiff();
         let checkpoints = self.run.checkpoints();
-        let (model, optimizer_record) = match records {
-            Some((model, optim)) => (
-                model_from_record(model, config, &train_device, checkpoints.dir())?,
-                Some(optim),
-            ),
-            None => (
-                config
-                    .model
-                    .init(self.seed.stream(Stream::Init), &train_device),
-                None,
-            ),
+        let from = if optimizer_record.is_some() {
+            checkpoints.dir().to_path_buf()
+        } else {
+            self.run.file(MODEL_FILE)
+        };
+        let model = match model {
+            Some(model) => model_from_record(model, config, &train_device, &from)?,
+            None => config
+                .model
+                .init(self.seed.stream(Stream::Init), &train_device),
         };
         let mut optimizer = optimizer_for(&config.optimizer, self.steps_per_epoch(), &model);
         if let Some(record) = optimizer_record {
@@ -440,6 +475,8 @@ impl Trainer<'_> {
             device: format!("{:?}", self.device),
             seed: self.config.seed,
             epochs: rows.last().map_or(0, |r| r.epoch),
+            train_images: self.data.train.len(),
+            test_images: self.data.test.len(),
             test_accuracy_mean_field_pct: accuracies.test_mean_field_pct,
             test_accuracy_mean_network_pct: accuracies.test_mean_network_pct,
             train_accuracy_mean_network_pct: accuracies.train_mean_network_pct,

@@ -14,6 +14,7 @@ fn inputs(pixels: Pixels, image_shape: Vec<usize>) -> Inputs {
         images: ImageSet::new(features, pixels, vec![0], 10),
         names: vec!["0".into()],
         image_shape,
+        labels: None,
     }
 }
 

@@ -13,7 +13,7 @@ use crate::analyze::AnalysisConfig;
 const FORMAT: u32 = 1;
 
 /// The plan file inside a sweep folder.
-pub const PLAN_FILE: &str = "plan.json";
+pub const PLAN_FILE: &str = credit_train::files::SWEEP_PLAN_FILE;
 
 /// What a sweep folder holds: a sweep of one config, or the experiments of
 /// `credit reproduce`.
@@ -101,7 +101,30 @@ impl SweepPlan {
             run.config
                 .validate()
                 .with_context(|| format!("{what}: its configuration"))?;
+            // The entry's own fields say what its configuration trains.
+            if run.kind != run.config.model.kind || run.seed != run.config.seed {
+                bail!(
+                    "{what}: its kind ({}) and seed ({}) differ from its configuration's model.kind ({}) and seed ({})",
+                    run.kind.name(),
+                    run.seed,
+                    run.config.model.kind.name(),
+                    run.config.seed
+                );
+            }
             names.push((&run.name, position));
+        }
+        // The same configuration twice: a value listed twice (`500,500`, `0.01,0.010`).
+        for (j, later) in self.runs.iter().enumerate() {
+            if let Some(earlier) = self.runs[..j].iter().find(|r| r.config == later.config) {
+                bail!(
+                    "runs {} ({}) and {j} ({}) would train the same configuration: settings {:?} and {:?} are equal values; list each value once",
+                    earlier.index,
+                    earlier.name,
+                    later.name,
+                    earlier.setting,
+                    later.setting
+                );
+            }
         }
         // Sorted by path components, a folder comes right before the folders inside it.
         names.sort_by(|(a, _), (b, _)| Path::new(a).cmp(Path::new(b)));
@@ -144,6 +167,28 @@ impl SweepPlan {
                     run.name, run.config.model.sizes, train.batch_size
                 ),
             )?;
+        }
+        // Every run's data holds the images it asks for (each source read once).
+        let mut counts: Vec<(credit_data::Source, usize, usize)> = Vec::new();
+        for (position, run) in self.runs.iter().enumerate() {
+            let source = run.config.data_source();
+            let (train, test) = match counts.iter().find(|(s, _, _)| *s == source) {
+                Some(&(_, train, test)) => (train, test),
+                None => {
+                    let splits = credit_data::load(&source).with_context(|| {
+                        format!(
+                            "run {position} ({:?}): cannot load the data in {}",
+                            run.name,
+                            source.location.display()
+                        )
+                    })?;
+                    let (train, test) = (splits.train.len(), splits.test.len());
+                    counts.push((source, train, test));
+                    (train, test)
+                }
+            };
+            credit_train::check_data_sizes(&run.config, train, test)
+                .with_context(|| format!("run {position} ({:?})", run.name))?;
         }
         if let Some(ood) = &self.analysis.ood {
             ensure!(
@@ -199,7 +244,42 @@ impl SweepPlan {
         }
         plan.validate()
             .with_context(|| format!("{}", path.display()))?;
+        plan.check_against_runs(dir)
+            .with_context(|| format!("{}", path.display()))?;
         Ok(plan)
+    }
+
+    /// Checks every entry of the plan against the `config.toml` of its run folder, where the
+    /// run has started: a plan edited after its runs trained (another kind, seed, number of
+    /// epochs, ...) would otherwise report runs as what they are not. Only `data.dir` and
+    /// `data.path` may differ (data moved with the sweep).
+    ///
+    /// # Errors
+    /// The first run that differs, by index and folder, with the keys and both values.
+    pub fn check_against_runs(&self, dir: &Path) -> Result<()> {
+        for (index, planned) in self.runs.iter().enumerate() {
+            let run = self.run_dir(dir, index);
+            if !run.exists() {
+                continue;
+            }
+            let trained = run.config()?;
+            let differences: Vec<String> = planned
+                .config
+                .differences(&trained)
+                .into_iter()
+                .filter(|(key, _, _)| key != "data.dir" && key != "data.path")
+                .map(|(key, run, plan)| format!("{key} (plan {plan}, run {run})"))
+                .collect();
+            if !differences.is_empty() {
+                bail!(
+                    "run {index} ({:?}) differs from the configuration its folder was trained with, {}: {}. The plan was edited after the run started: restore plan.json, or move the run folder away to train it anew",
+                    planned.name,
+                    run.file("config.toml").display(),
+                    differences.join(", ")
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The run directory of run `index`.

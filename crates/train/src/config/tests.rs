@@ -172,3 +172,41 @@ fn the_saved_form_reads_back_identically() {
     let config = RunConfig::parse("seed = 7\n", &["train.epochs=2".into()]).unwrap();
     assert_eq!(RunConfig::parse(&config.to_toml(), &[]).unwrap(), config);
 }
+
+#[test]
+fn data_errors_name_the_file_really_read() {
+    let set = |features: usize| {
+        credit_data::ImageSet::from_bytes(features, vec![0; features], vec![0], 10)
+    };
+    let splits = Splits {
+        train: set(27 * 28),
+        test: set(27 * 28),
+    };
+    let npz = RunConfig::parse(
+        "[data]\nformat = \"npz\"\npath = \"/data/digits.npz\"\n",
+        &[],
+    )
+    .unwrap();
+    let error = npz.check_against_data(&splits).unwrap_err().to_string();
+    assert!(
+        error.contains("/data/digits.npz (data.path) have 756 pixels"),
+        "{error}"
+    );
+    assert!(!error.contains("data/mnist"), "{error}");
+    let idx = RunConfig::parse("[data]\ndir = \"some/idx\"\n", &[]).unwrap();
+    let error = idx.check_against_data(&splits).unwrap_err().to_string();
+    assert!(
+        error.contains("some/idx (data.dir) have 756 pixels"),
+        "{error}"
+    );
+    // Sizes beyond the data: refused by name, with the count held.
+    let big = RunConfig::parse("[data]\ntrain_size = 100000\n", &[]).unwrap();
+    let error = crate::check_data_sizes(&big, 60_000, 10_000)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("data.train_size = 100000, but data/mnist holds 60000 training images"),
+        "{error}"
+    );
+    crate::check_data_sizes(&big, 100_000, 10_000).unwrap();
+}

@@ -85,6 +85,10 @@ pub const AUTHORS: [Protocol; 2] = [
     },
 ];
 
+/// The epochs of the authors' runs whose numbers [`AUTHORS`] gives: credit's runs are
+/// compared with them only at the same budget.
+pub const AUTHORS_EPOCHS: usize = 100;
+
 /// The training-set size of the protocols' own runs.
 pub const PROTOCOL_TRAIN_SIZE: usize = 10_000;
 
@@ -187,12 +191,30 @@ mod tests {
 
     #[test]
     fn rows_compare_in_pooled_seed_sds() {
-        let r = row("x".into(), vec![1.0, 2.0, 3.0], Some(vec![2.0, 3.0, 4.0]));
+        let r = row(
+            "x".into(),
+            vec![1.0, 2.0, 3.0],
+            Some(vec![2.0, 3.0, 4.0]),
+            None,
+        );
         assert_eq!(r.credit.unwrap().mean, 2.0);
         assert_eq!(r.authors.unwrap().mean, 3.0);
         // Both sds are 1: the pooled sd is 1.
         assert_eq!(r.difference_in_pooled_sd, Some(-1.0));
-        let none = row("y".into(), vec![], Some(vec![1.0, 1.0]));
+        assert_eq!(r.not_compared, None);
+        let none = row("y".into(), vec![], Some(vec![1.0, 1.0]), None);
         assert!(none.credit.is_none() && none.difference_in_pooled_sd.is_none());
+        // One seed has no sd; another budget is not the authors' experiment.
+        let one = row("z".into(), vec![96.0], Some(vec![96.0, 97.0, 98.0]), None);
+        assert_eq!(one.difference_in_pooled_sd, None);
+        assert!(one.not_compared.unwrap().contains("n = 1 of credit"));
+        let short = row(
+            "w".into(),
+            vec![80.0, 81.0],
+            Some(vec![96.0, 97.0]),
+            Some("credit's runs trained 1 epochs"),
+        );
+        assert_eq!(short.difference_in_pooled_sd, None);
+        assert!(short.not_compared.unwrap().contains("1 epochs"));
     }
 }

@@ -24,6 +24,9 @@ pub struct ReproduceReport {
     pub complete: usize,
     /// Runs planned.
     pub planned: usize,
+    /// The `--set` overrides every run was trained with (besides the seed and the size).
+    #[serde(default)]
+    pub overrides: Vec<String>,
     /// The comparison of each protocol with the authors' code.
     pub protocols: Vec<ProtocolComparison>,
 }
@@ -107,17 +110,18 @@ pub fn write_report(
     let report = ReproduceReport {
         complete: analyses.len() + summaries.len(),
         planned: plan.runs.len(),
+        overrides: common_overrides(plan),
         protocols,
     };
     let mut csv = String::from(
-        "protocol,quantity,credit_mean,credit_sd,credit_n,authors_mean,authors_sd,difference_in_pooled_sd\n",
+        "protocol,quantity,credit_mean,credit_sd,credit_n,authors_mean,authors_sd,difference_in_pooled_sd,not_compared\n",
     );
     for p in &report.protocols {
         for r in &p.rows {
             let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
             let _ = writeln!(
                 csv,
-                "{},\"{}\",{},{},{},{},{},{}",
+                "{},\"{}\",{},{},{},{},{},{},\"{}\"",
                 p.protocol,
                 r.quantity,
                 num(r.credit.map(|s| s.mean)),
@@ -125,7 +129,8 @@ pub fn write_report(
                 r.credit.map_or(0, |s| s.n),
                 num(r.authors.map(|s| s.mean)),
                 num(r.authors.map(|s| s.sd)),
-                num(r.difference_in_pooled_sd)
+                num(r.difference_in_pooled_sd),
+                r.not_compared.as_deref().unwrap_or("").replace('"', "\"\"")
             );
         }
     }
@@ -143,6 +148,21 @@ pub fn write_report(
     write_files(dir, files, &figures)
 }
 
+/// The overrides of the plan's runs that `credit reproduce --set` gave (every run's, less
+/// the seed and training-set size the plan sets itself).
+fn common_overrides(plan: &SweepPlan) -> Vec<String> {
+    plan.runs.first().map_or_else(Vec::new, |run| {
+        run.overrides
+            .iter()
+            .filter(|o| {
+                credit_train::split_override(o)
+                    .is_ok_and(|(key, _)| !["seed", "data.train_size"].contains(&key))
+            })
+            .cloned()
+            .collect()
+    })
+}
+
 /// The page up to the figures: the comparison tables.
 fn html(report: &ReproduceReport) -> String {
     let mut h = page_start("credit reproduce");
@@ -154,6 +174,13 @@ fn html(report: &ReproduceReport) -> String {
          marked.</p>",
         report.complete, report.planned
     );
+    if !report.overrides.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p><b>Every run was trained with</b> <code>{}</code>, unlike the presets the authors' numbers are compared with; rows whose budget differs give no difference.</p>",
+            escape(&report.overrides.join(" "))
+        );
+    }
     for p in &report.protocols {
         let _ = writeln!(
             h,
@@ -163,16 +190,19 @@ fn html(report: &ReproduceReport) -> String {
         for r in &p.rows {
             let cell = |s: Option<Summary>| {
                 s.map_or("-".to_string(), |s| {
-                    format!("{:.2} ± {:.2} ({})", s.mean, s.sd, s.n)
+                    if s.n < 2 {
+                        format!("{:.2} (n = 1, no sd)", s.mean)
+                    } else {
+                        format!("{:.2} ± {:.2} ({})", s.mean, s.sd, s.n)
+                    }
                 })
             };
-            let z = r.difference_in_pooled_sd.map_or("-".to_string(), |z| {
-                if z.abs() > 2.0 {
-                    format!("<b>{z:+.2}</b>")
-                } else {
-                    format!("{z:+.2}")
-                }
-            });
+            let z = match (r.difference_in_pooled_sd, &r.not_compared) {
+                (Some(z), _) if z.abs() > 2.0 => format!("<b>{z:+.2}</b>"),
+                (Some(z), _) => format!("{z:+.2}"),
+                (None, Some(why)) => format!("not compared: {}", escape(why)),
+                (None, None) => "-".to_string(),
+            };
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{z}</td></tr>",
