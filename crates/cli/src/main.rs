@@ -214,6 +214,9 @@ struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Time training and evaluation only, not the analysis of the benchmark's run.
+    #[arg(long)]
+    no_analysis: bool,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -389,7 +392,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let run = RunDir::new(scratch.path().join("bench"));
     let mut report = credit_train::bench(&config, backend, args.epochs, args.eval_repeats, &run)?;
-    if config.model.kind == credit_train::ModelKind::SpikeSlab {
+    if config.model.kind == credit_train::ModelKind::SpikeSlab && !args.no_analysis {
         let started = std::time::Instant::now();
         let analysed = credit_analysis::analyze(&run, &AnalysisConfig::default(), backend, None)?;
         credit_analysis::write_report(&analysed, &scratch.path().join("analysis"))?;

@@ -173,7 +173,7 @@ fn ctrl_c_typed_at_the_progress_bar_stops_the_run() {
         seen.contains("epoch   1/60").then_some(b"\x03".as_slice())
     });
     assert!(
-        output.contains("batches"),
+        output.contains("images"),
         "the progress bar is shown: {output}"
     );
     assert!(output.contains("stopped at epoch"), "{output}");
@@ -195,7 +195,7 @@ fn a_job_in_the_background_trains_with_plain_lines() {
     let (output, code) = in_terminal(&command, |_| None);
     assert!(output.contains("epoch   2/2"), "{output}");
     assert!(
-        !output.contains("batches,"),
+        !output.contains("images,"),
         "no progress bar in the background: {output}"
     );
     assert!(output.contains("status=0"), "{output}");

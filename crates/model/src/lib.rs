@@ -4,7 +4,9 @@
 //! form of every concrete sub-network sampled from a trained model, and either of them as the
 //! network of a run ([`Classifier`], configured by [`ModelConfig`]); the three classes of
 //! connection ([`classes`]) and the seeds every random draw comes from ([`Seed`]). The
-//! layer's computation is one backend operation of `credit-ops`.
+//! layer's computation is one backend operation of `credit-ops`. [`Classifier`] implements
+//! burn's `TrainStep` and `InferenceStep` on a [`NoisyBatch`], so that burn's `Learner`
+//! trains it.
 
 #![deny(missing_docs)]
 
@@ -14,6 +16,7 @@ mod config;
 mod network;
 mod seed;
 mod spike_slab;
+mod step;
 
 pub use classifier::Classifier;
 pub use config::{FloorModeName, ModelConfig, ModelKind};
@@ -22,3 +25,4 @@ pub use seed::{Seed, Stream};
 pub use spike_slab::{
     Noise, SpikeSlabLinear, preactivation_moments, reference_preactivation, weight_moments,
 };
+pub use step::{NoisyBatch, StepOutput};

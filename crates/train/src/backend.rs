@@ -88,6 +88,35 @@ impl BackendKind {
     }
 }
 
+impl BackendKind {
+    /// `count` devices of the backend computing in `precision`: the default device `count`
+    /// times on CPU backends (burn's multi-device strategy then runs one worker thread per
+    /// copy), the first `count` discrete GPUs on wgpu.
+    ///
+    /// # Errors
+    /// As [`BackendKind::device_for`].
+    pub fn devices_for(self, precision: Precision, count: usize) -> anyhow::Result<Vec<Device>> {
+        let first = self.device_for(precision)?;
+        match self {
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu if count > 1 => (0..count)
+                .map(|i| {
+                    let mut device = Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i));
+                    if precision == Precision::F64 {
+                        device.configure(FloatDType::F64).map_err(|e| {
+                            anyhow::anyhow!(
+                                "train.precision = \"f64\" is not available on {self} ({e:?})"
+                            )
+                        })?;
+                    }
+                    Ok(device)
+                })
+                .collect(),
+            _ => Ok(vec![first; count]),
+        }
+    }
+}
+
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -54,6 +54,11 @@ pub struct CheckpointState {
     /// layout).
     #[serde(default)]
     pub backend: Option<String>,
+    /// The steps burn's learning-rate scheduler had taken (absent in checkpoints written
+    /// before training went through burn's `Learner`: then `epoch` times the steps per
+    /// epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_steps: Option<u64>,
 }
 
 /// One record file of a checkpoint, as the state file describes it.
@@ -144,11 +149,6 @@ impl Checkpoints {
         optimizer: &ModuleOptimizer,
         metrics: &[EpochMetrics],
     ) -> Result<()> {
-        let Provenance {
-            config,
-            data,
-            backend,
-        } = *provenance;
         let model_bytes = model
             .clone()
             .into_record()
@@ -160,20 +160,47 @@ impl Checkpoints {
         let model = self.write_record("model", epoch, &model_bytes)?;
         let optimizer = self.write_record("optim", epoch, &optimizer_bytes)?;
         failpoint::hit("checkpoint");
+        self.write_state(epoch, provenance, [model, optimizer], None, metrics)
+    }
+
+    /// Writes the state file of `epoch` once its `[model, optimizer]` records are written:
+    /// the checkpoint exists from then on.
+    ///
+    /// # Errors
+    /// If the file cannot be written, naming it.
+    pub(crate) fn write_state(
+        &self,
+        epoch: usize,
+        provenance: &Provenance,
+        [model, optimizer]: [RecordFile; 2],
+        scheduler_steps: Option<u64>,
+        metrics: &[EpochMetrics],
+    ) -> Result<()> {
         let state = CheckpointState {
             format: FORMAT,
             epoch,
-            config: config.clone(),
-            data: data.to_string(),
+            config: provenance.config.clone(),
+            data: provenance.data.to_string(),
             model,
             optimizer,
             metrics: metrics.to_vec(),
-            backend: Some(backend.name().to_string()),
+            backend: Some(provenance.backend.name().to_string()),
+            scheduler_steps,
         };
         write_json(&self.state_path(epoch), &state)
     }
 
-    fn write_record(&self, part: &str, epoch: usize, bytes: &[u8]) -> Result<RecordFile> {
+    /// Writes `model-E.bpk` or `optim-E.bpk` (`part` = `model`, `optim`) atomically and
+    /// describes it for the state file.
+    ///
+    /// # Errors
+    /// If it cannot be written, naming it.
+    pub(crate) fn write_record(
+        &self,
+        part: &str,
+        epoch: usize,
+        bytes: &[u8],
+    ) -> Result<RecordFile> {
         let path = self.path(part, epoch, "bpk");
         write_atomic(&path, bytes)?;
         Ok(RecordFile {
@@ -216,23 +243,23 @@ impl Checkpoints {
 
     /// The records without a state file: left by a process killed while it saved a
     /// checkpoint.
-    fn orphan_records(&self) -> Vec<PathBuf> {
+    fn orphan_records(&self) -> Vec<(usize, PathBuf)> {
         let epochs = self.epochs();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         entries
             .filter_map(|e| e.ok())
-            .filter(|e| {
+            .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                ["model-", "optim-"].iter().any(|part| {
+                ["model-", "optim-"].iter().find_map(|part| {
                     name.strip_prefix(part)
                         .and_then(|rest| rest.strip_suffix(".bpk"))
                         .and_then(|epoch| epoch.parse::<usize>().ok())
-                        .is_some_and(|epoch| !epochs.contains(&epoch))
+                        .filter(|epoch| !epochs.contains(epoch))
+                        .map(|epoch| (epoch, e.path()))
                 })
             })
-            .map(|e| e.path())
             .collect()
     }
 
@@ -299,8 +326,19 @@ impl Checkpoints {
     /// # Errors
     /// If a file cannot be removed, naming it.
     pub fn prune(&self, keep: impl Fn(usize) -> bool) -> Result<()> {
-        for orphan in self.orphan_records() {
-            remove_if_present(&orphan)?;
+        self.prune_up_to(keep, usize::MAX)
+    }
+
+    /// [`Checkpoints::prune`], leaving alone the records of epochs after `last` (a later
+    /// epoch's records being written while this one's checkpoint completes).
+    ///
+    /// # Errors
+    /// As [`Checkpoints::prune`].
+    pub fn prune_up_to(&self, keep: impl Fn(usize) -> bool, last: usize) -> Result<()> {
+        for (epoch, orphan) in self.orphan_records() {
+            if epoch <= last {
+                remove_if_present(&orphan)?;
+            }
         }
         for epoch in self.epochs() {
             if keep(epoch) {

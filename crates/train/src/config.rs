@@ -71,6 +71,12 @@ pub struct TrainConfig {
     /// The float type of training: `f32`, or `f64` as the authors' numpy code computes (CPU
     /// backends only, about twice as slow).
     pub precision: Precision,
+    /// Devices that train at once through burn's multi-device strategy: each takes its share
+    /// of every epoch's images, and their gradients are applied on the first. 1 (the
+    /// default) trains on one device, exactly as the authors' scripts; on CPU backends the
+    /// devices are worker threads on the same cores, on wgpu the first `devices` discrete
+    /// GPUs. Several devices give another (still seeded) run than one.
+    pub devices: usize,
 }
 
 impl Precision {
@@ -157,6 +163,7 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             drop_last: false,
             precision: Precision::F32,
+            devices: 1,
         }
     }
 }
@@ -271,6 +278,11 @@ impl RunConfig {
         );
         ensure!(t.batch_size >= 1, "train.batch_size must be at least 1");
         ensure!(
+            (1..=MAX_DEVICES).contains(&t.devices),
+            "train.devices must be between 1 and {MAX_DEVICES}, got {}",
+            t.devices
+        );
+        ensure!(
             t.keep_checkpoints >= 1,
             "train.keep_checkpoints must be at least 1"
         );
@@ -346,11 +358,22 @@ impl RunConfig {
                 set.classes()
             );
         }
+        let devices = self.train.devices.max(1);
         ensure!(
-            !self.train.drop_last || self.train.batch_size <= splits.train.len(),
-            "train.drop_last with train.batch_size = {} leaves no batch of the {} training images",
-            self.train.batch_size,
+            devices <= splits.train.len(),
+            "train.devices = {devices} is more than the {} training images",
             splits.train.len()
+        );
+        ensure!(
+            !self.train.drop_last || self.train.batch_size <= splits.train.len() / devices,
+            "train.drop_last with train.batch_size = {} leaves no batch of the {} training images{}",
+            self.train.batch_size,
+            splits.train.len(),
+            if devices > 1 {
+                format!(" shared by train.devices = {devices}")
+            } else {
+                String::new()
+            }
         );
         let rows = self
             .train
@@ -407,6 +430,9 @@ impl RunConfig {
 
 /// The most epochs a run may have (a bound that keeps epoch arithmetic far from overflow).
 pub const MAX_EPOCHS: usize = 1_000_000_000;
+
+/// The most devices a run trains on at once.
+pub const MAX_DEVICES: usize = 64;
 
 /// The widest layer accepted: the kernels index columns with 32-bit integers.
 pub const MAX_WIDTH: usize = u32::MAX as usize;

@@ -74,15 +74,18 @@ impl Progress {
         }
     }
 
-    /// Epoch `epoch` starts with `batches` batches.
-    pub(crate) fn start_epoch(&mut self, epoch: usize, batches: usize) {
+    /// Epoch `epoch`'s training starts, over `images` images.
+    pub(crate) fn start_epoch(&mut self, epoch: usize, images: usize) {
         if self.display != Display::Dashboard {
             return;
         }
-        let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stdout());
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let bar = ProgressBar::with_draw_target(Some(images as u64), ProgressDrawTarget::stdout());
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix} [{bar:32}] {pos}/{len} batches, {elapsed}  (Ctrl-C stops; --resume continues)",
+                "{prefix} [{bar:32}] {pos}/{len} images, {elapsed}  (Ctrl-C stops; --resume continues)",
             )
             .expect("a valid template")
             .progress_chars("=> "),
@@ -91,23 +94,24 @@ impl Progress {
         self.bar = Some(bar);
     }
 
-    /// One more batch is done.
-    pub(crate) fn batch_done(&self) {
+    /// `images` of the epoch's training images are done.
+    pub(crate) fn images_done(&self, images: usize) {
         if let Some(bar) = &self.bar {
-            bar.inc(1);
+            bar.set_position(images as u64);
         }
     }
 
-    /// The epoch's row is complete.
+    /// The epoch's row is complete (its checkpoint exists): its line, above the bar of the
+    /// epoch training now, if any.
     pub(crate) fn epoch_done(&mut self, row: &EpochMetrics) {
         let line = epoch_line(row, self.total_epochs);
-        match (self.display, self.bar.take()) {
+        match (self.display, &self.bar) {
             (Display::Quiet, _) => {}
-            (_, bar) => {
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
+            (_, Some(bar)) => bar.suspend(|| {
                 // A closed standard output (`credit train | head`) must not stop training.
+                let _ = writeln!(std::io::stdout(), "{line}");
+            }),
+            (_, None) => {
                 let _ = writeln!(std::io::stdout(), "{line}");
             }
         }

@@ -14,6 +14,7 @@ mod display;
 mod evaluate;
 pub mod failpoint;
 pub mod files;
+mod learner;
 mod lock;
 pub mod memory;
 mod metrics;

@@ -26,6 +26,8 @@ pub(crate) struct Start {
     pub(crate) model: Option<burn::tensor::Bytes>,
     /// The optimizer record of that epoch's checkpoint (none: a fresh optimizer).
     pub(crate) optimizer: Option<burn::tensor::Bytes>,
+    /// The steps of the learning-rate scheduler, where the checkpoint recorded them.
+    pub(crate) scheduler_steps: Option<u64>,
     /// The rows of `metrics.csv` up to that epoch.
     pub(crate) rows: Vec<EpochMetrics>,
     /// The data fingerprint the checkpoint was trained on.
@@ -41,6 +43,7 @@ impl Start {
             epoch: 0,
             model: None,
             optimizer: None,
+            scheduler_steps: None,
             rows: Vec::new(),
             data: None,
             backend: None,
@@ -243,6 +246,7 @@ pub(crate) fn resume_point(
         epoch: state.epoch,
         model: Some(model),
         optimizer: Some(optimizer),
+        scheduler_steps: state.scheduler_steps,
         rows,
         data: Some(state.data),
         backend: state.backend,
@@ -300,6 +304,7 @@ fn final_model_start(config: &RunConfig, run: &RunDir, latest_epoch: usize) -> R
         epoch: summary.epochs,
         model: Some(burn::tensor::Bytes::from_bytes_vec(bytes)),
         optimizer: None,
+        scheduler_steps: None,
         rows,
         data: None,
         backend: Some(summary.backend),

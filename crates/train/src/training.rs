@@ -1,33 +1,30 @@
-//! Training a run: the loop over epochs and batches, checkpoints, resume and stopping.
+//! Training a run: where it starts (a fresh run, or the latest intact checkpoint), the
+//! epochs through burn's `Learner` (`learner/`), and the final files.
 //!
 //! Each step draws the batch's pre-activation noise, computes the softmax cross-entropy of
 //! the mean-field logits, backpropagates through the layers' generalised backprop, takes an
-//! AdamW step and projects `pi` into `[0, 1]` and `xi` to `>= 0`. After each epoch the
-//! network is evaluated on the test images (mean-field), its connection classes are counted,
-//! and a checkpoint is written; `metrics.csv` follows. Every random draw is a function of
-//! the seed, the epoch and the batch, so a run stopped or killed at any moment and resumed
-//! from its last checkpoint ends bit for bit where the uninterrupted run ends.
+//! AdamW step and projects `pi` into `[0, 1]` and `xi` to `>= 0` (`Classifier`'s
+//! `TrainStep`). After each epoch the network is evaluated on the test images (mean-field),
+//! its connection classes are counted, and a checkpoint is written; `metrics.csv` follows.
+//! Every random draw is a function of the seed, the epoch and the batch, so a run stopped or
+//! killed at any moment and resumed from its last checkpoint ends bit for bit where the
+//! uninterrupted run ends.
 
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
 use credit_data::{ImageSet, Splits};
-use credit_model::{Classifier, Noise, Seed, Stream};
-use rand::seq::SliceRandom;
+use credit_model::{Classifier, Seed, Stream};
 
 use crate::backend::BackendKind;
 use crate::checkpoint::{Provenance, data_fingerprint, model_from_record};
 use crate::config::RunConfig;
-use crate::display::{Display, Progress};
-use crate::evaluate::{set_loss_and_accuracy, test_accuracies};
+use crate::display::Display;
+use crate::evaluate::test_accuracies;
 use crate::failpoint;
 use crate::files::{write_atomic, write_json};
-use crate::metrics::{EpochMetrics, LayerClasses};
-use crate::optimizer::{learning_rate, optimizer_for};
+use crate::learner::{Session, SessionEnd, train_session};
+use crate::metrics::EpochMetrics;
 use crate::resume::{Start, fresh_run, resume_point};
 use crate::run::{CONFIG_FILE, MODEL_FILE, RunDir, RunSummary, SUMMARY_FILE};
 use crate::runtime::compute;
@@ -183,30 +180,48 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
     }
     // Everything that can fail before training is done before the run's files change.
     let device = options.backend.device_for(config.train.precision)?;
-    let trainer = Trainer {
+    let session = Session {
         config,
         run,
         data: &data,
-        fingerprint,
+        fingerprint: &fingerprint,
         device: device.clone(),
-        seed: Seed::new(config.seed),
         backend: options.backend,
+        display: options.display,
+        stop: options.stop.clone(),
     };
-    let mut rows = start.rows;
-    let model = if start.epoch < config.train.epochs {
-        let from_final_model = start.epoch > 0 && start.optimizer.is_none();
-        let (model, optimizer) = trainer.prepare(start.epoch, start.model, start.optimizer)?;
-        if from_final_model {
-            // The final model becomes the checkpoint of its epoch (with the fresh optimizer)
-            // before it is removed below: a stop or kill from here on resumes from it.
-            let provenance = Provenance {
-                config,
-                data: &trainer.fingerprint,
-                backend: options.backend,
-            };
-            run.checkpoints()
-                .save(start.epoch, &provenance, &model, &optimizer, &rows)?;
-        }
+    let rows = start.rows;
+    let (model, rows) = if start.epoch < config.train.epochs {
+        let checkpoints = run.checkpoints();
+        let restored = match (start.model, start.optimizer) {
+            (Some(model), Some(optimizer)) => Some(session.restored(
+                start.epoch,
+                (model, optimizer, start.scheduler_steps),
+                checkpoints.dir(),
+            )?),
+            (Some(model), None) => {
+                // `--from-final-model`: the final model becomes the checkpoint of its epoch,
+                // with a fresh optimizer, before it is removed below: a stop or kill from
+                // here on resumes from it.
+                let train_device = device.clone().autodiff();
+                let model = model_from_record(model, config, &train_device, &run.file(MODEL_FILE))?;
+                let provenance = Provenance {
+                    config,
+                    data: &fingerprint,
+                    backend: options.backend,
+                };
+                checkpoints.save(
+                    start.epoch,
+                    &provenance,
+                    &model,
+                    &session.optimizer(&model),
+                    &rows,
+                )?;
+                let (_, model, optimizer) = checkpoints.verify(start.epoch)?;
+                Some(session.restored(start.epoch, (model, optimizer, None), checkpoints.dir())?)
+            }
+            _ => None,
+        };
         // More epochs for a finished run: it is not finished until they are.
         for file in [SUMMARY_FILE, MODEL_FILE] {
             remove_if_present(&run.file(file))?;
@@ -214,11 +229,11 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
         write_atomic(&run.file(CONFIG_FILE), config.to_toml().as_bytes())?;
         // Rows of epochs after the checkpoint (a damaged newer one) are trained again.
         run.write_metrics(&rows)?;
-        match trainer.epochs(start.epoch, model, optimizer, &mut rows, options)? {
-            Some(model) => model,
-            None => {
+        match train_session(&session, start.epoch, restored, rows)? {
+            SessionEnd::Finished(model, rows) => (model, rows),
+            SessionEnd::Stopped(epoch) => {
                 return Ok(TrainOutcome::Stopped {
-                    epoch: rows.last().map_or(0, |r| r.epoch),
+                    epoch,
                     epochs: config.train.epochs,
                 });
             }
@@ -230,11 +245,9 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
         // metrics from the checkpoint's rows (the stop may have come before their write).
         write_atomic(&run.file(CONFIG_FILE), config.to_toml().as_bytes())?;
         run.write_metrics(&rows)?;
-        model
+        (model, rows)
     };
-    trainer
-        .finish(&model, &rows, started)
-        .map(TrainOutcome::Finished)
+    finish(&session, &model, &rows, started).map(TrainOutcome::Finished)
 }
 
 fn remove_if_present(path: &std::path::Path) -> Result<()> {
@@ -246,263 +259,33 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
     }
 }
 
-/// What every epoch of a session shares.
-struct Trainer<'a> {
-    config: &'a RunConfig,
-    run: &'a RunDir,
-    data: &'a Splits,
-    fingerprint: String,
-    device: Device,
-    seed: Seed,
-    backend: BackendKind,
-}
-
-impl Trainer<'_> {
-    /// Optimizer steps per epoch: one per batch, the last one partial unless dropped.
-    fn steps_per_epoch(&self) -> usize {
-        let (n, batch) = (self.data.train.len(), self.config.train.batch_size);
-        if self.config.train.drop_last {
-            n / batch
-        } else {
-            n.div_ceil(batch)
-        }
-    }
-
-    /// The model and optimizer training starts from: the `model` and `optimizer` records of
-    /// epoch `start` (a fresh optimizer without one), or the seed's initial parameters.
-    fn prepare(
-        &self,
-        start: usize,
-        model: Option<burn::tensor::Bytes>,
-        optimizer_record: Option<burn::tensor::Bytes>,
-    ) -> Result<(Classifier, ModuleOptimizer)> {
-        let config = self.config;
-        let train_device = self.device.clone().autodiff();
-        let checkpoints = self.run.checkpoints();
-        let from = if optimizer_record.is_some() {
-            checkpoints.dir().to_path_buf()
-        } else {
-            self.run.file(MODEL_FILE)
-        };
-        let model = match model {
-            Some(model) => model_from_record(model, config, &train_device, &from)?,
-            None => config
-                .model
-                .init(self.seed.stream(Stream::Init), &train_device),
-        };
-        let mut optimizer = optimizer_for(&config.optimizer, self.steps_per_epoch(), &model);
-        if let Some(record) = optimizer_record {
-            optimizer = optimizer.from_bytes(record).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: not an optimizer record of epoch {start} ({e})",
-                    checkpoints.dir().display()
-                )
-            })?;
-        }
-        Ok((model, optimizer))
-    }
-
-    /// Trains the epochs after `start` from `model` and `optimizer`, appending to `rows`;
-    /// the final model, or `None` if a stop was requested.
-    fn epochs(
-        &self,
-        start: usize,
-        mut model: Classifier,
-        mut optimizer: ModuleOptimizer,
-        rows: &mut Vec<EpochMetrics>,
-        options: &TrainOptions,
-    ) -> Result<Option<Classifier>> {
-        let config = self.config;
-        let train_device = self.device.clone().autodiff();
-        let checkpoints = self.run.checkpoints();
-        let mut progress = Progress::new(options.display, config.train.epochs);
-        for epoch in start + 1..=config.train.epochs {
-            if options.stop.requested().is_some() {
-                return Ok(None);
-            }
-            let Some(trained) = self.epoch(
-                model,
-                &mut optimizer,
-                epoch,
-                &train_device,
-                &mut progress,
-                options,
-            )?
-            else {
-                return Ok(None);
-            };
-            model = trained.0;
-            let row = trained.1;
-            rows.push(row.clone());
-            let provenance = Provenance {
-                config,
-                data: &self.fingerprint,
-                backend: self.backend,
-            };
-            checkpoints.save(epoch, &provenance, &model, &optimizer, rows)?;
-            let keep = |e: usize| {
-                e.saturating_add(config.train.keep_checkpoints) > epoch
-                    || (config.train.checkpoint_every > 0
-                        && e.is_multiple_of(config.train.checkpoint_every))
-            };
-            checkpoints.prune(keep)?;
-            self.run.write_metrics(rows)?;
-            progress.epoch_done(&row);
-        }
-        progress.finish();
-        Ok(Some(model.valid()))
-    }
-
-    /// One epoch: its steps, then the test evaluation and the class count. `None` if a stop
-    /// was requested during it (the epoch's work is discarded).
-    fn epoch(
-        &self,
-        mut model: Classifier,
-        optimizer: &mut ModuleOptimizer,
-        epoch: usize,
-        device: &Device,
-        progress: &mut Progress,
-        options: &TrainOptions,
-    ) -> Result<Option<(Classifier, EpochMetrics)>> {
-        let config = self.config;
-        let train = &self.data.train;
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        if config.train.shuffle {
-            order.shuffle(&mut self.seed.stream(Stream::Shuffle).child(epoch as u64).rng());
-        }
-        let mut batches: Vec<&[usize]> = order.chunks(config.train.batch_size).collect();
-        if config.train.drop_last
-            && batches
-                .last()
-                .is_some_and(|b| b.len() < config.train.batch_size)
-        {
-            batches.pop();
-        }
-        let lr = learning_rate(&config.optimizer, epoch);
-        let loss_fn = CrossEntropyLossConfig::new().init(device);
-        let noise = self.seed.stream(Stream::Noise).child(epoch as u64);
-        let started = Instant::now();
-        progress.start_epoch(epoch, batches.len());
-        let (mut losses, mut right) = (Vec::with_capacity(batches.len()), Vec::new());
-        for (b, indices) in batches.iter().enumerate() {
-            if options.stop.requested().is_some() {
-                return Ok(None);
-            }
-            let batch = train.batch(indices.iter().copied(), device);
-            let logits = model.forward(batch.images, Noise::Sampled(noise.child(b as u64)));
-            let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
-            losses.push(loss.clone().inner());
-            let predicted = logits.inner().argmax(1).reshape([indices.len()]);
-            right.push(predicted.equal(batch.targets.inner()).int().sum());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads).project();
-            progress.batch_done();
-        }
-        let losses: Vec<f64> = Tensor::cat(losses, 0)
-            .into_data()
-            .convert::<f64>()
-            .try_into_vec::<f64>()
-            .expect("float losses");
-        let right: i64 = Tensor::cat(right, 0).sum().into_scalar();
-        let train_seconds = started.elapsed().as_secs_f64();
-        if let Some(b) = losses.iter().position(|l| !l.is_finite()) {
-            let last_good = self
-                .run
-                .checkpoints()
-                .epochs()
-                .last()
-                .map_or("none".to_string(), |e| format!("epoch {e}"));
-            bail!(
-                "training diverged: the loss is not finite at epoch {epoch}, batch {}; last good checkpoint: {last_good} in {}",
-                b + 1,
-                self.run.checkpoints().dir().display()
-            );
-        }
-        let trained: usize = batches.iter().map(|b| b.len()).sum();
-        let loss_sum: f64 = losses
-            .iter()
-            .zip(&batches)
-            .map(|(loss, indices)| loss * indices.len() as f64)
-            .sum();
-        let valid = model.valid();
-        let evaluation = self.seed.stream(Stream::Evaluation).child(epoch as u64);
-        let (test_loss, test_accuracy_pct) =
-            set_loss_and_accuracy(&valid, &self.data.test, evaluation, &self.device);
-        let layers = layer_classes(&valid);
-        let finite = test_loss.is_finite()
-            && layers.iter().all(|l| {
-                [l.very_important, l.unimportant, l.mean_pi]
-                    .iter()
-                    .all(|v| v.is_finite())
-            });
-        if !finite {
-            bail!(
-                "training diverged: the test loss or the parameters are not finite after epoch {epoch} (after its last step); last good checkpoint: {} in {}",
-                self.run
-                    .checkpoints()
-                    .epochs()
-                    .last()
-                    .map_or("none".to_string(), |e| format!("epoch {e}")),
-                self.run.checkpoints().dir().display()
-            );
-        }
-        let row = EpochMetrics {
-            epoch,
-            train_loss: loss_sum / trained as f64,
-            train_accuracy_pct: 100.0 * right as f64 / trained as f64,
-            test_loss,
-            test_accuracy_pct,
-            train_seconds,
-            learning_rate: lr,
-            layers,
-        };
-        Ok(Some((model, row)))
-    }
-
-    /// Evaluates the final model and writes it with the summary.
-    fn finish(
-        &self,
-        model: &Classifier,
-        rows: &[EpochMetrics],
-        started: Instant,
-    ) -> Result<RunSummary> {
-        let final_seed = self.seed.stream(Stream::Evaluation).child(0);
-        let accuracies = test_accuracies(model, self.data, final_seed, &self.device);
-        let seconds: Vec<f64> = rows.iter().map(|r| r.train_seconds).collect();
-        let summary = RunSummary {
-            credit_version: env!("CARGO_PKG_VERSION").to_string(),
-            backend: self.backend.name().to_string(),
-            device: format!("{:?}", self.device),
-            seed: self.config.seed,
-            epochs: rows.last().map_or(0, |r| r.epoch),
-            train_images: self.data.train.len(),
-            test_images: self.data.test.len(),
-            test_accuracy_mean_field_pct: accuracies.test_mean_field_pct,
-            test_accuracy_mean_network_pct: accuracies.test_mean_network_pct,
-            train_accuracy_mean_network_pct: accuracies.train_mean_network_pct,
-            seconds_per_epoch: seconds.iter().sum::<f64>() / seconds.len().max(1) as f64,
-            total_seconds: started.elapsed().as_secs_f64(),
-        };
-        self.run.save_model(model)?;
-        failpoint::hit("final");
-        write_json(&self.run.file(SUMMARY_FILE), &summary)?;
-        Ok(summary)
-    }
-}
-
-/// The connection classes of each layer of a spike-and-slab network (none for the baseline).
-fn layer_classes(model: &Classifier) -> Vec<LayerClasses> {
-    let Some(net) = model.spike_slab() else {
-        return Vec::new();
+/// Evaluates the final model and writes it with the summary.
+fn finish(
+    session: &Session,
+    model: &Classifier,
+    rows: &[EpochMetrics],
+    started: Instant,
+) -> Result<RunSummary> {
+    let seed = Seed::new(session.config.seed);
+    let final_seed = seed.stream(Stream::Evaluation).child(0);
+    let accuracies = test_accuracies(model, session.data, final_seed, &session.device);
+    let seconds: Vec<f64> = rows.iter().map(|r| r.train_seconds).collect();
+    let summary = RunSummary {
+        credit_version: env!("CARGO_PKG_VERSION").to_string(),
+        backend: session.backend.name().to_string(),
+        device: format!("{:?}", session.device),
+        seed: session.config.seed,
+        epochs: rows.last().map_or(0, |r| r.epoch),
+        train_images: session.data.train.len(),
+        test_images: session.data.test.len(),
+        test_accuracy_mean_field_pct: accuracies.test_mean_field_pct,
+        test_accuracy_mean_network_pct: accuracies.test_mean_network_pct,
+        train_accuracy_mean_network_pct: accuracies.train_mean_network_pct,
+        seconds_per_epoch: seconds.iter().sum::<f64>() / seconds.len().max(1) as f64,
+        total_seconds: started.elapsed().as_secs_f64(),
     };
-    let host = |t: Tensor<2>| {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("float parameters")
-    };
-    net.layers
-        .iter()
-        .map(|layer| LayerClasses::of(&host(layer.pi.val()), &host(layer.xi.val())))
-        .collect()
+    session.run.save_model(model)?;
+    failpoint::hit("final");
+    write_json(&session.run.file(SUMMARY_FILE), &summary)?;
+    Ok(summary)
 }

@@ -1,0 +1,172 @@
+//! credit's three burn [`Checkpointer`]s. Each writes its record the way the run's files are
+//! written (a temporary name, synced, renamed; `model-E.bpk`, `optim-E.bpk`; the scheduler's
+//! step count goes into the state file) and reports to the [`Ledger`], which makes the epoch
+//! a checkpoint once everything of it is durable. `delete` does nothing: the ledger prunes,
+//! after the newer checkpoint exists. `restore` hands burn the records credit verified
+//! (sizes and SHA-256) before training started; burn's own `load_checkpoint` panics on a
+//! record it cannot read, so nothing unverified reaches it.
+
+use std::sync::{Arc, Mutex};
+
+use burn::lr_scheduler::LrSchedulerRecord;
+use burn::module::Module;
+use burn::optim::OptimizerRecord;
+use burn::store::ModuleRecord;
+use burn::train::checkpoint::{Checkpointer, CheckpointerError};
+use credit_model::Classifier;
+
+use super::ledger::Ledger;
+use super::schedule::EpochLr;
+use crate::metrics::LayerClasses;
+
+/// The records burn restores a resumed session from: verified and decoded before launch.
+pub(crate) struct Restored {
+    /// The epoch they are of.
+    pub(crate) epoch: usize,
+    /// The network of the model record (training device): the learner starts from it, so
+    /// that its parameter ids are the record's.
+    pub(crate) network: Classifier,
+    /// The model record (taken when restored).
+    pub(crate) model: Option<ModuleRecord>,
+    /// The optimizer record (taken when restored).
+    pub(crate) optimizer: Option<OptimizerRecord>,
+    /// The scheduler record (taken when restored).
+    pub(crate) scheduler: Option<LrSchedulerRecord>,
+}
+
+/// What the three checkpointers share.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) restored: Arc<Mutex<Option<Restored>>>,
+}
+
+impl Shared {
+    fn take<R>(
+        &self,
+        epoch: usize,
+        part: impl FnOnce(&mut Restored) -> Option<R>,
+    ) -> Result<R, CheckpointerError> {
+        let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+        restored
+            .as_mut()
+            .filter(|r| r.epoch == epoch)
+            .and_then(part)
+            .ok_or_else(|| {
+                CheckpointerError::Unknown(format!(
+                    "no verified checkpoint of epoch {epoch} to restore"
+                ))
+            })
+    }
+
+    fn failed(&self, error: anyhow::Error) -> CheckpointerError {
+        let message = format!("{error:#}");
+        self.ledger.fail(message.clone());
+        CheckpointerError::Unknown(message)
+    }
+}
+
+/// Writes `model-E.bpk` and counts the epoch's connection classes from it.
+pub(crate) struct ModelCheckpointer {
+    pub(crate) shared: Shared,
+    /// A network of the run's shape on the evaluation device, to read records into.
+    pub(crate) template: Classifier,
+}
+
+impl Checkpointer<ModuleRecord> for ModelCheckpointer {
+    fn save(&self, epoch: usize, record: ModuleRecord) -> Result<(), CheckpointerError> {
+        let bytes = record.into_bytes().map_err(CheckpointerError::Record)?;
+        let checkpoints = self.shared.ledger.checkpoints();
+        let file = checkpoints
+            .write_record("model", epoch, &bytes)
+            .map_err(|e| self.shared.failed(e))?;
+        let record = ModuleRecord::from_bytes(bytes)
+            .map_err(CheckpointerError::Record)?
+            .cast_to_module_dtype();
+        let model = self.template.clone().try_load_record(record).map_err(|e| {
+            self.shared
+                .failed(anyhow::anyhow!("epoch {epoch}'s model: {e}"))
+        })?;
+        self.shared
+            .ledger
+            .model_saved(epoch, file, layer_classes(&model));
+        Ok(())
+    }
+
+    fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
+        Ok(())
+    }
+
+    fn restore(&self, epoch: usize) -> Result<ModuleRecord, CheckpointerError> {
+        self.shared.take(epoch, |r| r.model.take())
+    }
+}
+
+/// Writes `optim-E.bpk`.
+pub(crate) struct OptimizerCheckpointer {
+    pub(crate) shared: Shared,
+}
+
+impl Checkpointer<OptimizerRecord> for OptimizerCheckpointer {
+    fn save(&self, epoch: usize, record: OptimizerRecord) -> Result<(), CheckpointerError> {
+        let bytes = record.into_bytes().map_err(CheckpointerError::Record)?;
+        let file = self
+            .shared
+            .ledger
+            .checkpoints()
+            .write_record("optim", epoch, &bytes)
+            .map_err(|e| self.shared.failed(e))?;
+        self.shared.ledger.optimizer_saved(epoch, file);
+        Ok(())
+    }
+
+    fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
+        Ok(())
+    }
+
+    fn restore(&self, epoch: usize) -> Result<OptimizerRecord, CheckpointerError> {
+        self.shared.take(epoch, |r| r.optimizer.take())
+    }
+}
+
+/// Keeps the scheduler's step count for the state file.
+pub(crate) struct SchedulerCheckpointer {
+    pub(crate) shared: Shared,
+}
+
+impl Checkpointer<LrSchedulerRecord> for SchedulerCheckpointer {
+    fn save(&self, epoch: usize, record: LrSchedulerRecord) -> Result<(), CheckpointerError> {
+        let steps = EpochLr::steps_of_module(&record).ok_or_else(|| {
+            self.shared.failed(anyhow::anyhow!(
+                "epoch {epoch}: the learning-rate scheduler's record holds no step count"
+            ))
+        })?;
+        self.shared.ledger.scheduler_saved(epoch, steps);
+        Ok(())
+    }
+
+    fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
+        Ok(())
+    }
+
+    fn restore(&self, epoch: usize) -> Result<LrSchedulerRecord, CheckpointerError> {
+        self.shared.take(epoch, |r| r.scheduler.take())
+    }
+}
+
+/// The connection classes of each layer of a spike-and-slab network (none for the baseline).
+pub(crate) fn layer_classes(model: &Classifier) -> Vec<LayerClasses> {
+    let Some(net) = model.spike_slab() else {
+        return Vec::new();
+    };
+    let host = |t: burn::tensor::Tensor<2>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("float parameters")
+    };
+    net.layers
+        .iter()
+        .map(|layer| LayerClasses::of(&host(layer.pi.val()), &host(layer.xi.val())))
+        .collect()
+}
