@@ -27,6 +27,9 @@ pub struct NoisyBatch {
     pub targets: Tensor<1, Int>,
     /// The seed of the batch's noise `eps` (one draw per image, unit and layer).
     pub noise: Seed,
+    /// The batch's key within its epoch (its number, for one device), which orders the
+    /// batches' sums whatever order several devices finish them in.
+    pub key: u64,
 }
 
 /// What a step gives burn's metrics: the loss, the logits, the labels, and how many rows
@@ -41,6 +44,8 @@ pub struct StepOutput {
     pub targets: Tensor<1, Int>,
     /// Rows whose largest logit is at their label, `[1]`.
     pub right: Tensor<1, Int>,
+    /// The batch's key (see [`NoisyBatch::key`]).
+    pub key: u64,
 }
 
 impl ItemLazy for StepOutput {
@@ -51,6 +56,7 @@ impl ItemLazy for StepOutput {
             logits: self.logits.without_autodiff(),
             targets: self.targets.without_autodiff(),
             right: self.right.without_autodiff(),
+            key: self.key,
         })
     }
 }
@@ -91,6 +97,7 @@ impl Classifier {
             logits,
             targets: batch.targets,
             right,
+            key: batch.key,
         }
     }
 }

@@ -90,30 +90,18 @@ impl BackendKind {
 
 impl BackendKind {
     /// `count` devices of the backend computing in `precision`: the default device `count`
-    /// times on CPU backends (burn's multi-device strategy then runs one worker thread per
-    /// copy), the first `count` discrete GPUs on wgpu.
+    /// times on a CPU backend (burn's multi-device strategy then runs one worker thread per
+    /// copy).
     ///
     /// # Errors
-    /// As [`BackendKind::device_for`].
+    /// As [`BackendKind::device_for`]; and for more than one device on wgpu, where the
+    /// final evaluation would need the model moved off the first GPU (not done yet).
     pub fn devices_for(self, precision: Precision, count: usize) -> anyhow::Result<Vec<Device>> {
-        let first = self.device_for(precision)?;
-        match self {
-            #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu if count > 1 => (0..count)
-                .map(|i| {
-                    let mut device = Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i));
-                    if precision == Precision::F64 {
-                        device.configure(FloatDType::F64).map_err(|e| {
-                            anyhow::anyhow!(
-                                "train.precision = \"f64\" is not available on {self} ({e:?})"
-                            )
-                        })?;
-                    }
-                    Ok(device)
-                })
-                .collect(),
-            _ => Ok(vec![first; count]),
-        }
+        anyhow::ensure!(
+            count <= 1 || self.name() != "wgpu",
+            "train.devices = {count} is for the CPU backends for now; on wgpu train with train.devices = 1"
+        );
+        Ok(vec![self.device_for(precision)?; count])
     }
 }
 

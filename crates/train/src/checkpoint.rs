@@ -10,9 +10,10 @@
 //!
 //! A checkpoint exists once its state file does, and is intact when both records match the
 //! sizes and digests the state file gives. Nothing else needs saving: the learning rate is a
-//! function of the epoch, and every random draw of epoch `E + 1` is a function of the run's
-//! seed and the epoch (see `credit_model::Seed`), so a run resumed from a checkpoint goes on
-//! exactly as it would have without the interruption.
+//! function of the epoch (the state file also keeps the step count of burn's scheduler), and
+//! every random draw of epoch `E + 1` is a function of the run's seed and the epoch (see
+//! `credit_model::Seed`), so a run resumed from a checkpoint goes on exactly as it would
+//! have without the interruption.
 
 use std::path::{Path, PathBuf};
 

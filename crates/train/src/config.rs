@@ -72,10 +72,10 @@ pub struct TrainConfig {
     /// backends only, about twice as slow).
     pub precision: Precision,
     /// Devices that train at once through burn's multi-device strategy: each takes its share
-    /// of every epoch's images, and their gradients are applied on the first. 1 (the
-    /// default) trains on one device, exactly as the authors' scripts; on CPU backends the
-    /// devices are worker threads on the same cores, on wgpu the first `devices` discrete
-    /// GPUs. Several devices give another (still seeded) run than one.
+    /// of every epoch's images, and their gradients are summed and applied on the first. 1
+    /// (the default) trains on one device, exactly as the authors' scripts; 2 on a CPU
+    /// backend runs two worker threads on the same cores (another run than one device, as
+    /// reproducible). At most [`MAX_DEVICES`]; not yet on wgpu.
     pub devices: usize,
 }
 
@@ -279,7 +279,7 @@ impl RunConfig {
         ensure!(t.batch_size >= 1, "train.batch_size must be at least 1");
         ensure!(
             (1..=MAX_DEVICES).contains(&t.devices),
-            "train.devices must be between 1 and {MAX_DEVICES}, got {}",
+            "train.devices must be between 1 and {MAX_DEVICES} (more devices' gradients would be summed in the order they finish: not the same run twice), got {}",
             t.devices
         );
         ensure!(
@@ -431,8 +431,11 @@ impl RunConfig {
 /// The most epochs a run may have (a bound that keeps epoch arithmetic far from overflow).
 pub const MAX_EPOCHS: usize = 1_000_000_000;
 
-/// The most devices a run trains on at once.
-pub const MAX_DEVICES: usize = 64;
+/// The most devices a run trains on at once: burn's multi-device strategy sums the
+/// devices' gradients in the order the devices finish, and a sum of two is the same in
+/// either order, of three or more not (a run would not be the same run twice, nor resume
+/// bit for bit).
+pub const MAX_DEVICES: usize = 2;
 
 /// The widest layer accepted: the kernels index columns with 32-bit integers.
 pub const MAX_WIDTH: usize = u32::MAX as usize;

@@ -93,7 +93,7 @@ impl RunLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                if holder.contains(&own_process()) {
+                if holder.contains(&format!("({}, since", own_process())) {
                     return None;
                 }
                 Some(if holder.is_empty() {

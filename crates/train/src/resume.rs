@@ -151,8 +151,9 @@ pub(crate) fn resume_point(
     if !run.exists() && checkpoints.epochs().is_empty() {
         bail!("--resume: {path} holds no run (no {CONFIG_FILE}, no checkpoint)");
     }
+    // `symlink_metadata`: a link to nowhere or in a loop is refused too.
     if let Some(problem) = run.final_model_problem()
-        && run.file(MODEL_FILE).exists()
+        && std::fs::symlink_metadata(run.file(MODEL_FILE)).is_ok()
     {
         bail!("--resume: {problem}");
     }
@@ -165,9 +166,6 @@ pub(crate) fn resume_point(
     }
     let work = TrainedWork::of(run);
     let latest_epoch = latest.as_ref().map_or(0, |(state, _, _)| state.epoch);
-    if from_final_model {
-        return final_model_start(config, run, latest_epoch);
-    }
     // Once the resume is allowed, damaged checkpoints are moved aside, not deleted.
     let set_aside = || -> Result<()> {
         for d in &damaged {
@@ -180,6 +178,11 @@ pub(crate) fn resume_point(
         }
         Ok(())
     };
+    if from_final_model {
+        let start = final_model_start(config, run, latest_epoch)?;
+        set_aside()?;
+        return Ok(start);
+    }
     if let Some(final_epoch) = work.final_epoch.filter(|&e| e > latest_epoch) {
         let intact = match latest_epoch {
             0 => "no intact checkpoint".to_string(),

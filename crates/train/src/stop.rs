@@ -1,6 +1,7 @@
-//! Stopping a run on request: SIGINT (Ctrl-C) and SIGTERM set a flag that training reads
-//! between batches; the run then ends its current epoch's work without saving a mid-epoch
-//! state, and resumes from its last checkpoint.
+//! Stopping a run on request: SIGINT (Ctrl-C) and SIGTERM set a flag, which training passes
+//! on to burn's `Interrupter` (polled every 2 ms); burn then ends the epoch's work at the
+//! next batch without saving a mid-epoch state, and the run resumes from its last
+//! checkpoint.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -180,6 +180,9 @@ fn train_here(config: &RunConfig, run: &RunDir, options: &TrainOptions) -> Resul
     }
     // Everything that can fail before training is done before the run's files change.
     let device = options.backend.device_for(config.train.precision)?;
+    options
+        .backend
+        .devices_for(config.train.precision, config.train.devices)?;
     let session = Session {
         config,
         run,

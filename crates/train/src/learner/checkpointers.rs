@@ -64,6 +64,33 @@ impl Shared {
         self.ledger.fail(message.clone());
         CheckpointerError::Unknown(message)
     }
+
+    /// Runs a save on burn's checkpointer thread, turning a panic into a failure of the
+    /// run: burn's thread does not catch panics, and training would wait for an epoch that
+    /// never completes.
+    fn guarded(
+        &self,
+        epoch: usize,
+        what: &str,
+        save: impl FnOnce() -> Result<(), CheckpointerError>,
+    ) -> Result<(), CheckpointerError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(save)) {
+            Ok(result) => result,
+            Err(payload) => Err(self.failed(anyhow::anyhow!(
+                "saving the {what} of epoch {epoch} failed: {}",
+                panic_message(payload.as_ref())
+            ))),
+        }
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "an unknown panic".to_string())
 }
 
 /// Writes `model-E.bpk` and counts the epoch's connection classes from it.
@@ -75,22 +102,23 @@ pub(crate) struct ModelCheckpointer {
 
 impl Checkpointer<ModuleRecord> for ModelCheckpointer {
     fn save(&self, epoch: usize, record: ModuleRecord) -> Result<(), CheckpointerError> {
-        let bytes = record.into_bytes().map_err(CheckpointerError::Record)?;
-        let checkpoints = self.shared.ledger.checkpoints();
-        let file = checkpoints
-            .write_record("model", epoch, &bytes)
-            .map_err(|e| self.shared.failed(e))?;
-        let record = ModuleRecord::from_bytes(bytes)
-            .map_err(CheckpointerError::Record)?
-            .cast_to_module_dtype();
-        let model = self.template.clone().try_load_record(record).map_err(|e| {
-            self.shared
-                .failed(anyhow::anyhow!("epoch {epoch}'s model: {e}"))
-        })?;
-        self.shared
-            .ledger
-            .model_saved(epoch, file, layer_classes(&model));
-        Ok(())
+        self.shared.guarded(epoch, "model", || {
+            let bytes = record.into_bytes().map_err(CheckpointerError::Record)?;
+            let checkpoints = self.shared.ledger.checkpoints();
+            let file = checkpoints
+                .write_record("model", epoch, &bytes)
+                .map_err(|e| self.shared.failed(e))?;
+            let record = ModuleRecord::from_bytes(bytes)
+                .map_err(CheckpointerError::Record)?
+                .cast_to_module_dtype();
+            let model = self.template.clone().try_load_record(record).map_err(|e| {
+                self.shared
+                    .failed(anyhow::anyhow!("epoch {epoch}'s model: {e}"))
+            })?;
+            let classes = layer_classes(&model).map_err(|e| self.shared.failed(e))?;
+            self.shared.ledger.model_saved(epoch, file, classes);
+            Ok(())
+        })
     }
 
     fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
@@ -109,15 +137,17 @@ pub(crate) struct OptimizerCheckpointer {
 
 impl Checkpointer<OptimizerRecord> for OptimizerCheckpointer {
     fn save(&self, epoch: usize, record: OptimizerRecord) -> Result<(), CheckpointerError> {
-        let bytes = record.into_bytes().map_err(CheckpointerError::Record)?;
-        let file = self
-            .shared
-            .ledger
-            .checkpoints()
-            .write_record("optim", epoch, &bytes)
-            .map_err(|e| self.shared.failed(e))?;
-        self.shared.ledger.optimizer_saved(epoch, file);
-        Ok(())
+        self.shared.guarded(epoch, "optimizer", || {
+            let bytes = record.into_bytes().map_err(CheckpointerError::Record)?;
+            let file = self
+                .shared
+                .ledger
+                .checkpoints()
+                .write_record("optim", epoch, &bytes)
+                .map_err(|e| self.shared.failed(e))?;
+            self.shared.ledger.optimizer_saved(epoch, file);
+            Ok(())
+        })
     }
 
     fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
@@ -136,13 +166,15 @@ pub(crate) struct SchedulerCheckpointer {
 
 impl Checkpointer<LrSchedulerRecord> for SchedulerCheckpointer {
     fn save(&self, epoch: usize, record: LrSchedulerRecord) -> Result<(), CheckpointerError> {
-        let steps = EpochLr::steps_of_module(&record).ok_or_else(|| {
-            self.shared.failed(anyhow::anyhow!(
-                "epoch {epoch}: the learning-rate scheduler's record holds no step count"
-            ))
-        })?;
-        self.shared.ledger.scheduler_saved(epoch, steps);
-        Ok(())
+        self.shared.guarded(epoch, "learning-rate schedule", || {
+            let steps = EpochLr::steps_of_module(&record).ok_or_else(|| {
+                self.shared.failed(anyhow::anyhow!(
+                    "epoch {epoch}: the learning-rate scheduler's record holds no step count"
+                ))
+            })?;
+            self.shared.ledger.scheduler_saved(epoch, steps);
+            Ok(())
+        })
     }
 
     fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
@@ -155,18 +187,27 @@ impl Checkpointer<LrSchedulerRecord> for SchedulerCheckpointer {
 }
 
 /// The connection classes of each layer of a spike-and-slab network (none for the baseline).
-pub(crate) fn layer_classes(model: &Classifier) -> Vec<LayerClasses> {
+///
+/// # Errors
+/// If a parameter cannot be read from its device.
+pub(crate) fn layer_classes(model: &Classifier) -> anyhow::Result<Vec<LayerClasses>> {
     let Some(net) = model.spike_slab() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    let host = |t: burn::tensor::Tensor<2>| {
-        t.into_data()
+    let host = |t: burn::tensor::Tensor<2>| -> anyhow::Result<Vec<f32>> {
+        t.try_into_data()
+            .map_err(|e| anyhow::anyhow!("cannot read a parameter: {e:?}"))?
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .expect("float parameters")
+            .map_err(|e| anyhow::anyhow!("cannot read a parameter: {e:?}"))
     };
     net.layers
         .iter()
-        .map(|layer| LayerClasses::of(&host(layer.pi.val()), &host(layer.xi.val())))
+        .map(|layer| {
+            Ok(LayerClasses::of(
+                &host(layer.pi.val())?,
+                &host(layer.xi.val())?,
+            ))
+        })
         .collect()
 }

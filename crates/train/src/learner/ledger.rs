@@ -154,6 +154,11 @@ impl Ledger {
         self.interrupter.stop(Some(&message));
     }
 
+    /// Whether training is being stopped (asked for, or failed).
+    pub(crate) fn stopping(&self) -> bool {
+        self.interrupter.should_stop()
+    }
+
     /// Why training failed, if it did.
     pub(crate) fn failure(&self) -> Option<String> {
         self.state().failure.clone()
@@ -277,7 +282,8 @@ impl Ledger {
             learning_rate: learning_rate(&self.config.optimizer, epoch),
             layers,
         };
-        state.rows.push(row.clone());
+        let mut rows = state.rows.clone();
+        rows.push(row.clone());
         let provenance = Provenance {
             config: &self.config,
             data: &self.fingerprint,
@@ -285,13 +291,8 @@ impl Ledger {
         };
         let checkpoints = self.run.checkpoints();
         failpoint::hit("checkpoint");
-        checkpoints.write_state(
-            epoch,
-            &provenance,
-            [model, optimizer],
-            Some(steps),
-            &state.rows,
-        )?;
+        checkpoints.write_state(epoch, &provenance, [model, optimizer], Some(steps), &rows)?;
+        state.rows = rows;
         state.committed = epoch;
         let train = &self.config.train;
         let keep = |e: usize| {
@@ -307,8 +308,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Waits until every epoch whose records were all saved is committed (its metrics may
-    /// still be on their way from burn's event store thread), or training failed.
+    /// Waits until every epoch whose records were all saved is committed, or training
+    /// failed: a safety net, since burn joins its checkpointer threads when its epochs end
+    /// and its event-store thread when it hands back the renderer.
     ///
     /// # Errors
     /// If an epoch's metrics do not arrive within `timeout`.

@@ -178,10 +178,20 @@ impl DataLoader<NoisyBatch> for SeededLoader {
         })
     }
 
+    /// The images of an epoch this loader gives (all of its share, less a last partial
+    /// batch that `drop_last` leaves out), as its iterator's progress counts them.
     fn num_items(&self) -> usize {
-        match &self.positions {
+        let served = match &self.positions {
             Some(range) => range.len(),
             None => self.dataset.len(),
+        };
+        match self.order {
+            Order::Train {
+                batch,
+                drop_last: true,
+                ..
+            } => served / batch.max(1) * batch.max(1),
+            _ => served,
         }
     }
 
@@ -217,6 +227,11 @@ impl Iterator for EpochIter<'_> {
     type Item = Result<NoisyBatch, DatasetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // A stop asked for (or a failure) ends the epoch before another batch is drawn: its
+        // work is discarded anyway.
+        if self.loader.ledger.as_ref().is_some_and(|l| l.stopping()) {
+            return None;
+        }
         let Some((indices, key)) = self.batches.next() else {
             if let Some(ledger) = &self.loader.ledger {
                 ledger.training_ended(self.epoch);
@@ -233,6 +248,7 @@ impl Iterator for EpochIter<'_> {
                 images: batch.images,
                 targets: batch.targets,
                 noise: self.noise.child(key),
+                key,
             }
         }))
     }

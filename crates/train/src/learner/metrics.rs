@@ -26,6 +26,7 @@ pub(crate) struct BatchInput {
     loss: Tensor<1>,
     right: Tensor<1, Int>,
     targets: Tensor<1, Int>,
+    key: u64,
 }
 
 impl Adaptor<BatchInput> for StepOutput {
@@ -34,6 +35,7 @@ impl Adaptor<BatchInput> for StepOutput {
             loss: self.loss.clone(),
             right: self.right.clone(),
             targets: self.targets.clone(),
+            key: self.key,
         }
     }
 }
@@ -69,7 +71,7 @@ impl Metric for BatchSums {
         let right: i64 = item.right.clone().try_into_scalar::<i64>()?;
         Ok(SerializedEntry::new(
             format!("loss {loss:.4}, {right}/{images} right"),
-            format!("{PREFIX} {loss:?} {right} {images}"),
+            format!("{PREFIX} {} {loss:?} {right} {images}", item.key),
         ))
     }
 
@@ -81,25 +83,50 @@ impl Metric for BatchSums {
 }
 
 /// One batch's numbers, from its serialized entry.
-fn parse(serialized: &str) -> Option<(f64, i64, usize)> {
-    let mut fields = serialized.strip_prefix(PREFIX)?.split_whitespace();
-    let loss = fields.next()?.parse().ok()?;
-    let right = fields.next()?.parse().ok()?;
-    let images = fields.next()?.parse().ok()?;
-    Some((loss, right, images))
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Batch {
+    key: u64,
+    loss: f64,
+    right: i64,
+    images: usize,
 }
 
-/// Sums [`BatchSums`] entries per epoch and split for the [`Ledger`].
+fn parse(serialized: &str) -> Option<Batch> {
+    let mut fields = serialized.strip_prefix(PREFIX)?.split_whitespace();
+    Some(Batch {
+        key: fields.next()?.parse().ok()?,
+        loss: fields.next()?.parse().ok()?,
+        right: fields.next()?.parse().ok()?,
+        images: fields.next()?.parse().ok()?,
+    })
+}
+
+/// Sums [`BatchSums`] entries per epoch and split for the [`Ledger`], in the order of the
+/// batches' keys (the order one device trains them in; several devices may finish a step's
+/// batches in any order).
 pub(crate) struct LedgerLogger {
     ledger: Arc<Ledger>,
-    sums: BTreeMap<(usize, bool), SplitSums>,
+    batches: BTreeMap<(usize, bool), Vec<Batch>>,
 }
 
 impl LedgerLogger {
     pub(crate) fn new(ledger: Arc<Ledger>) -> Self {
         Self {
             ledger,
-            sums: BTreeMap::new(),
+            batches: BTreeMap::new(),
+        }
+    }
+
+    /// Runs `work` on burn's event-store thread, turning a panic into a failure of the run
+    /// (burn's thread would die with it, and training wait for metrics that never come).
+    fn guarded(&mut self, work: impl FnOnce(&mut Self)) {
+        let ledger = self.ledger.clone();
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)))
+        {
+            ledger.fail(format!(
+                "recording the metrics failed: {}",
+                super::checkpointers::panic_message(payload.as_ref())
+            ));
         }
     }
 }
@@ -117,26 +144,25 @@ impl MetricLogger for LedgerLogger {
         let Some(kind) = kind(split) else {
             return;
         };
-        for entry in &update.entries {
-            let Some((loss, right, images)) = parse(&entry.serialized_entry.serialized) else {
-                continue;
-            };
-            let sums = self
-                .sums
-                .entry((epoch, kind == SplitKind::Train))
-                .or_default();
-            sums.batches += 1;
-            sums.loss_sum += loss * images as f64;
-            sums.right += right;
-            sums.images += images;
-            if kind == SplitKind::Train && !loss.is_finite() {
-                self.ledger.fail(format!(
-                    "training diverged: the loss is not finite at epoch {epoch}, batch {}; last good checkpoint: {}",
-                    sums.batches,
-                    self.ledger.last_good()
-                ));
+        self.guarded(|logger| {
+            for entry in &update.entries {
+                let Some(batch) = parse(&entry.serialized_entry.serialized) else {
+                    continue;
+                };
+                let batches = logger
+                    .batches
+                    .entry((epoch, kind == SplitKind::Train))
+                    .or_default();
+                batches.push(batch);
+                if kind == SplitKind::Train && !batch.loss.is_finite() {
+                    logger.ledger.fail(format!(
+                        "training diverged: the loss is not finite at epoch {epoch}, batch {}; last good checkpoint: {}",
+                        batches.len(),
+                        logger.ledger.last_good()
+                    ));
+                }
             }
-        }
+        });
     }
 
     fn read_numeric(
@@ -154,11 +180,21 @@ impl MetricLogger for LedgerLogger {
         let Some(kind) = kind(&summary.split) else {
             return;
         };
-        let sums = self
-            .sums
-            .remove(&(summary.epoch_number, kind == SplitKind::Train))
-            .unwrap_or_default();
-        self.ledger.split_done(summary.epoch_number, kind, sums);
+        self.guarded(|logger| {
+            let mut batches = logger
+                .batches
+                .remove(&(summary.epoch_number, kind == SplitKind::Train))
+                .unwrap_or_default();
+            batches.sort_by_key(|b| b.key);
+            let mut sums = SplitSums::default();
+            for b in batches {
+                sums.batches += 1;
+                sums.loss_sum += b.loss * b.images as f64;
+                sums.right += b.right;
+                sums.images += b.images;
+            }
+            logger.ledger.split_done(summary.epoch_number, kind, sums);
+        });
     }
 }
 
@@ -169,8 +205,16 @@ mod tests {
     #[test]
     fn a_batch_entry_reads_back_exactly() {
         let loss = 0.1f64 + 0.2;
-        let serialized = format!("{PREFIX} {loss:?} 7 10");
-        assert_eq!(parse(&serialized), Some((loss, 7, 10)));
+        let serialized = format!("{PREFIX} 3 {loss:?} 7 10");
+        assert_eq!(
+            parse(&serialized),
+            Some(Batch {
+                key: 3,
+                loss,
+                right: 7,
+                images: 10
+            })
+        );
         assert_eq!(parse("N/A"), None);
     }
 }

@@ -13,8 +13,8 @@
 //! | `MetricsRenderer` | [`renderer`] | a progress bar or nothing per batch; burn's TUI resets the interrupter when it closes |
 //! | `Interrupter` | SIGINT/SIGTERM through [`StopSignal`] | a stop discards the epoch in progress and never looks like completion |
 //!
-//! burn's default single-device strategy runs the epochs: nothing of credit's old loop is
-//! left beside it.
+//! burn's default single-device strategy runs the epochs (its multi-device one with
+//! `train.devices = 2`): nothing of credit's old loop is left beside it.
 
 mod checkpointers;
 mod ledger;
@@ -294,7 +294,12 @@ pub(crate) fn train_session(
         bail!("training failed: {error}");
     }
     let (committed, rows) = ledger.committed();
-    if result.interrupted.is_some() || committed < config.train.epochs {
+    // A stop that came as training ended is a stop too: the final files are written by the
+    // next `--resume`.
+    if result.interrupted.is_some()
+        || session.stop.requested().is_some()
+        || committed < config.train.epochs
+    {
         return Ok(SessionEnd::Stopped(committed));
     }
     Ok(SessionEnd::Finished(result.model, rows))
