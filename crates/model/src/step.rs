@@ -48,16 +48,23 @@ pub struct StepOutput {
     pub key: u64,
 }
 
-impl ItemLazy for StepOutput {
-    fn sync(self) -> Result<Self, burn_std::ExecutionError> {
-        self.loss.device().flush()?;
-        Ok(Self {
+impl StepOutput {
+    /// The same values off the autodiff graph.
+    fn without_autodiff(self) -> Self {
+        Self {
             loss: self.loss.without_autodiff(),
             logits: self.logits.without_autodiff(),
             targets: self.targets.without_autodiff(),
             right: self.right.without_autodiff(),
             key: self.key,
-        })
+        }
+    }
+}
+
+impl ItemLazy for StepOutput {
+    fn sync(self) -> Result<Self, burn_std::ExecutionError> {
+        self.loss.device().flush()?;
+        Ok(self.without_autodiff())
     }
 }
 
@@ -112,7 +119,9 @@ impl TrainStep for Classifier {
     fn step(&self, batch: NoisyBatch) -> TrainOutput<StepOutput> {
         let output = self.step_output(batch);
         let grads = output.loss.backward();
-        TrainOutput::new(self, grads, output)
+        // The metrics get the values only: an autodiff tensor would keep the step's graph
+        // (every layer's saved activations) alive until burn's metric thread reads it.
+        TrainOutput::new(self, grads, output.without_autodiff())
     }
 
     /// The optimizer's step, then every `pi` clamped into `[0, 1]` and every `xi` to `>= 0`.
