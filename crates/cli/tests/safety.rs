@@ -49,6 +49,11 @@ fn refused(args: &[&str], expected: &[&str]) -> String {
     said
 }
 
+/// The arguments as owned strings.
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -176,151 +181,77 @@ fn no_command_writes_over_a_runs_own_files_or_its_inputs() {
     let before_other = run_files(&other);
     std::os::unix::fs::symlink(run.join("model.bpk"), scratch.path().join("link.npz")).unwrap();
     let inside = |f: &str| run.join(f).to_str().unwrap().to_string();
+    let beside = |f: &str| scratch.path().join(f).to_str().unwrap().to_string();
     let via_dots = format!("{}/../r/summary.json", s(&run));
+    let export = |format: &str, out: String| {
+        owned(&[
+            "export",
+            "--run",
+            s(&run),
+            "--format",
+            format,
+            "--out",
+            &out,
+        ])
+    };
+    let predict = |out: String| {
+        owned(&[
+            "predict",
+            "--run",
+            s(&run),
+            "--input",
+            "data/mnist",
+            "--out",
+            &out,
+        ])
+    };
+    let bench = |json: String| {
+        owned(&[
+            "bench",
+            "--config",
+            "configs/smoke.toml",
+            "--epochs",
+            "1",
+            "--json",
+            &json,
+        ])
+    };
+    let analyze = |out: String| owned(&["analyze", "--run", s(&run), "--out", &out]);
     let cases: Vec<(Vec<String>, &str)> = vec![
+        (export("npz", inside("model.bpk")), "must end in .npz"),
         (
-            vec![
-                "export",
-                "--run",
-                s(&run),
-                "--format",
-                "npz",
-                "--out",
-                &inside("model.bpk"),
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-            "must end in .npz",
-        ),
-        (
-            [
-                "export",
-                "--run",
-                s(&run),
-                "--format",
-                "safetensors",
-                "--out",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .chain([inside("config.toml")])
-            .collect(),
+            export("safetensors", inside("config.toml")),
             "must end in .safetensors",
         ),
+        (export("npz", beside("x.safetensors")), "must end in .npz"),
         (
-            ["export", "--run", s(&run), "--format", "npz", "--out"]
-                .iter()
-                .map(|a| a.to_string())
-                .chain([s(&scratch.path().join("x.safetensors")).to_string()])
-                .collect(),
-            "must end in .npz",
-        ),
-        (
-            ["export", "--run", s(&run), "--format", "npz", "--out"]
-                .iter()
-                .map(|a| a.to_string())
-                .chain([s(&scratch.path().join("link.npz")).to_string()])
-                .collect(),
+            export("npz", beside("link.npz")),
             "would overwrite model.bpk of the run",
         ),
         (
-            ["export", "--run", s(&run), "--format", "npz", "--out"]
-                .iter()
-                .map(|a| a.to_string())
-                .chain([inside("checkpoint/x.npz")])
-                .collect(),
+            export("npz", inside("checkpoint/x.npz")),
             "would overwrite checkpoint of the run",
         ),
         (
-            [
-                "predict",
-                "--run",
-                s(&run),
-                "--input",
-                "data/mnist",
-                "--out",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .chain([inside("summary.json")])
-            .collect(),
+            predict(inside("summary.json")),
             "would overwrite summary.json of the run",
         ),
         (
-            [
-                "predict",
-                "--run",
-                s(&run),
-                "--input",
-                "data/mnist",
-                "--out",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .chain([inside("metrics.csv")])
-            .collect(),
+            predict(inside("metrics.csv")),
             "would overwrite metrics.csv of the run",
         ),
+        (predict(via_dots), "would overwrite summary.json of the run"),
         (
-            [
-                "predict",
-                "--run",
-                s(&run),
-                "--input",
-                "data/mnist",
-                "--out",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .chain([via_dots])
-            .collect(),
-            "would overwrite summary.json of the run",
-        ),
-        (
-            [
-                "bench",
-                "--config",
-                "configs/smoke.toml",
-                "--epochs",
-                "1",
-                "--json",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .chain([s(&other.join("model.bpk")).to_string()])
-            .collect(),
+            bench(s(&other.join("model.bpk")).to_string()),
             "must end in .json",
         ),
         (
-            [
-                "bench",
-                "--config",
-                "configs/smoke.toml",
-                "--epochs",
-                "1",
-                "--json",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .chain([s(&other.join("summary.json")).to_string()])
-            .collect(),
+            bench(s(&other.join("summary.json")).to_string()),
             "would overwrite summary.json of the run",
         ),
+        (analyze(s(&other).to_string()), "is a run folder"),
         (
-            ["analyze", "--run", s(&run), "--out"]
-                .iter()
-                .map(|a| a.to_string())
-                .chain([s(&other).to_string()])
-                .collect(),
-            "is a run folder",
-        ),
-        (
-            ["analyze", "--run", s(&run), "--out"]
-                .iter()
-                .map(|a| a.to_string())
-                .chain([inside("checkpoint")])
-                .collect(),
+            analyze(inside("checkpoint")),
             "would overwrite checkpoint of the run",
         ),
     ];
