@@ -271,6 +271,13 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             let stem = path.file_stem().unwrap_or_default();
             PathBuf::from("runs").join(stem)
         });
+        // A new run's folder is no run's or sweep's own entry (`R/checkpoint/x`, `S/logs`);
+        // an existing run folder is refused by training itself ("is not empty ... --resume").
+        let occupied =
+            RunDir::new(&out).exists() || out.join(credit_train::files::SWEEP_PLAN_FILE).is_file();
+        if !occupied {
+            credit_train::files::check_output_dir(&out, "--out")?;
+        }
         (RunConfig::load(&path, &args.overrides)?, RunDir::new(out))
     };
     let mut options = TrainOptions::new(backend);

@@ -38,8 +38,9 @@ fn all(output: &Output) -> String {
 
 /// Runs `args`, expects a failure (exit 1, no panic) whose output contains every one of
 /// `expected`, and returns the output.
-fn refused(args: &[&str], expected: &[&str]) -> String {
-    let output = credit(args);
+fn refused<S: AsRef<str>>(args: &[S], expected: &[&str]) -> String {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let output = credit(&args);
     let said = all(&output);
     assert_eq!(output.status.code(), Some(1), "{args:?}: {said}");
     assert!(!said.contains("panicked"), "{args:?}: {said}");
@@ -52,6 +53,12 @@ fn refused(args: &[&str], expected: &[&str]) -> String {
 /// The arguments as owned strings.
 fn owned(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
+}
+
+/// `credit train --out RUN --resume --set train.epochs=EPOCHS`.
+fn resume_to(run: &Path, epochs: usize) -> Vec<String> {
+    let epochs = format!("train.epochs={epochs}");
+    owned(&["train", "--out", s(run), "--resume", "--set", &epochs])
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -82,14 +89,7 @@ fn a_finished_run_without_its_checkpoints_is_not_trained_again_from_scratch() {
             std::fs::create_dir(run.join("checkpoint")).unwrap();
         }
         refused(
-            &[
-                "train",
-                "--out",
-                s(&run),
-                "--resume",
-                "--set",
-                "train.epochs=3",
-            ],
+            &resume_to(&run, 3),
             &[
                 "model.bpk",
                 "epochs 1 to 2 again",
@@ -143,14 +143,7 @@ fn a_fallback_to_an_older_checkpoint_never_replaces_a_final_model_and_names_what
     // The newest checkpoint damaged: the older one would drop epoch 3 of a finished run.
     std::fs::write(run.join("checkpoint/model-3.bpk"), b"").unwrap();
     refused(
-        &[
-            "train",
-            "--out",
-            s(&run),
-            "--resume",
-            "--set",
-            "train.epochs=4",
-        ],
+        &resume_to(&run, 4),
         &[
             "epochs 3 to 3 again",
             "replace the final model",
@@ -256,9 +249,19 @@ fn no_command_writes_over_a_runs_own_files_or_its_inputs() {
         ),
     ];
     for (args, expected) in &cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        refused(&args, &[expected]);
+        refused(args, &[expected]);
     }
+    // A new run inside a run's own folders.
+    refused(
+        &[
+            "train",
+            "--config",
+            "configs/smoke.toml",
+            "--out",
+            &inside("checkpoint/new"),
+        ],
+        &["would overwrite checkpoint of the run"],
+    );
     // A picture folder's own file as --out: the input is not overwritten.
     let input = scratch.path().join("inputs.csv");
     std::fs::write(&input, "keep").unwrap();

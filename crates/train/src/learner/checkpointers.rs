@@ -65,6 +65,21 @@ impl Shared {
         CheckpointerError::Unknown(message)
     }
 
+    /// Writes the record file `part-E.bpk` (see [`Checkpoints::write_record`]).
+    ///
+    /// [`Checkpoints::write_record`]: crate::checkpoint::Checkpoints::write_record
+    fn write(
+        &self,
+        part: &str,
+        epoch: usize,
+        bytes: &[u8],
+    ) -> Result<crate::checkpoint::RecordFile, CheckpointerError> {
+        self.ledger
+            .checkpoints()
+            .write_record(part, epoch, bytes)
+            .map_err(|e| self.failed(e))
+    }
+
     /// Runs a save on burn's checkpointer thread, turning a panic into a failure of the
     /// run: burn's thread does not catch panics, and training would wait for an epoch that
     /// never completes.
@@ -104,10 +119,7 @@ impl Checkpointer<ModuleRecord> for ModelCheckpointer {
     fn save(&self, epoch: usize, record: ModuleRecord) -> Result<(), CheckpointerError> {
         self.shared.guarded(epoch, "model", || {
             let bytes = record.into_bytes().map_err(CheckpointerError::Record)?;
-            let checkpoints = self.shared.ledger.checkpoints();
-            let file = checkpoints
-                .write_record("model", epoch, &bytes)
-                .map_err(|e| self.shared.failed(e))?;
+            let file = self.shared.write("model", epoch, &bytes)?;
             let record = ModuleRecord::from_bytes(bytes)
                 .map_err(CheckpointerError::Record)?
                 .cast_to_module_dtype();
@@ -139,12 +151,7 @@ impl Checkpointer<OptimizerRecord> for OptimizerCheckpointer {
     fn save(&self, epoch: usize, record: OptimizerRecord) -> Result<(), CheckpointerError> {
         self.shared.guarded(epoch, "optimizer", || {
             let bytes = record.into_bytes().map_err(CheckpointerError::Record)?;
-            let file = self
-                .shared
-                .ledger
-                .checkpoints()
-                .write_record("optim", epoch, &bytes)
-                .map_err(|e| self.shared.failed(e))?;
+            let file = self.shared.write("optim", epoch, &bytes)?;
             self.shared.ledger.optimizer_saved(epoch, file);
             Ok(())
         })
