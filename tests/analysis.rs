@@ -48,6 +48,7 @@ fn removing_very_important_connections_hurts_far_more_than_variable_ones() {
         &single.very_important_removed,
         &single.variable_removed,
         &single.unimportant_randomised,
+        &single.random_removed,
     ] {
         assert!(
             (curve.error_mean_pct[0] - base).abs() < 1e-9,
@@ -81,11 +82,18 @@ fn removing_very_important_connections_hurts_far_more_than_variable_ones() {
         a.changed[1]
     );
     assert_eq!(a.changed[1], b.changed[1], "the same number removed");
+    let random = &curves.random_removed;
+    assert_eq!(a.changed, random.changed, "the control removes as many");
+    let hurt_random = random.error_mean_pct[1] - random.error_mean_pct[0];
     let hurt_important = a.error_mean_pct[1] - a.error_mean_pct[0];
     let hurt_variable = b.error_mean_pct[1] - b.error_mean_pct[0];
     assert!(
         hurt_important > 20.0 && hurt_important > hurt_variable + 5.0,
         "error rises {hurt_important} pp without the very important, {hurt_variable} pp without as many variable"
+    );
+    assert!(
+        hurt_important > hurt_random,
+        "error rises {hurt_important} pp without the very important, {hurt_random} pp without as many at random"
     );
 }
 
@@ -170,9 +178,43 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
     }
     assert_eq!(
         figures.len(),
-        2 * 5 + 1 + modes.len(),
-        "pi, xi, m, m by class, perturbation per layer; classes through training; a reliability diagram per mode"
+        2 * 5 + 2 + 2 + modes.len(),
+        "pi, xi, m, m by class, perturbation per layer; learning curve and classes through training; sparsity accuracy and units; a reliability diagram per mode"
     );
+    let learning = std::fs::read_to_string(out.join("learning-curve.svg")).unwrap();
+    assert!(learning.contains("one sampled network") && learning.contains("mean-field"));
+    let perturbation = std::fs::read_to_string(out.join("layer1-perturbation.svg")).unwrap();
+    assert!(perturbation.contains("as many removed at random"));
+
+    // The pruning curve: more kept as t grows; at t = 1 everything but pi = 1, the sampled
+    // networks the first sub-networks of the ensemble and the mean network the unpruned one.
+    let a = &analysed.analysis;
+    let s = a.sparsity.as_ref().expect("a pruning curve");
+    assert_eq!(s.thresholds, config.pi_thresholds);
+    assert!(s.kept.windows(2).all(|w| w[0] <= w[1]), "{:?}", s.kept);
+    let unimportant: usize = a.layers.iter().map(|l| l.classes.unimportant).sum();
+    assert_eq!(s.total, 784 * 32 + 32 * 10);
+    assert_eq!(*s.kept.last().unwrap(), s.total - unimportant);
+    assert!(
+        s.kept[0] < *s.kept.last().unwrap(),
+        "t = 0.5 prunes: {:?}",
+        s.kept
+    );
+    for (r, k) in s.compression_ratio.iter().zip(&s.kept) {
+        assert_eq!(*r, Some(s.total as f64 / *k as f64));
+    }
+    let ensemble = &a.accuracy.subnetworks.as_ref().unwrap().accuracies_pct;
+    let first: f64 = ensemble[..2].iter().sum::<f64>() / 2.0;
+    assert!((s.sampled_accuracy_mean_pct.last().unwrap() - first).abs() < 1e-9);
+    assert!(
+        (s.mean_network_accuracy_pct.last().unwrap() - a.accuracy.mean_network_pct).abs() < 0.2
+    );
+    assert_eq!(s.hidden.len(), 1);
+    let cut = &s.hidden[0].cut_off;
+    assert!(cut.windows(2).all(|w| w[0] >= w[1]) && cut.iter().all(|c| (0.0..=1.0).contains(c)));
+    let csv = std::fs::read_to_string(out.join("sparsity.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + s.thresholds.len());
+    assert!(csv.starts_with("pi_threshold,kept,total,compression_ratio,"));
     let through_training =
         std::fs::read_to_string(out.join("classes-through-training.svg")).unwrap();
     assert!(through_training.contains("layer 2: unimportant"));
@@ -193,6 +235,7 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
         "entropy.csv",
         "perturbation.csv",
         "subnetworks.csv",
+        "sparsity.csv",
     ] {
         assert!(out.join(table).is_file(), "{table}");
     }

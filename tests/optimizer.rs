@@ -46,10 +46,10 @@ fn fused_adamw_takes_the_steps_of_burns_adamw() {
     let mut param = |lo, hi| common::tensor(rng.uniform(30 * 17, lo, hi), shape, &device);
     let layer = SpikeSlabLinear::from_tensors(param(-1.0, 1.0), param(0.0, 0.1), param(0.0, 1.0));
     let mut reference = AdamWConfig::new()
-        .with_beta_1(config.beta1)
-        .with_beta_2(config.beta2)
-        .with_epsilon(config.epsilon)
-        .with_weight_decay(config.weight_decay)
+        .with_beta_1(config.beta1 as f32)
+        .with_beta_2(config.beta2 as f32)
+        .with_epsilon(config.epsilon as f32)
+        .with_weight_decay(config.weight_decay as f32)
         .init();
     let mut fused = FusedAdamW::new(&config).init();
     let (mut a, mut b) = (layer.clone(), layer);

@@ -81,6 +81,14 @@ fn the_presets_are_the_documented_protocols_and_differ_only_in_protocol_keys() {
     assert!(!base_new.optimizer.restart_each_epoch && base_new.train.drop_last);
 }
 
+#[test]
+fn the_entropy_preset_is_the_2020_protocol_with_four_weight_layers() {
+    let (entropy, old) = (preset("mnist-entropy"), preset("mnist"));
+    assert_eq!(entropy.model.sizes, [784, 100, 100, 100, 10]);
+    let keys: Vec<String> = entropy.differences(&old).into_iter().map(|d| d.0).collect();
+    assert_eq!(keys, ["model.sizes"]);
+}
+
 /// Parameters of a 1-layer network (3 outputs, 4 inputs) with `pi` at both bounds and an
 /// `xi` at 0, as `[m, xi, pi]` row-major.
 fn start() -> [Vec<f64>; 3] {

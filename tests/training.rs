@@ -78,6 +78,43 @@ fn the_smoke_config_learns_and_reloads_identically() {
         summary.test_accuracy_mean_field_pct
     );
     assert_in_support(&final_model);
+
+    // After each epoch one sampled network's test accuracy, beside the mean-field one: the
+    // final epoch's is the network drawn from the model of that epoch.
+    for m in &metrics {
+        let sampled = m
+            .test_accuracy_sampled_pct
+            .expect("a sampled-network column");
+        assert!(
+            sampled > 50.0 && (sampled - m.test_accuracy_pct).abs() < 10.0,
+            "epoch {}: sampled {sampled}%, mean-field {}%",
+            m.epoch,
+            m.test_accuracy_pct
+        );
+    }
+    let net = final_model.spike_slab().unwrap();
+    let drawn = Seed::new(config.seed)
+        .stream(credit_model::Stream::Sampling)
+        .child(3);
+    let test = data.test.all(&device);
+    let predicted: Vec<i64> = net
+        .sample_network(drawn)
+        .forward(test.images)
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap();
+    let labels = data.test.labels();
+    let right = predicted
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p as u32 == **l)
+        .count();
+    assert_eq!(
+        metrics[2].test_accuracy_sampled_pct,
+        Some(100.0 * right as f64 / labels.len() as f64)
+    );
 }
 
 /// Writes an IDX folder with 28x28 training images and `test_side`² test images.

@@ -17,6 +17,7 @@ use crate::eval::{OodReport, ood_report};
 use crate::params::{LayerParams, deterministic_weights};
 use crate::perturb::{LayerPerturbation, perturb_layer};
 use crate::predict::{ModeCalibration, OodScore, calibrations};
+use crate::sparsity::{DEFAULT_THRESHOLDS, SparsityCurve, sparsity_curve};
 use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd};
 
 /// Settings of an analysis (TOML, every key optional).
@@ -33,6 +34,9 @@ pub struct AnalysisConfig {
     pub repetitions: usize,
     /// Perturbed fractions `f`.
     pub fractions: Vec<f64>,
+    /// Thresholds `t` of the pruning curve: connections with `pi > t` removed (increasing,
+    /// in `[0, 1]`).
+    pub pi_thresholds: Vec<f64>,
     /// Tolerance of the connection classes (exact by default, as in the paper).
     pub tolerance: Tolerance,
     /// A looser tolerance, reported beside, to show how sharp the classes are.
@@ -56,6 +60,7 @@ impl Default for AnalysisConfig {
             samples: 20,
             repetitions: 10,
             fractions: (0..=10).map(|i| f64::from(i) / 10.0).collect(),
+            pi_thresholds: DEFAULT_THRESHOLDS.to_vec(),
             tolerance: Tolerance::default(),
             loose_tolerance: Tolerance { pi: 1e-3, xi: 1e-6 },
             entropy_samples: 100,
@@ -87,8 +92,8 @@ impl AnalysisConfig {
 
     /// Checks every setting's range: `samples` and `repetitions` from 1 to [`MAX_SAMPLES`],
     /// `entropy_samples` from 1 to [`MAX_ENTROPY_SAMPLES`], `bins` from 1 to [`MAX_BINS`],
-    /// `fractions` non-empty, at most [`MAX_FRACTIONS`], increasing, in `[0, 1]`, tolerances in
-    /// `[0, 0.5]`.
+    /// `fractions` and `pi_thresholds` non-empty, at most [`MAX_FRACTIONS`], increasing, in
+    /// `[0, 1]`, tolerances in `[0, 0.5]`.
     ///
     /// # Errors
     /// The first setting out of range, by name.
@@ -107,6 +112,17 @@ impl AnalysisConfig {
             self.fractions.len() <= MAX_FRACTIONS,
             "fractions may list at most {MAX_FRACTIONS} fractions, got {}",
             self.fractions.len()
+        );
+        anyhow::ensure!(
+            !self.pi_thresholds.is_empty() && self.pi_thresholds.len() <= MAX_FRACTIONS,
+            "pi_thresholds must list 1 to {MAX_FRACTIONS} thresholds, got {}",
+            self.pi_thresholds.len()
+        );
+        anyhow::ensure!(
+            self.pi_thresholds.iter().all(|t| (0.0..=1.0).contains(t))
+                && self.pi_thresholds.windows(2).all(|w| w[0] < w[1]),
+            "pi_thresholds must be increasing, each listed once, in [0, 1], got {:?}",
+            self.pi_thresholds
         );
         for (name, bins) in [
             ("bins", self.bins),
@@ -234,6 +250,10 @@ pub struct Analysis {
     pub layers: Vec<LayerReport>,
     /// Per-layer perturbation curves (spike-and-slab runs).
     pub perturbation: Vec<LayerPerturbation>,
+    /// Accuracy, compression and units cut off against a threshold on `pi`
+    /// (spike-and-slab runs; absent in analyses written before it was recorded).
+    #[serde(default)]
+    pub sparsity: Option<SparsityCurve>,
     /// NLL, Brier score and ECE of each way of predicting.
     #[serde(default)]
     pub calibration: Vec<ModeCalibration>,
@@ -324,6 +344,7 @@ fn analyze_here(
         },
         layers: Vec::new(),
         perturbation: Vec::new(),
+        sparsity: None,
         calibration: calibrations(
             &model,
             &data.test,
@@ -416,6 +437,15 @@ fn analyze_here(
             &device,
         ));
     }
+    analysis.sparsity = Some(sparsity_curve(
+        net,
+        &params,
+        &data.test,
+        &config.pi_thresholds,
+        config.repetitions,
+        seed.stream(Stream::Subnetworks),
+        &device,
+    ));
     analysis.seconds = started.elapsed().as_secs_f64();
     Ok(AnalysedRun {
         analysis,

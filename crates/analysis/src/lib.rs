@@ -20,6 +20,7 @@ pub mod params;
 pub mod perturb;
 pub mod predict;
 pub mod report;
+pub mod sparsity;
 pub mod subnetworks;
 pub mod sweep;
 pub mod uncertainty;

@@ -1,5 +1,6 @@
 //! The paper's targeted perturbation of one layer: remove growing fractions of its very
-//! important connections, or as many of its variable ones, or give growing fractions of its
+//! important connections, or as many of its variable ones, or as many chosen at random from
+//! the whole layer (the authors' random-deletion control), or give growing fractions of its
 //! unimportant connections `N(0, 1)` weights, and measure the test error of sampled networks.
 //!
 //! Removing a connection (`pi = 1`) sets its weight to zero in every sampled network, and the
@@ -25,7 +26,7 @@ use crate::params::host;
 use crate::subnetworks::mean_sd;
 
 /// Test error (percent) against the perturbed fraction, mean and sd over repetitions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
     /// Fractions `f`.
     pub fractions: Vec<f64>,
@@ -37,7 +38,7 @@ pub struct Curve {
     pub error_sd_pct: Vec<f64>,
 }
 
-/// The three curves of one layer.
+/// The four curves of one layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerPerturbation {
     /// Layer number, 1 for the weights on the input.
@@ -48,6 +49,11 @@ pub struct LayerPerturbation {
     pub variable_removed: Curve,
     /// (c) a fraction `f` of the unimportant connections given `N(0, 1)` weights.
     pub unimportant_randomised: Curve,
+    /// The authors' control of (a): as many connections as (a) removes, chosen at random
+    /// from the whole layer, whatever their class (empty in analyses written before it was
+    /// recorded).
+    #[serde(default)]
+    pub random_removed: Curve,
 }
 
 /// Row-major `[rows, cols]` to row-major `[cols, rows]`.
@@ -168,8 +174,10 @@ fn curve_errors(
         .collect()
 }
 
-/// Runs the three perturbation curves on layer index `layer` (0 for the weights on the
-/// input) with `repetitions` sampled networks each; `classes` are that layer's.
+/// Runs the four perturbation curves on layer index `layer` (0 for the weights on the
+/// input) with `repetitions` sampled networks each; `classes` are that layer's. The
+/// random-deletion control draws its orders from its own generator
+/// (`seed.child(u64::MAX)`), so the other three curves are those of a version without it.
 #[allow(clippy::too_many_arguments)]
 pub fn perturb_layer(
     net: &SpikeSlabNet,
@@ -182,6 +190,7 @@ pub fn perturb_layer(
     device: &Device,
 ) -> LayerPerturbation {
     let mut rng = seed.rng();
+    let mut control_rng = seed.child(u64::MAX).rng();
     let members = |class| -> Vec<usize> {
         (0..classes.len())
             .filter(|&k| classes[k] == class)
@@ -199,10 +208,12 @@ pub fn perturb_layer(
     let counts_a = counts_of(very_important.len(), very_important.len());
     let counts_b = counts_of(very_important.len(), variable.len());
     let counts_c = counts_of(unimportant.len(), unimportant.len());
+    let everyone: Vec<usize> = (0..classes.len()).collect();
+    let counts_d = counts_of(very_important.len(), everyone.len());
 
     let batch = test.all(device);
     let targets = test.labels();
-    let mut errors: [Vec<Vec<f64>>; 3] = Default::default();
+    let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
     for r in 0..repetitions {
         let sampled = net.sample_network(seed.child(r as u64));
         let split = SplitNetwork::new(&sampled, layer, &batch.images);
@@ -212,12 +223,14 @@ pub fn perturb_layer(
             (&very_important, &counts_a, Change::Remove),
             (&variable, &counts_b, Change::Remove),
             (&unimportant, &counts_c, Change::Randomise),
+            (&everyone, &counts_d, Change::Remove),
         ];
         for (c, (set, counts, change)) in curves.into_iter().enumerate() {
+            let rng = if c == 3 { &mut control_rng } else { &mut rng };
             let mut order = set.clone();
-            order.shuffle(&mut rng);
+            order.shuffle(rng);
             errors[c].push(curve_errors(
-                &split, w, d_input, &order, counts, change, targets, &mut rng, device,
+                &split, w, d_input, &order, counts, change, targets, rng, device,
             ));
         }
     }
@@ -237,6 +250,7 @@ pub fn perturb_layer(
         very_important_removed: curve(&errors[0], &counts_a),
         variable_removed: curve(&errors[1], &counts_b),
         unimportant_randomised: curve(&errors[2], &counts_c),
+        random_removed: curve(&errors[3], &counts_d),
     }
 }
 

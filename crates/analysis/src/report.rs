@@ -66,6 +66,7 @@ pub fn tables(a: &Analysis) -> Vec<(String, String)> {
                 ("very_important_removed", &p.very_important_removed),
                 ("variable_removed", &p.variable_removed),
                 ("unimportant_randomised", &p.unimportant_randomised),
+                ("random_removed", &p.random_removed),
             ] {
                 for i in 0..c.fractions.len() {
                     let _ = writeln!(
@@ -81,6 +82,41 @@ pub fn tables(a: &Analysis) -> Vec<(String, String)> {
             }
         }
         tables.push(("perturbation.csv".to_string(), csv));
+    }
+    if let Some(s) = &a.sparsity {
+        let mut csv = String::from(
+            "pi_threshold,kept,total,compression_ratio,mean_network_accuracy_pct,sampled_accuracy_mean_pct,sampled_accuracy_sd_pct",
+        );
+        for h in &s.hidden {
+            let l = h.layer;
+            let _ = write!(
+                csv,
+                ",hidden{l}_no_incoming,hidden{l}_no_outgoing,hidden{l}_cut_off"
+            );
+        }
+        csv.push('\n');
+        for i in 0..s.thresholds.len() {
+            let _ = write!(
+                csv,
+                "{},{},{},{},{},{},{}",
+                s.thresholds[i],
+                s.kept[i],
+                s.total,
+                s.compression_ratio[i].map_or_else(String::new, |r| r.to_string()),
+                s.mean_network_accuracy_pct[i],
+                s.sampled_accuracy_mean_pct[i],
+                s.sampled_accuracy_sd_pct[i]
+            );
+            for h in &s.hidden {
+                let _ = write!(
+                    csv,
+                    ",{},{},{}",
+                    h.no_incoming[i], h.no_outgoing[i], h.cut_off[i]
+                );
+            }
+            csv.push('\n');
+        }
+        tables.push(("sparsity.csv".to_string(), csv));
     }
     if let Some(s) = &a.accuracy.subnetworks {
         let mut csv = String::from("sample,accuracy_pct,zero_fraction\n");
@@ -346,7 +382,8 @@ pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Whether `name` is one an analysis gives its figures (`layer{L}-*.svg`,
-/// `reliability-*.svg`, `ood-*.svg`, `classes-through-training.svg`).
+/// `reliability-*.svg`, `ood-*.svg`, `sparsity-*.svg`, `classes-through-training.svg`,
+/// `learning-curve.svg`).
 fn is_analysis_figure(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".svg") else {
         return false;
@@ -358,7 +395,9 @@ fn is_analysis_figure(name: &str) -> bool {
     layer
         || stem.starts_with("reliability-")
         || stem.starts_with("ood-")
+        || stem.starts_with("sparsity-")
         || stem == "classes-through-training"
+        || stem == "learning-curve"
 }
 
 #[cfg(test)]

@@ -337,6 +337,43 @@ pub(crate) fn analysis(a: &Analysis) {
             "    unimportant randomised    {}",
             fmt(&p.unimportant_randomised)
         );
+        if !p.random_removed.fractions.is_empty() {
+            out!("    as many removed at random {}", fmt(&p.random_removed));
+        }
+    }
+    if let Some(s) = &a.sparsity {
+        let row = |values: &[f64], digits: usize| {
+            values
+                .iter()
+                .map(|v| format!("{v:.digits$}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let thresholds = s
+            .thresholds
+            .iter()
+            .map(|t| format!("{t}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out!("  pruned at pi > t, t = {thresholds}:");
+        let ratios: Vec<String> = s
+            .compression_ratio
+            .iter()
+            .map(|r| r.map_or_else(|| "-".to_string(), |r| format!("{r:.2}")))
+            .collect();
+        out!("    compression (all/kept)    {}", ratios.join(" "));
+        out!(
+            "    mean network accuracy (%) {}",
+            row(&s.mean_network_accuracy_pct, 2)
+        );
+        out!(
+            "    sampled accuracy (%)      {}",
+            row(&s.sampled_accuracy_mean_pct, 2)
+        );
+        for h in &s.hidden {
+            let cut: Vec<f64> = h.cut_off.iter().map(|c| 100.0 * c).collect();
+            out!("    hidden layer {} cut off (%) {}", h.layer, row(&cut, 1));
+        }
     }
 }
 

@@ -253,6 +253,15 @@ fn analysis_settings_out_of_range_are_errors_naming_the_file_and_key() {
         ("samples = 0\n", "samples must be between 1 and"),
         ("fractions = []\n", "fractions must list at least one"),
         ("fractions = [0.5, 2.0]\n", "fractions must lie in [0, 1]"),
+        ("pi_thresholds = []\n", "pi_thresholds must list 1 to"),
+        (
+            "pi_thresholds = [0.9, 0.5]\n",
+            "pi_thresholds must be increasing",
+        ),
+        (
+            "pi_thresholds = [0.5, 1.5]\n",
+            "pi_thresholds must be increasing",
+        ),
         ("bin = 3\n", "unknown field `bin`"),
         (
             "tolerance = { pi = -1.0 }\n",

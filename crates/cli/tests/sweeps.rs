@@ -171,6 +171,93 @@ fn two_tasks_at_once_on_one_sweep_complete_and_leave_a_valid_report() {
 }
 
 #[test]
+fn reproduce_with_epochs_plans_the_2020_scripts_own_main() {
+    // Their __main__: five runs of 200 epochs (credit plans both protocols, each with its
+    // baseline).
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("main");
+    let said = ok(&credit(&[
+        "reproduce",
+        "--epochs",
+        "200",
+        "--seeds",
+        "5",
+        "--sizes",
+        "",
+        "--plan",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    assert!(said.contains("20 runs planned"), "{said}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+    let runs = plan["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 20);
+    assert!(runs.iter().all(|r| r["config"]["train"]["epochs"] == 200));
+    let mut seeds: Vec<u64> = runs.iter().map(|r| r["seed"].as_u64().unwrap()).collect();
+    seeds.sort();
+    seeds.dedup();
+    assert_eq!(seeds, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn the_entropy_preset_gives_the_authors_entropy_figure() {
+    // The documented sweep of configs/mnist-entropy.toml, small: two training-set sizes,
+    // two seeds, one epoch, 500 test images.
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("entropy");
+    ok(&credit(&[
+        "sweep",
+        "--config",
+        "configs/mnist-entropy.toml",
+        "--set",
+        "data.train_size=500,1000",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.test_size=500",
+        "--seeds",
+        "2",
+        "--no-baseline",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    // Four weight layers per setting, each with a mean and an sd over the two seeds.
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| head.iter().position(|c| *c == name).unwrap();
+    let (setting, seeds, layer, mean, sd) = (
+        column("setting"),
+        column("seeds"),
+        column("layer"),
+        column("entropy_mean"),
+        column("entropy_sd"),
+    );
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    for size in ["data.train_size=500", "data.train_size=1000"] {
+        let layers: Vec<&Vec<&str>> = rows.iter().filter(|r| r[setting] == size).collect();
+        assert_eq!(
+            layers.iter().map(|r| r[layer]).collect::<Vec<_>>(),
+            ["1", "2", "3", "4"],
+            "{size}"
+        );
+        for r in layers {
+            assert_eq!(r[seeds], "2");
+            let (m, s): (f64, f64) = (r[mean].parse().unwrap(), r[sd].parse().unwrap());
+            assert!(m.is_finite() && s.is_finite() && s > 0.0, "{size}: {r:?}");
+        }
+    }
+    let figure = std::fs::read_to_string(dir.join("entropy-by-layer.svg")).unwrap();
+    for size in ["data.train_size=500", "data.train_size=1000"] {
+        assert!(figure.contains(size), "the figure has a curve for {size}");
+    }
+}
+
+#[test]
 fn a_task_killed_with_sigkill_resumes_its_run_from_its_checkpoint() {
     let scratch = tempfile::tempdir().unwrap();
     let (killed, straight) = (

@@ -35,6 +35,9 @@ pub enum Stream {
     Entropy,
     /// Predictions of `credit predict`.
     Prediction,
+    /// The sampled network (one concrete weight draw) whose test accuracy training records
+    /// after each epoch, beside the mean-field one.
+    Sampling,
 }
 
 /// SplitMix64's output function (Steele, Lea & Flood, OOPSLA 2014): a bijection of `u64`
@@ -77,6 +80,7 @@ impl Seed {
             Stream::Perturbation => 6,
             Stream::Entropy => 7,
             Stream::Prediction => 8,
+            Stream::Sampling => 9,
         };
         // Stream tags live far from the indices that `child` takes.
         self.child(u64::MAX - tag)
@@ -103,6 +107,7 @@ mod tests {
             Stream::Noise,
             Stream::Shuffle,
             Stream::Evaluation,
+            Stream::Sampling,
         ] {
             for e in 0..100 {
                 for b in 0..100 {

@@ -1,7 +1,8 @@
 //! The network as burn's `Learner` trains and evaluates it: [`TrainStep`] (the mean-field
 //! forward with the batch's noise, softmax cross-entropy, backprop, and after the optimizer
 //! step the projection of `pi` into `[0, 1]` and `xi` to `>= 0`) and [`InferenceStep`] (the
-//! mean-field forward of an evaluation batch, noise on), both on a [`NoisyBatch`].
+//! mean-field forward of an evaluation batch, noise on, and a sampled network's
+//! predictions), both on a [`NoisyBatch`].
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
@@ -30,6 +31,12 @@ pub struct NoisyBatch {
     /// The batch's key within its epoch (its number, for one device), which orders the
     /// batches' sums whatever order several devices finish them in.
     pub key: u64,
+    /// The seed of a sampled network (every weight drawn once: 0 with probability `pi`,
+    /// else from `N(m, xi)`) that the inference step of a spike-and-slab network also
+    /// classifies the batch with; the same seed for every batch of an epoch's test split, so
+    /// that one network is evaluated, as the 2020 scripts' `sampling_evaluate` does after
+    /// each epoch. `None` in training; a deterministic network ignores it.
+    pub network: Option<Seed>,
 }
 
 /// What a step gives burn's metrics: the loss, the logits, the labels, and how many rows
@@ -44,6 +51,9 @@ pub struct StepOutput {
     pub targets: Tensor<1, Int>,
     /// Rows whose largest logit is at their label, `[1]`.
     pub right: Tensor<1, Int>,
+    /// Rows the sampled network of [`NoisyBatch::network`] gets right, `[1]`; `None`
+    /// without one.
+    pub right_sampled: Option<Tensor<1, Int>>,
     /// The batch's key (see [`NoisyBatch::key`]).
     pub key: u64,
 }
@@ -56,6 +66,7 @@ impl StepOutput {
             logits: self.logits.without_autodiff(),
             targets: self.targets.without_autodiff(),
             right: self.right.without_autodiff(),
+            right_sampled: self.right_sampled.map(|r| r.without_autodiff()),
             key: self.key,
         }
     }
@@ -82,31 +93,39 @@ impl Adaptor<AccuracyInput> for StepOutput {
 
 impl Classifier {
     /// The logits of `batch` with its noise, their mean softmax cross-entropy and the
-    /// count of right rows.
+    /// count of right rows (and of the rows the batch's sampled network gets right).
     ///
     /// # Shapes
     /// - logits: `[batch, classes]`; loss: `[1]`
     fn step_output(&self, batch: NoisyBatch) -> StepOutput {
+        let right_sampled = match (batch.network, self.spike_slab()) {
+            (Some(seed), Some(net)) => {
+                let logits = net.sample_network(seed).forward(batch.images.clone());
+                Some(right_rows(logits, batch.targets.clone()))
+            }
+            _ => None,
+        };
         let logits = self.forward(batch.images, Noise::Sampled(batch.noise));
         let loss = CrossEntropyLossConfig::new()
             .init(&logits.device())
             .forward(logits.clone(), batch.targets.clone());
-        let [rows] = batch.targets.dims();
-        let right = logits
-            .clone()
-            .argmax(1)
-            .reshape([rows])
-            .equal(batch.targets.clone())
-            .int()
-            .sum();
+        let right = right_rows(logits.clone(), batch.targets.clone());
         StepOutput {
             loss,
             logits,
             targets: batch.targets,
             right,
+            right_sampled,
             key: batch.key,
         }
     }
+}
+
+/// How many rows of `logits` (`[batch, classes]`) have their largest logit at their label
+/// (`targets`, `[batch]`), `[1]`.
+fn right_rows(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
+    let [rows] = targets.dims();
+    logits.argmax(1).reshape([rows]).equal(targets).int().sum()
 }
 
 impl TrainStep for Classifier {
@@ -149,8 +168,8 @@ impl InferenceStep for Classifier {
     type Input = NoisyBatch;
     type Output = StepOutput;
 
-    /// The mean-field logits and loss of an evaluation batch, noise on (the test columns of
-    /// a run's metrics).
+    /// The mean-field logits and loss of an evaluation batch, noise on, and the right rows of
+    /// the batch's sampled network if it names one (the test columns of a run's metrics).
     fn step(&self, batch: NoisyBatch) -> StepOutput {
         self.step_output(batch)
     }

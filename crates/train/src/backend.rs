@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{Device, FloatDType};
+use burn::tensor::{Device, DeviceError, FloatDType};
 
 use crate::config::Precision;
 use serde::{Deserialize, Serialize};
@@ -74,16 +74,29 @@ impl BackendKind {
 impl BackendKind {
     /// The backend's default device computing in `precision`.
     ///
+    /// A device's float type is set once per process: a second float64 run in the same
+    /// process gets the device the first one configured.
+    ///
     /// # Errors
     /// If the backend is not compiled in, or cannot compute in that precision (wgpu has no
-    /// `f64`).
+    /// `f64`), or this process already computes in the other precision on that device.
     pub fn device_for(self, precision: Precision) -> anyhow::Result<Device> {
         let mut device = self.device()?;
-        if precision == Precision::F64 {
-            device.configure(FloatDType::F64).map_err(|e| {
-                anyhow::anyhow!("train.precision = \"f64\" is not available on {self} ({e:?})")
-            })?;
+        let (wanted, name) = match precision {
+            Precision::F32 => (FloatDType::F32, "f32"),
+            Precision::F64 => (FloatDType::F64, "f64"),
+        };
+        // Settings already fixed (by an earlier run in this process) are judged below.
+        if precision == Precision::F64
+            && let Err(e @ DeviceError::UnsupportedDType { .. }) = device.configure(FloatDType::F64)
+        {
+            anyhow::bail!("train.precision = \"f64\" is not available on {self} ({e})");
         }
+        let current = device.settings().float_dtype;
+        anyhow::ensure!(
+            current == wanted,
+            "train.precision = \"{name}\": this process already computes in {current:?} on {self}; run it in a process of its own"
+        );
         Ok(device)
     }
 }

@@ -105,14 +105,15 @@ pub enum Precision {
 pub struct OptimizerConfig {
     /// Learning rate.
     pub lr: f64,
-    /// First-moment decay.
-    pub beta1: f32,
+    /// First-moment decay. A float32 run rounds it (and `beta2`, `epsilon`,
+    /// `weight_decay`) to `f32`, as burn's `AdamW` does; a float64 run uses it as written.
+    pub beta1: f64,
     /// Second-moment decay.
-    pub beta2: f32,
+    pub beta2: f64,
     /// Added to the root of the second moment.
-    pub epsilon: f32,
+    pub epsilon: f64,
     /// Decoupled weight decay: each step multiplies parameters by `1 - lr * weight_decay`.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Multiply the learning rate by `lr_step_factor` after every this many epochs; 0 keeps
     /// it constant. The reference code halves it every 20 epochs.
     pub lr_step_epochs: usize,
@@ -292,19 +293,20 @@ impl RunConfig {
             "optimizer.lr must be positive, got {}",
             o.lr
         );
+        // Checked as float32 too: a float32 run rounds them, and 1 - 1e-9 rounds to 1.
         for (name, beta) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
             ensure!(
-                (0.0..1.0).contains(&beta),
-                "{name} must be in [0, 1), got {beta}"
+                (0.0..1.0).contains(&beta) && (beta as f32) < 1.0,
+                "{name} must be in [0, 1) and below 1 in float32 (at most 0.99999994), got {beta}"
             );
         }
         ensure!(
-            o.epsilon.is_finite() && o.epsilon > 0.0,
-            "optimizer.epsilon must be positive, got {}",
+            (o.epsilon as f32).is_finite() && o.epsilon as f32 > 0.0,
+            "optimizer.epsilon must be positive and finite in float32 (1e-45 to 3.4e38), got {}",
             o.epsilon
         );
         ensure!(
-            o.weight_decay.is_finite() && o.weight_decay >= 0.0,
+            (o.weight_decay as f32).is_finite() && o.weight_decay >= 0.0,
             "optimizer.weight_decay must be a number >= 0, got {}",
             o.weight_decay
         );

@@ -1,11 +1,12 @@
 //! `metrics.csv`: one row per epoch, rewritten (atomically) after every epoch.
 //!
 //! Columns: `epoch`, `train_loss`, `train_accuracy_pct`, `test_loss`, `test_accuracy_pct`,
-//! `train_seconds`, `learning_rate`, then for each layer `L` of a spike-and-slab run
+//! `train_seconds`, `learning_rate`, `test_accuracy_sampled_pct` (one sampled network's test
+//! accuracy; empty for deterministic runs), then for each layer `L` of a spike-and-slab run
 //! `layerL_very_important`, `layerL_unimportant` (exact classes, fractions of the layer's
 //! connections), `layerL_very_important_loose`, `layerL_unimportant_loose` (at
-//! [`Tolerance::LOOSE`]) and `layerL_mean_pi`. Files of earlier versions (six or seven
-//! columns) still read.
+//! [`Tolerance::LOOSE`]) and `layerL_mean_pi`. Files of earlier versions (six, seven or
+//! seven plus layer columns) still read.
 
 use std::path::Path;
 
@@ -15,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::write_atomic;
 
-/// One row of `metrics.csv`. Accuracies in percent; test values are mean-field (noise on).
+/// One row of `metrics.csv`. Accuracies in percent; `test_loss` and `test_accuracy_pct` are
+/// mean-field (noise on), `test_accuracy_sampled_pct` one sampled network's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// 1-based epoch.
@@ -28,6 +30,12 @@ pub struct EpochMetrics {
     pub test_loss: f64,
     /// Test accuracy after the epoch.
     pub test_accuracy_pct: f64,
+    /// Test accuracy of one sampled network after the epoch (every weight drawn once from
+    /// the epoch's `m`, `xi`, `pi`; seed `Stream::Sampling`, the epoch): the 2020 scripts'
+    /// `sampling_evaluate` curve. `None` for deterministic runs and in files written before
+    /// it was recorded.
+    #[serde(default)]
+    pub test_accuracy_sampled_pct: Option<f64>,
     /// Wall-clock seconds of the epoch's training part.
     pub train_seconds: f64,
     /// The learning rate of the epoch's steps (0 in files written before it was recorded).
@@ -87,8 +95,9 @@ const LAYER_COLUMNS: [&str; 5] = [
     "mean_pi",
 ];
 
-/// The columns every row has.
-const COLUMNS: [&str; 7] = [
+/// The columns every row has (files of earlier versions end after the 6th or the 7th).
+/// `test_accuracy_sampled_pct` is empty where there is no sampled network.
+const COLUMNS: [&str; 8] = [
     "epoch",
     "train_loss",
     "train_accuracy_pct",
@@ -96,6 +105,7 @@ const COLUMNS: [&str; 7] = [
     "test_accuracy_pct",
     "train_seconds",
     "learning_rate",
+    "test_accuracy_sampled_pct",
 ];
 
 /// The header of a file whose rows have `layers` layers of classes.
@@ -124,6 +134,10 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
                 r.learning_rate,
             ]
             .map(|v| v.to_string()),
+        );
+        fields.push(
+            r.test_accuracy_sampled_pct
+                .map_or_else(String::new, |v| v.to_string()),
         );
         for layer in &r.layers {
             fields.extend(layer.values().map(|v| v.to_string()));
@@ -218,7 +232,12 @@ fn parse_row(line: &str, columns: usize, fixed: usize) -> Result<EpochMetrics> {
         test_loss: number(3)?,
         test_accuracy_pct: number(4)?,
         train_seconds: number(5)?,
-        learning_rate: if fixed == 7 { number(6)? } else { 0.0 },
+        learning_rate: if fixed >= 7 { number(6)? } else { 0.0 },
+        test_accuracy_sampled_pct: if fixed < 8 || fields[7].is_empty() {
+            None
+        } else {
+            Some(number(7)?)
+        },
         layers,
     })
 }
@@ -234,6 +253,7 @@ mod tests {
             train_accuracy_pct: 97.25,
             test_loss: 1e-7,
             test_accuracy_pct: 96.0,
+            test_accuracy_sampled_pct: epoch.is_multiple_of(2).then_some(95.5),
             train_seconds: 0.123,
             learning_rate: 0.05,
             layers: (0..layers)
@@ -262,14 +282,26 @@ mod tests {
         let rows = parse_csv(six).unwrap();
         assert_eq!(rows[0].test_accuracy_pct, 79.0);
         assert_eq!(rows[0].learning_rate, 0.0);
-        let seven = format!("{}\n2,0.5,80,0.6,79,1.5,0.1\n", header(0));
+        let seven = format!("{}\n2,0.5,80,0.6,79,1.5,0.1\n", COLUMNS[..7].join(","));
         assert_eq!(parse_csv(&seven).unwrap()[0].learning_rate, 0.1);
+        assert_eq!(
+            parse_csv(&seven).unwrap()[0].test_accuracy_sampled_pct,
+            None
+        );
+        let layered = format!(
+            "{},{}\n2,0.5,80,0.6,79,1.5,0.1,0,0,0,0,0.5\n",
+            COLUMNS[..7].join(","),
+            header_tail(5).join(",")
+        );
+        let rows = parse_csv(&layered).unwrap();
+        assert_eq!(rows[0].test_accuracy_sampled_pct, None);
+        assert_eq!(rows[0].layers[0].mean_pi, 0.5);
     }
 
     #[test]
     fn malformed_rows_name_their_line() {
         let text = format!(
-            "{}\n1,0.5,80,0.6,79,1.5,0.1\n2,0.5,x,0.6,79,1.5,0.1\n",
+            "{}\n1,0.5,80,0.6,79,1.5,0.1,\n2,0.5,x,0.6,79,1.5,0.1,\n",
             header(0)
         );
         let error = format!("{:#}", parse_csv(&text).unwrap_err());

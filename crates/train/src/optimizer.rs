@@ -1,5 +1,6 @@
 //! AdamW as a burn optimizer whose update is one backend operation per parameter tensor
-//! ([`credit_ops::adamw`]): the same values as burn's `AdamW`. Its state is burn's
+//! ([`credit_ops::adamw`]): the same values as burn's `AdamW` in float32, and in float64 the
+//! hyperparameters and bias corrections in float64 (burn's are `f32`). Its state is burn's
 //! [`AdamWState`], so optimizer checkpoints keep their format.
 //!
 //! [`learning_rate`] and [`FusedAdamW::for_epochs`] give the reference code's schedule: the
@@ -24,10 +25,10 @@ use crate::config::{DecayedParameter, OptimizerConfig};
 /// moments again, with `t = 1`.
 #[derive(Debug, Clone, Copy)]
 pub struct FusedAdamW {
-    beta_1: f32,
-    beta_2: f32,
-    epsilon: f32,
-    weight_decay: f32,
+    beta_1: f64,
+    beta_2: f64,
+    epsilon: f64,
+    weight_decay: f64,
     restart_every: Option<usize>,
 }
 

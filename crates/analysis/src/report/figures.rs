@@ -1,6 +1,7 @@
 //! The figures of an analysis: per layer, the distributions of `pi`, `xi` and `m`, `m` by
-//! class and the perturbation curves; the classes through training; a reliability diagram
-//! per way of predicting; the out-of-distribution score histograms.
+//! class and the perturbation curves (with the random-deletion control); the learning curve
+//! and the classes through training; the pruning curve over thresholds on `pi`; a
+//! reliability diagram per way of predicting; the out-of-distribution score histograms.
 
 use anyhow::Result;
 
@@ -9,6 +10,145 @@ use crate::analyze::{AnalysedRun, Analysis};
 use crate::classes::ConnectionClass;
 use crate::figures::{CurveSeries, HistogramSeries, curves_svg, histogram_svg};
 use crate::perturb::Curve;
+
+/// The test accuracy after each epoch: mean-field (noise on; the network itself for a
+/// deterministic run) and, where `metrics.csv` has it, one sampled network per epoch (the
+/// 2020 scripts' learning curve).
+fn learning_curve(
+    metrics: &[credit_train::EpochMetrics],
+    spike_slab: bool,
+) -> Result<Option<Figure>> {
+    if metrics.is_empty() {
+        return Ok(None);
+    }
+    let epochs: Vec<f64> = metrics.iter().map(|m| m.epoch as f64).collect();
+    let sampled = metrics
+        .iter()
+        .any(|m| m.test_accuracy_sampled_pct.is_some());
+    let mut series = vec![CurveSeries {
+        label: if spike_slab {
+            "mean-field (noise on)".into()
+        } else {
+            "test accuracy".into()
+        },
+        x: epochs.clone(),
+        y: metrics.iter().map(|m| m.test_accuracy_pct).collect(),
+        error: vec![0.0; epochs.len()],
+    }];
+    if sampled {
+        series.push(CurveSeries {
+            label: "one sampled network".into(),
+            x: epochs.clone(),
+            y: metrics
+                .iter()
+                .map(|m| m.test_accuracy_sampled_pct.unwrap_or(f64::NAN))
+                .collect(),
+            error: vec![0.0; epochs.len()],
+        });
+    }
+    let caption = match (spike_slab, sampled) {
+        (true, true) => {
+            "Test accuracy after each epoch (metrics.csv): the mean-field network with its \
+             noise, and one network sampled after the epoch (each weight 0 with probability \
+             pi, else drawn from N(m, xi))."
+        }
+        (true, false) => {
+            "Test accuracy after each epoch (metrics.csv): the mean-field network with its \
+             noise (this run's metrics.csv has no sampled-network column)."
+        }
+        (false, _) => "Test accuracy after each epoch (metrics.csv).",
+    };
+    Ok(Some(Figure {
+        file: "learning-curve.svg".into(),
+        caption: caption.into(),
+        svg: curves_svg(
+            "Test accuracy through training",
+            "epoch",
+            "test accuracy (%)",
+            &series,
+            false,
+        )?,
+    }))
+}
+
+/// The pruning curve: accuracies against the threshold on `pi`, and the hidden units cut
+/// off.
+fn sparsity_figures(a: &crate::analyze::Analysis) -> Result<Vec<Figure>> {
+    let Some(s) = &a.sparsity else {
+        return Ok(Vec::new());
+    };
+    let t = s.thresholds.clone();
+    let zeros = vec![0.0; t.len()];
+    let accuracy = [
+        CurveSeries {
+            label: "mean network (1 - pi) m".into(),
+            x: t.clone(),
+            y: s.mean_network_accuracy_pct.clone(),
+            error: zeros.clone(),
+        },
+        CurveSeries {
+            label: format!("sampled networks (mean, sd of {})", s.samples),
+            x: t.clone(),
+            y: s.sampled_accuracy_mean_pct.clone(),
+            error: s.sampled_accuracy_sd_pct.clone(),
+        },
+    ];
+    let ratios: Vec<String> = t
+        .iter()
+        .zip(&s.compression_ratio)
+        .map(|(t, r)| match r {
+            Some(r) => format!("{t}: {r:.2}"),
+            None => format!("{t}: nothing kept"),
+        })
+        .collect();
+    let mut units: Vec<CurveSeries> = Vec::new();
+    for h in &s.hidden {
+        for (name, values) in [
+            ("no incoming", &h.no_incoming),
+            ("no outgoing", &h.no_outgoing),
+        ] {
+            units.push(CurveSeries {
+                label: format!("hidden layer {}: {name}", h.layer),
+                x: t.clone(),
+                y: values.iter().map(|v| 100.0 * v).collect(),
+                error: zeros.clone(),
+            });
+        }
+    }
+    let mut figures = vec![Figure {
+        file: "sparsity-accuracy.svg".into(),
+        caption: format!(
+            "Pruning by spike probability: test accuracy with every connection of pi > t \
+             removed (pi = 1 is always removed). Compression ratio (all / kept connections) \
+             at t = {} (sparsity.csv).",
+            ratios.join(", ")
+        ),
+        svg: curves_svg(
+            "Accuracy against the threshold on pi",
+            "threshold t (connections with pi > t removed)",
+            "test accuracy (%)",
+            &accuracy,
+            false,
+        )?,
+    }];
+    if !units.is_empty() {
+        figures.push(Figure {
+            file: "sparsity-units.svg".into(),
+            caption: "Hidden units cut off by the pruning: the percentage of each hidden \
+                      layer's units with every incoming, or every outgoing, connection removed \
+                      at threshold t."
+                .into(),
+            svg: curves_svg(
+                "Hidden units cut off",
+                "threshold t (connections with pi > t removed)",
+                "units (%)",
+                &units,
+                true,
+            )?,
+        });
+    }
+    Ok(figures)
+}
 
 /// The fractions of very important and unimportant connections of every layer against the
 /// epoch, from `metrics.csv` (runs of earlier versions have none).
@@ -218,9 +358,14 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
             )?,
         });
     }
+    let spike_slab = a.model_kind == credit_train::ModelKind::SpikeSlab;
+    if let Some(figure) = learning_curve(&run.metrics, spike_slab)? {
+        figures.push(figure);
+    }
     if let Some(figure) = classes_through_training(&run.metrics)? {
         figures.push(figure);
     }
+    figures.extend(sparsity_figures(a)?);
     figures.extend(calibration_figures(a)?);
     figures.extend(ood_figures(run)?);
     for p in &a.perturbation {
@@ -238,6 +383,7 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
                 "unimportant given N(0,1) weights",
                 &p.unimportant_randomised,
             ),
+            series("as many removed at random", &p.random_removed),
         ];
         figures.push(Figure {
             file: format!("layer{n}-perturbation.svg"),

@@ -8,7 +8,7 @@ use num_traits::Float;
 use rayon::prelude::*;
 
 use super::reference::composed_update;
-use super::{AdamWBackend, AdamWStep};
+use super::{AdamWBackend, AdamWScalars, AdamWStep};
 use crate::flex_host::{contiguous, values, values_mut};
 
 impl AdamWBackend for Flex {
@@ -41,7 +41,7 @@ fn update<T: Float + Element + bytemuck::Pod>(
     step: AdamWStep,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let [mut tensor, grad, mut moment_1, mut moment_2] = tensors.map(contiguous);
-    let scalars = Scalars::new(step);
+    let scalars = step.scalars::<T>();
     let grad: &[T] = values(&grad);
     #[cfg(target_arch = "x86_64")]
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
@@ -65,40 +65,9 @@ fn update<T: Float + Element + bytemuck::Pod>(
 /// Values per parallel task.
 const CHUNK: usize = 1 << 13;
 
-/// The scalars of an [`AdamWStep`] rounded to `T`, as flex rounds scalar operands.
-struct Scalars<T> {
-    beta_1: T,
-    beta_2: T,
-    keep_1: T,
-    keep_2: T,
-    correction_1: T,
-    correction_2: T,
-    epsilon: T,
-    decay: T,
-    lr: T,
-}
-
-impl<T: Float> Scalars<T> {
-    fn new(step: AdamWStep) -> Self {
-        let scalar = |value: f64| T::from(value).expect("a float scalar");
-        let (correction_1, correction_2) = step.corrections();
-        Self {
-            beta_1: scalar(step.beta_1.into()),
-            beta_2: scalar(step.beta_2.into()),
-            keep_1: scalar((1.0 - step.beta_1).into()),
-            keep_2: scalar((1.0 - step.beta_2).into()),
-            correction_1: scalar(correction_1.into()),
-            correction_2: scalar(correction_2.into()),
-            epsilon: scalar(step.epsilon.into()),
-            decay: scalar(step.decay()),
-            lr: scalar(step.lr),
-        }
-    }
-}
-
 /// One step over `[parameter, moment_1, moment_2]` with gradient `grad`.
 #[inline(always)]
-fn update_values<T: Float>(values: [&mut [T]; 3], grad: &[T], s: &Scalars<T>) {
+fn update_values<T: Float>(values: [&mut [T]; 3], grad: &[T], s: &AdamWScalars<T>) {
     let [tensor, moment_1, moment_2] = values;
     let moments = moment_1.iter_mut().zip(moment_2);
     for ((w, &g), (m1, m2)) in tensor.iter_mut().zip(grad).zip(moments) {
@@ -113,7 +82,7 @@ fn update_values<T: Float>(values: [&mut [T]; 3], grad: &[T], s: &Scalars<T>) {
 /// four times as many lanes as the baseline's SSE.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn update_values_avx512<T: Float>(values: [&mut [T]; 3], grad: &[T], s: &Scalars<T>) {
+fn update_values_avx512<T: Float>(values: [&mut [T]; 3], grad: &[T], s: &AdamWScalars<T>) {
     update_values(values, grad, s)
 }
 
@@ -124,6 +93,10 @@ fn update_values_avx512<T: Float>(values: [&mut [T]; 3], grad: &[T], s: &Scalars
 /// Such a moment changes the parameter by less than `1e-30`.
 #[inline(always)]
 fn flush<T: Float>(x: T) -> T {
+    // The `unflushed` build (a measurement of what the flush changes) keeps every value.
+    if cfg!(feature = "unflushed") {
+        return x;
+    }
     // `abs() < MIN_POSITIVE` holds for the subnormal numbers and zero, not for NaN.
     if x.abs() < T::min_positive_value() {
         T::zero()

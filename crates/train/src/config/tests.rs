@@ -142,6 +142,31 @@ fn bad_fields_are_named() {
     assert!(error_of("seed = 3\n", &["seed.x=1"]).contains("`seed` is not a table"));
     assert!(error_of("", &["train.epochs"]).contains("key=value"));
     assert!(error_of("[model]\nkind = \"bayes\"\n", &[]).contains("unknown variant `bayes`"));
+    // The optimizer's scalars are checked as float32 rounds them too.
+    for (set, expected) in [
+        (
+            "optimizer.beta1=0.99999999",
+            "optimizer.beta1 must be in [0, 1) and below 1 in float32",
+        ),
+        ("optimizer.beta2=1.0", "optimizer.beta2 must be in [0, 1)"),
+        (
+            "optimizer.epsilon=1e-46",
+            "optimizer.epsilon must be positive and finite in float32",
+        ),
+        (
+            "optimizer.epsilon=1e39",
+            "optimizer.epsilon must be positive and finite in float32",
+        ),
+        (
+            "optimizer.weight_decay=1e39",
+            "optimizer.weight_decay must be a number >= 0",
+        ),
+    ] {
+        let error = error_of("", &[set]);
+        assert!(error.contains(expected), "{set}: {error}");
+    }
+    // Values float32 keeps are accepted.
+    assert!(RunConfig::parse("", &["optimizer.beta2=0.9999999".to_string()]).is_ok());
 }
 
 #[test]

@@ -35,6 +35,8 @@ pub(crate) struct SplitSums {
     pub(crate) images: usize,
     /// Batches.
     pub(crate) batches: usize,
+    /// Images the split's sampled network gets right (test split of spike-and-slab runs).
+    pub(crate) right_sampled: Option<i64>,
 }
 
 impl SplitSums {
@@ -278,6 +280,9 @@ impl Ledger {
             train_accuracy_pct,
             test_loss,
             test_accuracy_pct,
+            test_accuracy_sampled_pct: test
+                .right_sampled
+                .map(|r| 100.0 * r as f64 / test.images.max(1) as f64),
             train_seconds: pending.seconds.unwrap_or(0.0),
             learning_rate: learning_rate(&self.config.optimizer, epoch),
             layers,

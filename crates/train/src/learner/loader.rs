@@ -171,6 +171,8 @@ impl DataLoader<NoisyBatch> for SeededLoader {
         Box::new(EpochIter {
             loader: self,
             noise: self.seed.stream(self.stream()).child(epoch as u64),
+            network: matches!(self.order, Order::Test)
+                .then(|| self.seed.stream(Stream::Sampling).child(epoch as u64)),
             epoch,
             batches: batches.into_iter(),
             processed: 0,
@@ -217,6 +219,8 @@ impl DataLoader<NoisyBatch> for SeededLoader {
 struct EpochIter<'a> {
     loader: &'a SeededLoader,
     noise: Seed,
+    /// The sampled network of the epoch's test split (`Stream::Sampling`, the epoch).
+    network: Option<Seed>,
     epoch: usize,
     batches: std::vec::IntoIter<(Vec<usize>, u64)>,
     processed: usize,
@@ -249,6 +253,7 @@ impl Iterator for EpochIter<'_> {
                 targets: batch.targets,
                 noise: self.noise.child(key),
                 key,
+                network: self.network,
             }
         }))
     }

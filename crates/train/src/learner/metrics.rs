@@ -25,6 +25,7 @@ const PREFIX: &str = "credit-batch";
 pub(crate) struct BatchInput {
     loss: Tensor<1>,
     right: Tensor<1, Int>,
+    right_sampled: Option<Tensor<1, Int>>,
     targets: Tensor<1, Int>,
     key: u64,
 }
@@ -34,6 +35,7 @@ impl Adaptor<BatchInput> for StepOutput {
         BatchInput {
             loss: self.loss.clone(),
             right: self.right.clone(),
+            right_sampled: self.right_sampled.clone(),
             targets: self.targets.clone(),
             key: self.key,
         }
@@ -69,9 +71,13 @@ impl Metric for BatchSums {
         let [images] = item.targets.dims();
         let loss: f64 = item.loss.clone().try_into_scalar::<f64>()?;
         let right: i64 = item.right.clone().try_into_scalar::<i64>()?;
+        let sampled = match &item.right_sampled {
+            Some(r) => r.clone().try_into_scalar::<i64>()?.to_string(),
+            None => "-".to_string(),
+        };
         Ok(SerializedEntry::new(
             format!("loss {loss:.4}, {right}/{images} right"),
-            format!("{PREFIX} {} {loss:?} {right} {images}", item.key),
+            format!("{PREFIX} {} {loss:?} {right} {images} {sampled}", item.key),
         ))
     }
 
@@ -89,6 +95,8 @@ struct Batch {
     loss: f64,
     right: i64,
     images: usize,
+    /// Right rows of the batch's sampled network, if it had one.
+    right_sampled: Option<i64>,
 }
 
 fn parse(serialized: &str) -> Option<Batch> {
@@ -98,6 +106,10 @@ fn parse(serialized: &str) -> Option<Batch> {
         loss: fields.next()?.parse().ok()?,
         right: fields.next()?.parse().ok()?,
         images: fields.next()?.parse().ok()?,
+        right_sampled: match fields.next()? {
+            "-" => None,
+            n => Some(n.parse().ok()?),
+        },
     })
 }
 
@@ -186,12 +198,16 @@ impl MetricLogger for LedgerLogger {
                 .remove(&(summary.epoch_number, kind == SplitKind::Train))
                 .unwrap_or_default();
             batches.sort_by_key(|b| b.key);
-            let mut sums = SplitSums::default();
+            let mut sums = SplitSums {
+                right_sampled: batches.first().and_then(|b| b.right_sampled).map(|_| 0),
+                ..SplitSums::default()
+            };
             for b in batches {
                 sums.batches += 1;
                 sums.loss_sum += b.loss * b.images as f64;
                 sums.right += b.right;
                 sums.images += b.images;
+                sums.right_sampled = sums.right_sampled.zip(b.right_sampled).map(|(s, r)| s + r);
             }
             logger.ledger.split_done(summary.epoch_number, kind, sums);
         });
@@ -205,16 +221,19 @@ mod tests {
     #[test]
     fn a_batch_entry_reads_back_exactly() {
         let loss = 0.1f64 + 0.2;
-        let serialized = format!("{PREFIX} 3 {loss:?} 7 10");
+        let serialized = format!("{PREFIX} 3 {loss:?} 7 10 6");
         assert_eq!(
             parse(&serialized),
             Some(Batch {
                 key: 3,
                 loss,
                 right: 7,
-                images: 10
+                images: 10,
+                right_sampled: Some(6),
             })
         );
+        let without = format!("{PREFIX} 3 {loss:?} 7 10 -");
+        assert_eq!(parse(&without).unwrap().right_sampled, None);
         assert_eq!(parse("N/A"), None);
     }
 }

@@ -41,7 +41,7 @@ pub struct ComparisonRow {
     pub credit: Option<Summary>,
     /// credit's value per seed.
     pub credit_values: Vec<f64>,
-    /// The authors' code, over seeds 0-2 (none for the baseline).
+    /// The authors' code, over its seeds (none for the baseline).
     pub authors: Option<Summary>,
     /// `credit - authors` in units of the pooled seed standard deviation
     /// `sqrt((sd_credit² + sd_authors²) / 2)`; absent where the two are not comparable (see
@@ -154,12 +154,12 @@ pub(super) fn compare(
         (
             "very important (pi = 0, xi = 0 exactly)",
             ConnectionClass::VeryImportant,
-            &au.very_important,
+            au.very_important,
         ),
         (
             "unimportant (pi = 1 exactly)",
             ConnectionClass::Unimportant,
-            &au.unimportant,
+            au.unimportant,
         ),
     ] {
         for l in 0..3 {

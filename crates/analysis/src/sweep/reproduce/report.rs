@@ -169,10 +169,16 @@ fn html(report: &ReproduceReport) -> String {
     let _ = writeln!(
         h,
         "<h1>The paper's MNIST experiments under both protocols</h1>\n<p>{} of {} runs complete. \
-         credit: mean ± sd over its seeds (n); the authors' code: seeds 0-2. The last column is the \
+         credit: mean ± sd over its seeds (n); the authors' code: {}. The last column is the \
          difference of the means in units of the pooled seed sd, sqrt((sd₁² + sd₂²)/2); beyond 2 it is \
          marked.</p>",
-        report.complete, report.planned
+        report.complete,
+        report.planned,
+        super::AUTHORS
+            .iter()
+            .map(|p| format!("seeds 0-{} ({})", p.authors.mean_field.len() - 1, p.name))
+            .collect::<Vec<_>>()
+            .join(" and ")
     );
     if !report.overrides.is_empty() {
         let _ = writeln!(
