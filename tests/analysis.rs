@@ -130,6 +130,7 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
     let config = AnalysisConfig {
         samples: 3,
         repetitions: 2,
+        pruning_samples: 2,
         ..AnalysisConfig::default()
     };
     let analysed = analyze(
@@ -155,6 +156,16 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
     assert_eq!(fractions as usize, 784 * 32, "classes partition the layer");
 
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    // A header in words: no Rust debug formatting, the version, the settings.
+    for debug in ["SpikeSlab", "Device<", "Flex(", "[784, 32, 10]"] {
+        assert!(!html.contains(debug), "the report shows {debug:?}");
+    }
+    assert!(html.contains(&format!("credit {}", env!("CARGO_PKG_VERSION"))));
+    assert!(html.contains("spike-and-slab network 784-32-10"));
+    assert!(
+        html.contains(" UTC on flex"),
+        "the date and the backend in words"
+    );
     let figures: Vec<_> = written
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "svg"))
@@ -218,6 +229,7 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
     let through_training =
         std::fs::read_to_string(out.join("classes-through-training.svg")).unwrap();
     assert!(through_training.contains("layer 2: unimportant"));
+    assert!(html.contains(&format!("<b>Figure {}.</b>", figures.len())));
     for figure in figures {
         let name = figure.file_name().unwrap().to_str().unwrap();
         assert!(
@@ -228,6 +240,10 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
         assert!(
             html.contains(&format!("<figure id=\"{id}\"><svg")),
             "report inlines {name}"
+        );
+        assert!(
+            html.contains(&format!("<li><a href=\"#{id}\">")),
+            "contents list {name}"
         );
     }
     for table in [

@@ -37,6 +37,9 @@ pub struct AnalysisConfig {
     /// Thresholds `t` of the pruning curve: connections with `pi > t` removed (increasing,
     /// in `[0, 1]`).
     pub pi_thresholds: Vec<f64>,
+    /// Sampled networks pruned at each threshold (the first ones of the sub-network
+    /// ensemble).
+    pub pruning_samples: usize,
     /// Tolerance of the connection classes (exact by default, as in the paper).
     pub tolerance: Tolerance,
     /// A looser tolerance, reported beside, to show how sharp the classes are.
@@ -61,6 +64,7 @@ impl Default for AnalysisConfig {
             repetitions: 10,
             fractions: (0..=10).map(|i| f64::from(i) / 10.0).collect(),
             pi_thresholds: DEFAULT_THRESHOLDS.to_vec(),
+            pruning_samples: 5,
             tolerance: Tolerance::default(),
             loose_tolerance: Tolerance { pi: 1e-3, xi: 1e-6 },
             entropy_samples: 100,
@@ -90,7 +94,8 @@ impl AnalysisConfig {
         Ok(config)
     }
 
-    /// Checks every setting's range: `samples` and `repetitions` from 1 to [`MAX_SAMPLES`],
+    /// Checks every setting's range: `samples`, `repetitions` and `pruning_samples` from 1 to
+    /// [`MAX_SAMPLES`],
     /// `entropy_samples` from 1 to [`MAX_ENTROPY_SAMPLES`], `bins` from 1 to [`MAX_BINS`],
     /// `fractions` and `pi_thresholds` non-empty, at most [`MAX_FRACTIONS`], increasing, in
     /// `[0, 1]`, tolerances in `[0, 0.5]`.
@@ -101,6 +106,7 @@ impl AnalysisConfig {
         for (name, value, max) in [
             ("samples", self.samples, MAX_SAMPLES),
             ("repetitions", self.repetitions, MAX_SAMPLES),
+            ("pruning_samples", self.pruning_samples, MAX_SAMPLES),
             ("entropy_samples", self.entropy_samples, MAX_ENTROPY_SAMPLES),
         ] {
             anyhow::ensure!(
@@ -244,6 +250,17 @@ pub struct Analysis {
     pub run_seed: Option<u64>,
     /// The settings used, the seed resolved.
     pub config: AnalysisConfig,
+    /// The run's configuration (`config.toml`; absent in analyses written before it was
+    /// recorded).
+    #[serde(default)]
+    pub run_config: Option<RunConfig>,
+    /// The credit version that wrote the analysis (empty in analyses written before it was
+    /// recorded).
+    #[serde(default)]
+    pub credit_version: String,
+    /// When the analysis finished, seconds since 1970-01-01 UTC (0 if not recorded).
+    #[serde(default)]
+    pub finished_unix_seconds: u64,
     /// Test accuracies.
     pub accuracy: AccuracyReport,
     /// Per-layer classes and entropy (spike-and-slab runs).
@@ -277,6 +294,13 @@ pub struct AnalysedRun {
     pub metrics: Vec<EpochMetrics>,
     /// The out-of-distribution scores of every image, for the histograms.
     pub ood_scores: Vec<OodScore>,
+}
+
+/// Seconds since 1970-01-01 UTC (0 if the clock is before it).
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Analyses the run in `run` on `backend`: its final model, or with `epoch` that epoch's
@@ -336,6 +360,9 @@ fn analyze_here(
             seed: Some(analysis_seed),
             ..config.clone()
         },
+        run_config: Some(run_config.clone()),
+        credit_version: env!("CARGO_PKG_VERSION").to_string(),
+        finished_unix_seconds: 0,
         accuracy: AccuracyReport {
             mean_field_pct: accuracies.test_mean_field_pct,
             mean_network_pct: accuracies.test_mean_network_pct,
@@ -375,6 +402,7 @@ fn analyze_here(
         Classifier::SpikeSlab(net) => net,
         Classifier::Deterministic(net) => {
             analysis.seconds = started.elapsed().as_secs_f64();
+            analysis.finished_unix_seconds = unix_seconds();
             return Ok(AnalysedRun {
                 analysis,
                 params: Vec::new(),
@@ -442,11 +470,12 @@ fn analyze_here(
         &params,
         &data.test,
         &config.pi_thresholds,
-        config.repetitions,
+        config.pruning_samples,
         seed.stream(Stream::Subnetworks),
         &device,
     ));
     analysis.seconds = started.elapsed().as_secs_f64();
+    analysis.finished_unix_seconds = unix_seconds();
     Ok(AnalysedRun {
         analysis,
         params,

@@ -100,10 +100,27 @@ impl SplitNetwork {
     /// Test error (percent) of the network with the given pre-activations at the split.
     fn error_pct(&self, preactivation_t: &[f32], targets: &[u32], device: &Device) -> f64 {
         let units = preactivation_t.len() / self.images;
+        if self.above.layers.is_empty() {
+            // The logits themselves, one row per class: the best class of each image without
+            // transposing (on ties the last maximum, as `max_by` over a row gives).
+            let n = self.images;
+            let wrong = (0..n)
+                .filter(|&i| {
+                    let mut best = 0;
+                    for u in 1..units {
+                        if preactivation_t[u * n + i].total_cmp(&preactivation_t[best * n + i])
+                            != std::cmp::Ordering::Less
+                        {
+                            best = u;
+                        }
+                    }
+                    best != targets[i] as usize
+                })
+                .count();
+            return 100.0 * wrong as f64 / n as f64;
+        }
         let h = transpose(preactivation_t, units, self.images);
-        let logits = if self.above.layers.is_empty() {
-            h
-        } else {
+        let logits = {
             let h = Tensor::from_data(TensorData::new(h, [self.images, units]), device);
             host(self.above.forward(relu(h)))
         };

@@ -147,25 +147,138 @@ fn seeds(a: &Analysis) -> String {
     }
 }
 
+/// `YYYY-MM-DD HH:MM UTC` of a time in seconds since 1970 (the civil calendar of Howard
+/// Hinnant's `civil_from_days`).
+fn utc_date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let (hour, minute) = ((unix % 86_400) / 3600, (unix % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+/// The backend in words.
+fn backend_in_words(backend: &str) -> String {
+    match backend {
+        "flex" => "flex (burn's CPU backend)".to_string(),
+        "ndarray" => "ndarray (CPU)".to_string(),
+        "wgpu" => "wgpu (GPU)".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The run's key settings in words: widths, data, budget, schedule, protocol.
+fn run_settings(a: &Analysis) -> String {
+    let sizes = a
+        .sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("-");
+    let kind = match a.model_kind {
+        credit_train::ModelKind::SpikeSlab => "spike-and-slab",
+        credit_train::ModelKind::Deterministic => "deterministic (plain backprop)",
+    };
+    let mut text = format!(
+        "{kind} network {sizes}; {} training and {} test images; {} epochs",
+        a.train_images, a.test_images, a.epochs
+    );
+    if let Some(c) = &a.run_config {
+        let o = &c.optimizer;
+        let schedule = if o.lr_step_epochs == 0 {
+            format!("lr {} constant", o.lr)
+        } else {
+            format!(
+                "lr {} times {} every {} epochs",
+                o.lr, o.lr_step_factor, o.lr_step_epochs
+            )
+        };
+        let adam = if o.restart_each_epoch {
+            "AdamW restarted each epoch"
+        } else {
+            "one AdamW for the run"
+        };
+        let decay: Vec<String> = o
+            .decay
+            .iter()
+            .map(|d| format!("{d:?}").to_lowercase())
+            .collect();
+        let _ = write!(
+            text,
+            ", batch {}; {schedule}, {adam}, decay {} on {}; data {} ({}); {}",
+            c.train.batch_size,
+            o.weight_decay,
+            if decay.is_empty() {
+                "nothing".to_string()
+            } else {
+                decay.join(", ")
+            },
+            escape(&c.data.dir.display().to_string()),
+            format!("{:?}", c.data.format).to_lowercase(),
+            match c.train.precision {
+                credit_train::Precision::F32 => "float32",
+                credit_train::Precision::F64 => "float64",
+            }
+        );
+    }
+    text
+}
+
 /// The self-contained HTML report.
 pub fn html(a: &Analysis, figures: &[Figure]) -> String {
-    let mut h = page_start(&format!("credit analysis: {}", a.run));
+    let name = std::path::Path::new(&a.run)
+        .file_name()
+        .map_or_else(|| a.run.clone(), |n| n.to_string_lossy().into_owned());
+    let mut h = page_start(&format!("credit analysis: {name}"));
+    let version = if a.credit_version.is_empty() {
+        "credit".to_string()
+    } else {
+        format!("credit {}", a.credit_version)
+    };
+    let when = if a.finished_unix_seconds == 0 {
+        String::new()
+    } else {
+        format!(", {}", utc_date(a.finished_unix_seconds))
+    };
     let _ = write!(
         h,
-        "<h1>Analysis of <code>{run}</code></h1>\n\
-         <p>{kind:?} network {sizes:?}, trained on {train} images; {test} test images; \
-         analysed on {backend} ({device}) in {secs:.1} s; {seeds}.</p>\n",
-        run = escape(&a.run),
-        kind = a.model_kind,
-        sizes = a.sizes,
-        train = a.train_images,
-        test = a.test_images,
-        backend = a.backend,
-        device = escape(&a.device),
-        secs = a.seconds,
+        "<h1>Analysis of {name}</h1>\n\
+         <p class=\"meta\">{run_settings}; {seeds}.<br>Analysed by {version}{when} on {backend} \
+         in {secs:.1} s; the run's folder: <code>{run}</code>.</p>\n",
+        name = escape(&name),
+        run_settings = run_settings(a),
         seeds = seeds(a),
+        version = escape(&version),
+        backend = backend_in_words(&a.backend),
+        secs = a.seconds,
+        run = escape(&a.run),
     );
-    h.push_str("<h2>Test accuracy</h2>\n<table><tr><th>network</th><th>accuracy (%)</th></tr>\n");
+    // Contents: the sections below and every figure by number.
+    h.push_str("<nav><b>Contents</b>: <a href=\"#accuracy\">test accuracy</a>");
+    if !a.calibration.is_empty() {
+        h.push_str(" · <a href=\"#calibration\">calibration</a>");
+    }
+    if a.ood.is_some() {
+        h.push_str(" · <a href=\"#ood\">out of distribution</a>");
+    }
+    if !a.layers.is_empty() {
+        h.push_str(" · <a href=\"#classes\">connection classes</a>");
+    }
+    h.push_str(" · <a href=\"#figures\">figures</a><ol class=\"toc\">");
+    for f in figures {
+        let id = f.file.trim_end_matches(".svg");
+        let title = f.caption.split(". ").next().unwrap_or(&f.caption);
+        let _ = write!(h, "<li><a href=\"#{id}\">{}</a></li>", escape(title));
+    }
+    h.push_str("</ol></nav>\n");
+    h.push_str("<h2 id=\"accuracy\">Test accuracy</h2>\n<table><tr><th>network</th><th>accuracy (%)</th></tr>\n");
     let mut row = |name: &str, value: String| {
         let _ = writeln!(h, "<tr><td>{name}</td><td>{value}</td></tr>");
     };
@@ -208,7 +321,7 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
     h.push_str("</table>\n");
     if !a.calibration.is_empty() {
         h.push_str(
-            "<h2>Calibration</h2>\n<table><tr><th>predicting with</th><th>accuracy (%)</th><th>NLL</th><th>Brier</th><th>ECE</th></tr>\n",
+            "<h2 id=\"calibration\">Calibration</h2>\n<table><tr><th>predicting with</th><th>accuracy (%)</th><th>NLL</th><th>Brier</th><th>ECE</th></tr>\n",
         );
         for m in &a.calibration {
             let c = &m.calibration;
@@ -227,7 +340,7 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
     if let Some(ood) = &a.ood {
         let _ = writeln!(
             h,
-            "<h2>Out of distribution</h2>\n<p>{} images of <code>{}</code> against the test images.</p>\n<table><tr><th>score</th><th>AUROC</th><th>AUPR</th></tr>",
+            "<h2 id=\"ood\">Out of distribution</h2>\n<p>{} images of <code>{}</code> against the test images.</p>\n<table><tr><th>score</th><th>AUROC</th><th>AUPR</th></tr>",
             ood.images,
             escape(&ood.data.display().to_string())
         );
@@ -246,7 +359,7 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
     if !a.layers.is_empty() {
         let _ = write!(
             h,
-            "<h2>Connection classes</h2>\n<p>Very important: pi = 0 and xi = 0; unimportant: \
+            "<h2 id=\"classes\">Connection classes</h2>\n<p>Very important: pi = 0 and xi = 0; unimportant: \
              pi = 1; variable: the rest. Exact comparisons{}; in brackets with the loose \
              tolerance pi within {:e} of a bound, xi ≤ {:e}.</p>\n<table><tr><th>layer</th>\
              <th>connections</th><th>very important (%)</th><th>unimportant (%)</th>\
@@ -283,7 +396,7 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
         }
         h.push_str("</table>\n");
     }
-    h.push_str("<h2>Figures</h2>\n");
+    h.push_str("<h2 id=\"figures\">Figures</h2>\n");
     page_end(h, figures)
 }
 
@@ -295,14 +408,15 @@ pub(crate) fn page_start(title: &str) -> String {
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}\
          th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}\
          figure{{display:inline-block;margin:0.5em;vertical-align:top;width:640px}}\
-         figcaption{{font-size:0.9em;color:#444}}</style></head><body>\n",
+         figcaption{{font-size:0.9em;color:#444}}.meta{{color:#444}}\
+         ol.toc{{columns:3;font-size:0.9em;margin:0.5em 0 1em}}</style></head><body>\n",
         escape(title)
     )
 }
 
 /// Appends the figures, inline, each linked to its SVG file, and closes the page.
 pub(crate) fn page_end(mut h: String, figures: &[Figure]) -> String {
-    for f in figures {
+    for (n, f) in figures.iter().enumerate() {
         // Inline the <svg> element itself, without any XML prolog.
         let svg = f
             .svg
@@ -310,8 +424,9 @@ pub(crate) fn page_end(mut h: String, figures: &[Figure]) -> String {
             .map_or(f.svg.as_str(), |start| &f.svg[start..]);
         let _ = writeln!(
             h,
-            "<figure id=\"{id}\">{svg}<figcaption>{caption} <a href=\"{file}\">{file}</a></figcaption></figure>",
+            "<figure id=\"{id}\">{svg}<figcaption><b>Figure {number}.</b> {caption} <a href=\"{file}\">{file}</a></figcaption></figure>",
             id = f.file.trim_end_matches(".svg"),
+            number = n + 1,
             caption = escape(&f.caption),
             file = f.file
         );
@@ -402,7 +517,15 @@ fn is_analysis_figure(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_analysis_figure;
+    use super::{is_analysis_figure, utc_date};
+
+    #[test]
+    fn dates_are_the_civil_calendar_in_utc() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_date(1_796_170_080), "2026-12-02 00:08 UTC");
+        assert_eq!(utc_date(1_709_251_140), "2024-02-29 23:59 UTC");
+        assert_eq!(utc_date(951_912_000), "2000-03-01 12:00 UTC");
+    }
 
     #[test]
     fn only_names_of_analysis_figures_are_removed_as_stale() {
