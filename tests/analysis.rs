@@ -189,8 +189,18 @@ fn analyze_writes_json_and_a_report_with_every_figure() {
     }
     assert_eq!(
         figures.len(),
-        2 * 5 + 2 + 2 + modes.len(),
-        "pi, xi, m, m by class, perturbation per layer; learning curve and classes through training; sparsity accuracy and units; a reliability diagram per mode"
+        2 * 5 + 2 + 3 + 2 + modes.len(),
+        "pi, xi, m, m by class, perturbation per layer; learning curve and classes through training; ensemble size, NLL and members; sparsity accuracy and units; a reliability diagram per mode"
+    );
+    // The ensemble by size ends at the whole ensemble, and one member is the first network.
+    let sub = analysed.analysis.accuracy.subnetworks.as_ref().unwrap();
+    assert_eq!(sub.ensemble_by_size_pct.len(), 3);
+    assert_eq!(sub.ensemble_by_size_pct[0], sub.accuracies_pct[0]);
+    assert!((sub.ensemble_by_size_pct[2] - sub.ensemble_pct).abs() < 0.2);
+    assert!(
+        sub.ensemble_nll_by_size
+            .iter()
+            .all(|n| n.is_finite() && *n > 0.0)
     );
     let learning = std::fs::read_to_string(out.join("learning-curve.svg")).unwrap();
     assert!(learning.contains("one sampled network") && learning.contains("mean-field"));

@@ -497,7 +497,8 @@ pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Whether `name` is one an analysis gives its figures (`layer{L}-*.svg`,
-/// `reliability-*.svg`, `ood-*.svg`, `sparsity-*.svg`, `classes-through-training.svg`,
+/// `reliability-*.svg`, `ood-*.svg`, `sparsity-*.svg`, `ensemble-*.svg`,
+/// `classes-through-training.svg`,
 /// `learning-curve.svg`).
 fn is_analysis_figure(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".svg") else {
@@ -511,6 +512,7 @@ fn is_analysis_figure(name: &str) -> bool {
         || stem.starts_with("reliability-")
         || stem.starts_with("ood-")
         || stem.starts_with("sparsity-")
+        || stem.starts_with("ensemble-")
         || stem == "classes-through-training"
         || stem == "learning-curve"
 }

@@ -7,6 +7,8 @@ use credit_model::{DeterministicNet, Seed, SpikeSlabNet};
 use credit_train::accuracy_pct;
 use serde::{Deserialize, Serialize};
 
+use crate::uncertainty::calibration;
+
 /// Test accuracies of `K` sampled sub-networks and of their ensemble, in percent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubnetworkReport {
@@ -24,6 +26,14 @@ pub struct SubnetworkReport {
     pub max_pct: f64,
     /// Accuracy of the ensemble that averages the `K` networks' softmax outputs.
     pub ensemble_pct: f64,
+    /// Accuracy of the ensemble of the first `k` networks, `k = 1..=K` (empty in analyses
+    /// written before it was recorded).
+    #[serde(default)]
+    pub ensemble_by_size_pct: Vec<f64>,
+    /// Mean negative log-likelihood (nats) of the ensemble of the first `k` networks, as
+    /// [`crate::uncertainty::calibration`] computes it.
+    #[serde(default)]
+    pub ensemble_nll_by_size: Vec<f64>,
 }
 
 /// Fraction of exactly-zero weights over all layers of a network.
@@ -54,16 +64,28 @@ pub fn evaluate_subnetworks(
     let mut accuracies = Vec::with_capacity(samples);
     let mut zero_fractions = Vec::with_capacity(samples);
     let mut probabilities: Option<Tensor<2>> = None;
+    let (mut by_size, mut nll_by_size) = (Vec::new(), Vec::new());
     for k in 0..samples {
         let sub = net.sample_network(seed.child(k as u64));
         zero_fractions.push(zero_fraction(&sub));
         let logits = sub.forward(batch.images.clone());
         accuracies.push(accuracy_pct(logits.clone(), batch.targets.clone()));
         let p = softmax(logits, 1);
-        probabilities = Some(match probabilities {
+        let sum = match probabilities {
             Some(sum) => sum + p,
             None => p,
-        });
+        };
+        let mean: Vec<f32> = sum
+            .clone()
+            .div_scalar((k + 1) as f64)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("float probabilities");
+        let c = calibration(&mean, test.labels(), 1);
+        by_size.push(c.accuracy_pct);
+        nll_by_size.push(c.nll);
+        probabilities = Some(sum);
     }
     let ensemble_pct = accuracy_pct(probabilities.expect("samples > 0"), batch.targets);
     let (mean, sd) = mean_sd(&accuracies);
@@ -75,6 +97,8 @@ pub fn evaluate_subnetworks(
         accuracies_pct: accuracies,
         zero_fractions,
         ensemble_pct,
+        ensemble_by_size_pct: by_size,
+        ensemble_nll_by_size: nll_by_size,
     }
 }
 

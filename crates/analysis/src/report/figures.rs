@@ -71,6 +71,90 @@ fn learning_curve(
     }))
 }
 
+/// The ensemble of sampled sub-networks: the accuracy and NLL of the ensemble of the first
+/// `k` members against `k`, and the histogram of the members' accuracies.
+fn ensemble_figures(a: &crate::analyze::Analysis) -> Result<Vec<Figure>> {
+    let Some(s) = &a.accuracy.subnetworks else {
+        return Ok(Vec::new());
+    };
+    let mut figures = Vec::new();
+    let k = s.accuracies_pct.len();
+    if !s.ensemble_by_size_pct.is_empty() {
+        let sizes: Vec<f64> = (1..=s.ensemble_by_size_pct.len())
+            .map(|k| k as f64)
+            .collect();
+        let zeros = vec![0.0; sizes.len()];
+        let accuracy = [
+            CurveSeries {
+                label: "ensemble of the first k".into(),
+                x: sizes.clone(),
+                y: s.ensemble_by_size_pct.clone(),
+                error: zeros.clone(),
+            },
+            CurveSeries {
+                label: format!("mean of the {k} members"),
+                x: sizes.clone(),
+                y: vec![s.mean_pct; sizes.len()],
+                error: zeros.clone(),
+            },
+        ];
+        figures.push(Figure {
+            file: "ensemble-size.svg".into(),
+            caption: format!(
+                "Ensemble size: test accuracy of the ensemble (mean softmax) of the first k \
+                 of {k} sampled sub-networks, against k, beside the members' mean accuracy."
+            ),
+            svg: curves_svg(
+                "Accuracy against ensemble size",
+                "sub-networks in the ensemble, k",
+                "test accuracy (%)",
+                &accuracy,
+                false,
+            )?,
+        });
+        let nll = [CurveSeries {
+            label: "ensemble of the first k".into(),
+            x: sizes,
+            y: s.ensemble_nll_by_size.clone(),
+            error: zeros,
+        }];
+        figures.push(Figure {
+            file: "ensemble-nll.svg".into(),
+            caption: format!(
+                "Ensemble size: mean negative log-likelihood (nats) of the ensemble of the \
+                 first k of {k} sampled sub-networks on the test images, against k."
+            ),
+            svg: curves_svg(
+                "NLL against ensemble size",
+                "sub-networks in the ensemble, k",
+                "test NLL (nats)",
+                &nll,
+                false,
+            )?,
+        });
+    }
+    let members: Vec<f32> = s.accuracies_pct.iter().map(|&a| a as f32).collect();
+    let series = [HistogramSeries {
+        label: "sampled sub-networks".into(),
+        values: &members,
+    }];
+    figures.push(Figure {
+        file: "ensemble-members.svg".into(),
+        caption: format!(
+            "The {k} sampled sub-networks' test accuracies (each weight drawn once: 0 with \
+             probability pi, else from N(m, xi)); their ensemble reaches {:.2}%.",
+            s.ensemble_pct
+        ),
+        svg: histogram_svg(
+            "Accuracies of the sampled sub-networks",
+            "test accuracy (%)",
+            &series,
+            k.clamp(5, 20),
+        )?,
+    });
+    Ok(figures)
+}
+
 /// The pruning curve: accuracies against the threshold on `pi`, and the hidden units cut
 /// off.
 fn sparsity_figures(a: &crate::analyze::Analysis) -> Result<Vec<Figure>> {
@@ -365,6 +449,7 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
     if let Some(figure) = classes_through_training(&run.metrics)? {
         figures.push(figure);
     }
+    figures.extend(ensemble_figures(a)?);
     figures.extend(sparsity_figures(a)?);
     figures.extend(calibration_figures(a)?);
     figures.extend(ood_figures(run)?);
