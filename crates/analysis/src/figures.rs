@@ -94,7 +94,8 @@ pub fn bin_counts(values: &[f32], lo: f64, hi: f64, bins: usize) -> Vec<usize> {
 }
 
 /// Overlaid histograms with counts on a log axis, so that mass at the bounds (pi at 0 and 1,
-/// xi at 0) does not hide the rest. Empty bins are not drawn; values that are not finite are
+/// xi at 0) does not hide the rest; `counted` names what a bar counts (the `y` axis:
+/// connections, images, sub-networks). Empty bins are not drawn; values that are not finite are
 /// left out, and a figure without any value says so ([`no_data_svg`]).
 ///
 /// # Errors
@@ -105,6 +106,7 @@ pub fn bin_counts(values: &[f32], lo: f64, hi: f64, bins: usize) -> Vec<usize> {
 pub fn histogram_svg(
     title: &str,
     x_label: &str,
+    counted: &str,
     series: &[HistogramSeries],
     bins: usize,
 ) -> Result<String> {
@@ -142,7 +144,7 @@ pub fn histogram_svg(
         chart
             .configure_mesh()
             .x_desc(x_label)
-            .y_desc("connections (log scale)")
+            .y_desc(format!("{counted} (log scale)"))
             .x_label_formatter(&tick)
             .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()
@@ -186,6 +188,8 @@ pub fn histogram_svg(
 
 /// A tick label: integers without decimals.
 fn tick(v: &f64) -> String {
+    // `{:.0}` of a value just below zero is "-0".
+    let v = if v.abs() < 5e-3 { 0.0 } else { *v };
     if (v - v.round()).abs() < 1e-9 {
         format!("{v:.0}")
     } else {
@@ -275,7 +279,8 @@ pub fn curves_svg(
     let (y_lo, y_hi) = if !y_hi.is_finite() {
         (0.0, 1.0)
     } else if y_from_zero {
-        (0.0, y_hi.max(1e-9) * 1.08)
+        // All zero: a unit axis, not eleven ticks labelled 0.
+        (0.0, if y_hi > 0.0 { y_hi * 1.08 } else { 1.0 })
     } else {
         let pad = ((y_hi - y_lo) * 0.1).max(0.05);
         (y_lo - pad, y_hi + pad)
@@ -362,11 +367,15 @@ mod tests {
             values: &values,
         }];
         assert!(
-            histogram_svg("t", "x", &histogram, 5)
+            histogram_svg("t", "x", "connections", &histogram, 5)
                 .unwrap()
                 .contains("no data")
         );
-        assert!(histogram_svg("t", "x", &[], 5).unwrap().contains("no data"));
+        assert!(
+            histogram_svg("t", "x", "connections", &[], 5)
+                .unwrap()
+                .contains("no data")
+        );
         // One finite value among others draws a figure.
         let partly = CurveSeries {
             label: "c".into(),

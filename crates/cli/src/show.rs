@@ -271,11 +271,15 @@ pub(crate) fn export(report: &ExportReport) {
 
 /// `credit analyze`'s findings.
 pub(crate) fn analysis(a: &Analysis) {
+    let kind = match a.model_kind {
+        credit_train::ModelKind::SpikeSlab => "spike-and-slab",
+        credit_train::ModelKind::Deterministic => "deterministic",
+    };
+    let sizes: Vec<String> = a.sizes.iter().map(usize::to_string).collect();
     out!(
-        "{}: {:?} {:?}, analysed on {} in {:.2} s",
+        "{}: {kind} network {}, analysed on {} in {:.2} s",
         a.run,
-        a.model_kind,
-        a.sizes,
+        sizes.join("-"),
         a.backend,
         a.seconds
     );

@@ -290,7 +290,7 @@ impl RunConfig {
         let o = &self.optimizer;
         ensure!(
             o.lr.is_finite() && o.lr > 0.0,
-            "optimizer.lr must be positive, got {}",
+            "optimizer.lr must be positive and finite, got {}",
             o.lr
         );
         // Checked as float32 too: a float32 run rounds them, and 1 - 1e-9 rounds to 1.
@@ -302,7 +302,7 @@ impl RunConfig {
         }
         ensure!(
             (o.epsilon as f32).is_finite() && o.epsilon as f32 > 0.0,
-            "optimizer.epsilon must be positive and finite in float32 (1e-45 to 3.4e38), got {}",
+            "optimizer.epsilon must be positive and finite in float32 (1e-45 to 3.4e38), got {:e}",
             o.epsilon
         );
         ensure!(

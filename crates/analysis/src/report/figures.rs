@@ -148,6 +148,7 @@ fn ensemble_figures(a: &crate::analyze::Analysis) -> Result<Vec<Figure>> {
         svg: histogram_svg(
             "Accuracies of the sampled sub-networks",
             "test accuracy (%)",
+            "sub-networks",
             &series,
             k.clamp(5, 20),
         )?,
@@ -359,6 +360,7 @@ fn ood_figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
                 svg: histogram_svg(
                     &format!("Out of distribution: {}", score.score),
                     &score.score,
+                    "images",
                     &series,
                     run.analysis.config.bins,
                 )?,
@@ -386,6 +388,7 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
             svg: histogram_svg(
                 &format!("Layer {}: weights", l + 1),
                 "weight w",
+                "connections",
                 &series,
                 bins,
             )?,
@@ -410,7 +413,13 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
             figures.push(Figure {
                 file: format!("layer{n}-{name}.svg"),
                 caption: format!("Layer {n}: distribution of {name} ({note})."),
-                svg: histogram_svg(&format!("Layer {n}: {name}"), axis, &series, bins)?,
+                svg: histogram_svg(
+                    &format!("Layer {n}: {name}"),
+                    axis,
+                    "connections",
+                    &series,
+                    bins,
+                )?,
             });
         }
         let classes = p.classes(a.config.tolerance);
@@ -437,6 +446,7 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
             svg: histogram_svg(
                 &format!("Layer {n}: m by class"),
                 "slab mean m",
+                "connections",
                 &series,
                 bins,
             )?,
