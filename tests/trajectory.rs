@@ -427,6 +427,29 @@ fn epoch_batches(config: &RunConfig, n: usize, epoch: usize) -> Vec<(Vec<usize>,
     batches
 }
 
+/// One training step of credit, the one burn's Learner takes: `TrainStep::step` on batch
+/// `b` with its noise seed, then `optimize` (AdamW and the clamps) at learning rate `lr`.
+fn credit_step(
+    model: Classifier,
+    optimizer: &mut burn::optim::ModuleOptimizer,
+    images: credit_data::ImageBatch,
+    noise: Seed,
+    b: usize,
+    lr: f64,
+) -> Classifier {
+    let output = TrainStep::step(
+        &model,
+        NoisyBatch {
+            images: images.images,
+            targets: images.targets,
+            noise,
+            key: b as u64,
+            network: None,
+        },
+    );
+    model.optimize(optimizer, lr.into(), output.grads)
+}
+
 /// The largest absolute difference per layer and tensor.
 fn differences(a: &[Layer], b: &[Layer]) -> Vec<[f64; 3]> {
     a.iter()
@@ -525,18 +548,7 @@ fn compare(config: &RunConfig, rules: Rules, steps: usize) -> Trajectory {
                     })
                     .collect(),
             };
-            // credit: the step burn's Learner takes.
-            let output = TrainStep::step(
-                &model,
-                NoisyBatch {
-                    images: images.images,
-                    targets: images.targets,
-                    noise,
-                    key: b as u64,
-                    network: None,
-                },
-            );
-            model = model.optimize(&mut optimizer, lr.into(), output.grads);
+            model = credit_step(model, &mut optimizer, images, noise, b, lr);
             // The authors' rules, in both orders.
             let restart = matches!(rules, Rules::Y2020 { .. }) && b == 0;
             let grads = authors_gradients(&oracle, &batch, rules, Order::Forward);
@@ -755,17 +767,7 @@ fn the_steps_compared_are_the_steps_credit_train_takes() {
     let mut optimizer = optimizer_for(&config.optimizer, batches.len(), &model);
     for (b, (indices, noise)) in batches.into_iter().enumerate() {
         let images = data.train.batch(indices, &device);
-        let output = TrainStep::step(
-            &model,
-            NoisyBatch {
-                images: images.images,
-                targets: images.targets,
-                noise,
-                key: b as u64,
-                network: None,
-            },
-        );
-        model = model.optimize(&mut optimizer, config.optimizer.lr.into(), output.grads);
+        model = credit_step(model, &mut optimizer, images, noise, b, config.optimizer.lr);
     }
     assert_eq!(layers_of(&model.valid()), layers_of(&trained));
 }

@@ -316,14 +316,16 @@ pub(crate) fn analysis(a: &Analysis) {
             l.entropy_sd
         );
     }
+    // Numbers with `digits` decimals, space-separated.
+    let row = |values: &[f64], digits: usize| {
+        values
+            .iter()
+            .map(|v| format!("{v:.digits$}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     for p in &a.perturbation {
-        let fmt = |c: &credit_analysis::perturb::Curve| {
-            c.error_mean_pct
-                .iter()
-                .map(|e| format!("{e:.1}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let fmt = |c: &credit_analysis::perturb::Curve| row(&c.error_mean_pct, 1);
         let fractions = p
             .very_important_removed
             .fractions
@@ -346,13 +348,6 @@ pub(crate) fn analysis(a: &Analysis) {
         }
     }
     if let Some(s) = &a.sparsity {
-        let row = |values: &[f64], digits: usize| {
-            values
-                .iter()
-                .map(|v| format!("{v:.digits$}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         let thresholds = s
             .thresholds
             .iter()
