@@ -15,10 +15,11 @@ use crate::classes::{ClassCounts, Tolerance, count_classes};
 use crate::entropy::{entropy_closed_form, layer_entropies};
 use crate::eval::{OodReport, ood_report};
 use crate::params::{LayerParams, deterministic_weights};
-use crate::perturb::{LayerPerturbation, perturb_layer};
+use crate::perturb::{LayerPerturbation, perturb_layer_with};
 use crate::predict::{ModeCalibration, OodScore, calibrations};
+use crate::progress::Progress;
 use crate::sparsity::{DEFAULT_THRESHOLDS, SparsityCurve, sparsity_curve};
-use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks, mean_sd};
+use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks_with, mean_sd};
 
 /// Settings of an analysis (TOML, every key optional).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,10 @@ pub struct AnalysisConfig {
     /// `.npy`, IDX file, or pictures), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ood: Option<PathBuf>,
+    /// Resolution of the PNG copy of every figure, dots per inch (the SVGs' pixels taken as
+    /// 1/96 inch); 0 writes no PNGs. PNGs need a sans-serif system font (DejaVu Sans,
+    /// Liberation Sans, Noto Sans, Arial or FreeSans).
+    pub png_dpi: u32,
 }
 
 impl Default for AnalysisConfig {
@@ -71,11 +76,12 @@ impl Default for AnalysisConfig {
             bins: 50,
             calibration_bins: 15,
             ood: None,
+            png_dpi: 300,
         }
     }
 }
 
-pub use crate::limits::{MAX_BINS, MAX_ENTROPY_SAMPLES, MAX_FRACTIONS, MAX_SAMPLES};
+pub use crate::limits::{MAX_BINS, MAX_ENTROPY_SAMPLES, MAX_FRACTIONS, MAX_PNG_DPI, MAX_SAMPLES};
 
 impl AnalysisConfig {
     /// Reads a TOML file (unknown keys are errors) and validates it.
@@ -129,6 +135,11 @@ impl AnalysisConfig {
                 && self.pi_thresholds.windows(2).all(|w| w[0] < w[1]),
             "pi_thresholds must be increasing, each listed once, in [0, 1], got {:?}",
             self.pi_thresholds
+        );
+        anyhow::ensure!(
+            self.png_dpi <= MAX_PNG_DPI,
+            "png_dpi must be between 0 (no PNGs) and {MAX_PNG_DPI}, got {}",
+            self.png_dpi
         );
         for (name, bins) in [
             ("bins", self.bins),
@@ -258,6 +269,10 @@ pub struct Analysis {
     /// recorded).
     #[serde(default)]
     pub credit_version: String,
+    /// The git commit credit was built from, when built from a checkout ("" otherwise, and in
+    /// analyses written before it was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credit_commit: String,
     /// When the analysis finished, seconds since 1970-01-01 UTC (0 if not recorded).
     #[serde(default)]
     pub finished_unix_seconds: u64,
@@ -294,6 +309,9 @@ pub struct AnalysedRun {
     pub metrics: Vec<EpochMetrics>,
     /// The out-of-distribution scores of every image, for the histograms.
     pub ood_scores: Vec<OodScore>,
+    /// The Monte Carlo entropy of every connection, per layer, nats (empty for a
+    /// deterministic run).
+    pub entropies: Vec<Vec<f64>>,
 }
 
 /// Seconds since 1970-01-01 UTC (0 if the clock is before it).
@@ -316,7 +334,21 @@ pub fn analyze(
     backend: BackendKind,
     epoch: Option<usize>,
 ) -> Result<AnalysedRun> {
-    credit_train::compute(|| analyze_here(run, config, backend, epoch))
+    analyze_with(run, config, backend, epoch, &mut Progress::quiet())
+}
+
+/// [`analyze`], showing its stages on `progress`.
+///
+/// # Errors
+/// As [`analyze`].
+pub fn analyze_with(
+    run: &RunDir,
+    config: &AnalysisConfig,
+    backend: BackendKind,
+    epoch: Option<usize>,
+    progress: &mut Progress,
+) -> Result<AnalysedRun> {
+    credit_train::compute(|| analyze_here(run, config, backend, epoch, progress))
 }
 
 fn analyze_here(
@@ -324,9 +356,11 @@ fn analyze_here(
     config: &AnalysisConfig,
     backend: BackendKind,
     epoch: Option<usize>,
+    progress: &mut Progress,
 ) -> Result<AnalysedRun> {
     config.validate()?;
     let started = Instant::now();
+    progress.stage("loading the run", 1);
     let run_config: RunConfig = run.config()?;
     let device: Device = backend.device()?;
     let analysis_seed = config.seed.unwrap_or(run_config.seed);
@@ -339,6 +373,7 @@ fn analyze_here(
         .filter(|row| row.epoch <= last)
         .collect();
     let data = load_data(&run_config)?;
+    progress.stage("test accuracies", 1);
     let accuracies = test_accuracies(
         &model,
         &data,
@@ -362,6 +397,7 @@ fn analyze_here(
         },
         run_config: Some(run_config.clone()),
         credit_version: env!("CARGO_PKG_VERSION").to_string(),
+        credit_commit: env!("CREDIT_GIT_COMMIT").to_string(),
         finished_unix_seconds: 0,
         accuracy: AccuracyReport {
             mean_field_pct: accuracies.test_mean_field_pct,
@@ -372,19 +408,22 @@ fn analyze_here(
         layers: Vec::new(),
         perturbation: Vec::new(),
         sparsity: None,
-        calibration: calibrations(
-            &model,
-            &data.test,
-            config.samples,
-            config.calibration_bins,
-            seed,
-            &device,
-        ),
+        calibration: Vec::new(),
         ood: None,
         seconds: 0.0,
     };
+    progress.stage("calibration", 1);
+    analysis.calibration = calibrations(
+        &model,
+        &data.test,
+        config.samples,
+        config.calibration_bins,
+        seed,
+        &device,
+    );
     let mut ood_scores = Vec::new();
     if let Some(path) = &config.ood {
+        progress.stage("out-of-distribution scores", 1);
         let report = ood_report(
             &model,
             &run_config,
@@ -409,17 +448,20 @@ fn analyze_here(
                 deterministic_weights: deterministic_weights(net),
                 metrics,
                 ood_scores,
+                entropies: Vec::new(),
             });
         }
     };
 
     let params = LayerParams::of(net);
-    analysis.accuracy.subnetworks = Some(evaluate_subnetworks(
+    progress.stage("sampled sub-networks", config.samples);
+    analysis.accuracy.subnetworks = Some(evaluate_subnetworks_with(
         net,
         &data.test,
         &device,
         config.samples,
         seed.stream(Stream::Subnetworks),
+        &mut || progress.step(),
     ));
     let nonzero = params.iter().map(LayerParams::nonzero_mean_weights).sum();
     let total = params.iter().map(LayerParams::len).sum();
@@ -429,7 +471,9 @@ fn analyze_here(
         total,
     });
 
+    let mut layer_entropy_values = Vec::with_capacity(params.len());
     for (l, p) in params.iter().enumerate() {
+        progress.stage(&format!("layer {}: entropy", l + 1), 1);
         let classes = p.classes(config.tolerance);
         let entropies = layer_entropies(
             p,
@@ -437,6 +481,7 @@ fn analyze_here(
             seed.stream(Stream::Entropy).child(l as u64),
         );
         let (entropy_mean, entropy_sd) = mean_sd(&entropies);
+        layer_entropy_values.push(entropies);
         let closed: f64 = (0..p.len())
             .map(|k| entropy_closed_form(f64::from(p.m[k]), f64::from(p.xi[k]), f64::from(p.pi[k])))
             .sum::<f64>()
@@ -454,7 +499,11 @@ fn analyze_here(
             entropy_sd,
             entropy_closed_form_mean: closed,
         });
-        analysis.perturbation.push(perturb_layer(
+        progress.stage(
+            &format!("layer {}: perturbation", l + 1),
+            config.repetitions,
+        );
+        analysis.perturbation.push(perturb_layer_with(
             net,
             &classes,
             l,
@@ -463,8 +512,10 @@ fn analyze_here(
             config.repetitions,
             seed.stream(Stream::Perturbation).child(l as u64),
             &device,
+            &mut || progress.step(),
         ));
     }
+    progress.stage("pruning curve", 1);
     analysis.sparsity = Some(sparsity_curve(
         net,
         &params,
@@ -482,5 +533,6 @@ fn analyze_here(
         deterministic_weights: Vec::new(),
         metrics,
         ood_scores,
+        entropies: layer_entropy_values,
     })
 }

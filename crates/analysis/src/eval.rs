@@ -8,7 +8,8 @@ use credit_train::{BackendKind, RunDir, load_data, test_accuracies};
 use serde::{Deserialize, Serialize};
 
 use crate::predict::{ModeCalibration, OodScore, calibrations, ood_scores};
-use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks};
+use crate::progress::Progress;
+use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks_with};
 
 /// Out-of-distribution detection against one data set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +118,19 @@ pub fn evaluate_run(
     options: &EvalOptions,
     backend: BackendKind,
 ) -> Result<EvalReport> {
+    evaluate_run_with(run, options, backend, &mut Progress::quiet())
+}
+
+/// [`evaluate_run`], showing its stages on `progress` (the sampled sub-networks one by one).
+///
+/// # Errors
+/// As [`evaluate_run`].
+pub fn evaluate_run_with(
+    run: &RunDir,
+    options: &EvalOptions,
+    backend: BackendKind,
+    progress: &mut Progress,
+) -> Result<EvalReport> {
     anyhow::ensure!(
         (1..=crate::limits::MAX_BINS).contains(&options.bins),
         "--bins must be between 1 and {}",
@@ -128,11 +142,11 @@ pub fn evaluate_run(
         crate::limits::MAX_SAMPLES
     );
     credit_train::compute(|| {
-        let mut report = evaluate_one(run, options, options.epoch, backend, None)?;
+        let mut report = evaluate_one(run, options, options.epoch, backend, None, progress)?;
         if let Some(path) = &options.baseline {
             let baseline = RunDir::new(path);
             let test = load_data(&run.config()?)?.test;
-            let other = evaluate_one(&baseline, options, None, backend, Some(&test))
+            let other = evaluate_one(&baseline, options, None, backend, Some(&test), progress)
                 .with_context(|| format!("baseline {}", path.display()))?;
             report.baseline = Some(Box::new(other));
         }
@@ -147,7 +161,9 @@ fn evaluate_one(
     epoch: Option<usize>,
     backend: BackendKind,
     expected_test: Option<&credit_data::ImageSet>,
+    progress: &mut Progress,
 ) -> Result<EvalReport> {
+    progress.stage(&format!("loading {}", run.path().display()), 1);
     let config = run.config()?;
     let (samples, seed) = (options.samples, options.seed.unwrap_or(config.seed));
     let device = backend.device()?;
@@ -166,6 +182,7 @@ fn evaluate_one(
         );
     }
     let root = Seed::new(seed);
+    progress.stage("test accuracies", 1);
     let accuracies = test_accuracies(
         &model,
         &data,
@@ -173,23 +190,32 @@ fn evaluate_one(
         &device,
     );
     let subnetworks = match model.spike_slab() {
-        Some(net) if samples > 0 => Some(evaluate_subnetworks(
-            net,
-            &data.test,
-            &device,
-            samples,
-            root.stream(Stream::Subnetworks),
-        )),
+        Some(net) if samples > 0 => {
+            progress.stage("sampled sub-networks", samples);
+            Some(evaluate_subnetworks_with(
+                net,
+                &data.test,
+                &device,
+                samples,
+                root.stream(Stream::Subnetworks),
+                &mut || progress.step(),
+            ))
+        }
         _ => None,
     };
     let ensemble = samples.max(1);
+    progress.stage("calibration", 1);
     let calibration = calibrations(&model, &data.test, ensemble, options.bins, root, &device);
     let ood = match &options.ood {
-        Some(path) => Some(ood_report(
-            &model, &config, &data.test, path, ensemble, root, &device,
-        )?),
+        Some(path) => {
+            progress.stage("out-of-distribution scores", 1);
+            Some(ood_report(
+                &model, &config, &data.test, path, ensemble, root, &device,
+            )?)
+        }
         None => None,
     };
+    progress.finish();
     Ok(EvalReport {
         run: run.path().display().to_string(),
         model: config.model.kind.name().to_string(),

@@ -8,3 +8,6 @@ pub const MAX_SAMPLES: usize = 10_000;
 pub const MAX_ENTROPY_SAMPLES: usize = 1_000_000;
 /// The most perturbed fractions.
 pub const MAX_FRACTIONS: usize = 1_000;
+/// The highest PNG resolution, dots per inch (a figure of 1260 x 400 pixels is then 16 x 5
+/// thousand pixels).
+pub const MAX_PNG_DPI: u32 = 1_200;

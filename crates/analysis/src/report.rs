@@ -4,24 +4,93 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use credit_train::write_atomic;
 
 use crate::analyze::{AnalysedRun, Analysis};
 use crate::classes::ConnectionClass;
+use crate::figures::{Fonts, Plot, png};
+use crate::progress::Progress;
 
 mod figures;
 
 pub use figures::figures;
 
-/// One figure: file name, caption, SVG text.
+/// One figure: its files' name, the report's group it belongs to, caption, SVG and data.
 pub struct Figure {
-    /// File name inside the output folder.
+    /// File name inside the output folder (`NAME.svg`; its data is `NAME.csv`, its PNG
+    /// `NAME.png`).
     pub file: String,
+    /// The report's section it is shown in ("Layer 1 (784 → 100 units)", "Training").
+    pub group: String,
     /// Caption in the report.
     pub caption: String,
     /// The SVG document.
     pub svg: String,
+    /// The plotted data (see [`Plot::csv`]).
+    pub csv: String,
+    /// A short title for the contents: the panel's title (less a "Layer N: " its group
+    /// gives), or the caption up to its first colon for a figure of several panels.
+    pub title: String,
+}
+
+impl Figure {
+    /// The figure `plot`, to be written as `stem.svg`, `stem.csv` and `stem.png`.
+    ///
+    /// # Errors
+    /// If plotters fails to draw it.
+    pub fn new(stem: &str, group: &str, caption: String, plot: &Plot) -> Result<Self> {
+        let title = match plot.panels.as_slice() {
+            [one] => {
+                let t = one.title.as_str();
+                t.split_once(": ")
+                    .filter(|(head, _)| head.starts_with("Layer "))
+                    .map_or(t, |(_, rest)| rest)
+                    .to_string()
+            }
+            _ => caption
+                .split([':', '.'])
+                .next()
+                .unwrap_or(&caption)
+                .to_string(),
+        };
+        Ok(Self {
+            title,
+            file: format!("{stem}.svg"),
+            group: group.to_string(),
+            caption,
+            svg: plot.svg()?,
+            csv: plot.csv(),
+        })
+    }
+
+    /// The file name without `.svg`: the figure's id in the report and the stem of its files.
+    pub fn stem(&self) -> &str {
+        self.file.trim_end_matches(".svg")
+    }
+}
+
+/// A figure of one panel of curves ([`crate::figures::curves_panel`]), in the group
+/// "Figures", written as `stem.svg`.
+///
+/// # Errors
+/// If plotters fails to draw it.
+pub(crate) fn curve_figure(
+    stem: &str,
+    caption: String,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[crate::figures::CurveSeries],
+    y_from_zero: bool,
+) -> Result<Figure> {
+    let panel = crate::figures::curves_panel(title, x_label, y_label, series, y_from_zero);
+    Figure::new(
+        stem,
+        "Figures",
+        caption,
+        &Plot::single(panel, crate::figures::SINGLE),
+    )
 }
 
 /// CSV tables: `(file name, contents)`.
@@ -174,6 +243,26 @@ fn backend_in_words(backend: &str) -> String {
     }
 }
 
+/// The authors' protocol a run's settings follow, in words: the training settings (model
+/// other than its widths, batch, drop_last, optimizer) compared with the presets'.
+fn protocol(c: &credit_train::RunConfig) -> Option<&'static str> {
+    const PRESET_2022: &str = include_str!("../../../configs/mnist-2022.toml");
+    let same = |p: &credit_train::RunConfig| {
+        c.optimizer == p.optimizer
+            && c.train.batch_size == p.train.batch_size
+            && c.train.drop_last == p.train.drop_last
+            && credit_train::ModelConfig {
+                sizes: p.model.sizes.clone(),
+                ..c.model.clone()
+            } == p.model
+    };
+    if same(&credit_train::RunConfig::default()) {
+        return Some("the authors' 2020 protocol (preset configs/mnist.toml)");
+    }
+    let preset = credit_train::RunConfig::parse(PRESET_2022, &[]).ok()?;
+    same(&preset).then_some("the authors' 2022 protocol (preset configs/mnist-2022.toml)")
+}
+
 /// The run's key settings in words: widths, data, budget, schedule, protocol.
 fn run_settings(a: &Analysis) -> String {
     let sizes = a
@@ -227,21 +316,34 @@ fn run_settings(a: &Analysis) -> String {
                 credit_train::Precision::F64 => "float64",
             }
         );
+        if a.model_kind == credit_train::ModelKind::SpikeSlab {
+            match protocol(c) {
+                Some(words) => {
+                    let _ = write!(text, "; {words}");
+                }
+                None => {
+                    text.push_str("; its own training settings (not one of the authors' protocols)")
+                }
+            }
+        }
     }
     text
 }
 
 /// The self-contained HTML report.
-pub fn html(a: &Analysis, figures: &[Figure]) -> String {
+pub fn html(a: &Analysis, figures: &[Figure], png: bool) -> String {
     let name = std::path::Path::new(&a.run)
         .file_name()
         .map_or_else(|| a.run.clone(), |n| n.to_string_lossy().into_owned());
     let mut h = page_start(&format!("credit analysis: {name}"));
-    let version = if a.credit_version.is_empty() {
+    let mut version = if a.credit_version.is_empty() {
         "credit".to_string()
     } else {
         format!("credit {}", a.credit_version)
     };
+    if !a.credit_commit.is_empty() {
+        let _ = write!(version, " (commit {})", a.credit_commit);
+    }
     let when = if a.finished_unix_seconds == 0 {
         String::new()
     } else {
@@ -271,14 +373,10 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
     if !a.layers.is_empty() {
         h.push_str(" · <a href=\"#classes\">connection classes</a>");
     }
-    h.push_str(" · <a href=\"#figures\">figures</a><ol class=\"toc\">");
-    for f in figures {
-        let id = f.file.trim_end_matches(".svg");
-        let title = f.caption.split(". ").next().unwrap_or(&f.caption);
-        let _ = write!(h, "<li><a href=\"#{id}\">{}</a></li>", escape(title));
-    }
-    h.push_str("</ol></nav>\n");
-    h.push_str("<h2 id=\"accuracy\">Test accuracy</h2>\n<table><tr><th>network</th><th>accuracy (%)</th></tr>\n");
+    h.push_str(" · <a href=\"#figures\">figures</a>");
+    contents(&mut h, figures);
+    h.push_str("</nav>\n");
+    h.push_str("<div class=\"tables\"><div><h2 id=\"accuracy\">Test accuracy</h2>\n<table><tr><th>network</th><th>accuracy (%)</th></tr>\n");
     let mut row = |name: &str, value: String| {
         let _ = writeln!(h, "<tr><td>{name}</td><td>{value}</td></tr>");
     };
@@ -318,10 +416,10 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
             format!("{:.2}", p.accuracy_pct),
         );
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
     if !a.calibration.is_empty() {
         h.push_str(
-            "<h2 id=\"calibration\">Calibration</h2>\n<table><tr><th>predicting with</th><th>accuracy (%)</th><th>NLL</th><th>Brier</th><th>ECE</th></tr>\n",
+            "<div><h2 id=\"calibration\">Calibration</h2>\n<table><tr><th>predicting with</th><th>accuracy (%)</th><th>NLL</th><th>Brier</th><th>ECE</th></tr>\n",
         );
         for m in &a.calibration {
             let c = &m.calibration;
@@ -335,8 +433,9 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
                 c.ece
             );
         }
-        h.push_str("</table>\n");
+        h.push_str("</table></div>\n");
     }
+    h.push_str("</div>\n");
     if let Some(ood) = &a.ood {
         let _ = writeln!(
             h,
@@ -367,7 +466,10 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
             if a.config.tolerance == Default::default() {
                 String::new()
             } else {
-                format!(" (tolerance {:?})", a.config.tolerance)
+                format!(
+                    " (tolerance: pi within {:e} of a bound, xi ≤ {:e})",
+                    a.config.tolerance.pi, a.config.tolerance.xi
+                )
             },
             a.config.loose_tolerance.pi,
             a.config.loose_tolerance.xi,
@@ -397,56 +499,176 @@ pub fn html(a: &Analysis, figures: &[Figure]) -> String {
         h.push_str("</table>\n");
     }
     h.push_str("<h2 id=\"figures\">Figures</h2>\n");
-    page_end(h, figures)
+    page_end(h, figures, png)
 }
 
 /// The start of a report page: doctype, title, style.
 pub(crate) fn page_start(title: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>\
-         body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}}\
-         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}\
+         body{{font-family:sans-serif;font-size:15px;line-height:1.4;max-width:1260px;margin:1.2em auto;padding:0 10px;color:#222}}\
+         h1{{font-size:1.6em;margin:0.2em 0}}h2{{font-size:1.3em;margin:1.2em 0 0.4em;border-bottom:1px solid #ddd}}\
+         h3{{font-size:1.1em;margin:1em 0 0.3em}}\
+         table{{border-collapse:collapse;margin:0.4em 0}}td,th{{border:1px solid #bbb;padding:3px 9px;text-align:right}}\
          th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}\
-         figure{{display:inline-block;margin:0.5em;vertical-align:top;width:640px}}\
-         figcaption{{font-size:0.9em;color:#444}}.meta{{color:#444}}\
-         ol.toc{{columns:3;font-size:0.9em;margin:0.5em 0 1em}}</style></head><body>\n",
+         .tables{{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}}\
+         .figs{{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start}}\
+         figure{{margin:0}}figure svg{{display:block}}\
+         figcaption{{font-size:13px;color:#444;margin:2px 4px 8px}}.files{{white-space:nowrap}}\
+         .rowcaption{{font-size:13px;color:#444;margin:0 4px 8px}}.meta{{color:#444}}\
+         nav p{{margin:0.15em 0;font-size:14px}}</style></head><body>\n",
         escape(title)
     )
 }
 
-/// Appends the figures, inline, each linked to its SVG file, and closes the page.
-pub(crate) fn page_end(mut h: String, figures: &[Figure]) -> String {
+/// The figures' groups in order, each with its figures' numbers (1-based) and figures.
+fn groups(figures: &[Figure]) -> Vec<(&str, Vec<(usize, &Figure)>)> {
+    let mut groups: Vec<(&str, Vec<(usize, &Figure)>)> = Vec::new();
     for (n, f) in figures.iter().enumerate() {
-        // Inline the <svg> element itself, without any XML prolog.
-        let svg = f
-            .svg
-            .find("<svg")
-            .map_or(f.svg.as_str(), |start| &f.svg[start..]);
+        match groups.last_mut() {
+            Some((g, members)) if *g == f.group => members.push((n + 1, f)),
+            _ => groups.push((&f.group, vec![(n + 1, f)])),
+        }
+    }
+    groups
+}
+
+/// An HTML id from a group's name.
+fn slug(s: &str) -> String {
+    let mut out = String::from("group-");
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// The contents of the figures: one line per group, its figures by number and short title.
+pub(crate) fn contents(h: &mut String, figures: &[Figure]) {
+    for (group, members) in groups(figures) {
+        let _ = write!(
+            h,
+            "<p><a href=\"#{}\"><b>{}</b></a>: ",
+            slug(group),
+            escape(group)
+        );
+        let links: Vec<String> = members
+            .iter()
+            .map(|(n, f)| format!("<a href=\"#{}\">{n}</a> {}", f.stem(), escape(&f.title)))
+            .collect();
+        h.push_str(&links.join(" · "));
+        h.push_str("</p>");
+    }
+}
+
+/// The width of an SVG document, from its `width` attribute.
+fn svg_width(svg: &str) -> Option<u32> {
+    let start = svg.find("<svg")?;
+    let rest = &svg[start..];
+    let at = rest.find("width=\"")? + 7;
+    rest[at..].split('"').next()?.parse().ok()
+}
+
+/// Appends the figures, inline and grouped, each numbered and linked to its files (SVG,
+/// PNG when `png`, and its data as CSV), and closes the page. A row of narrow figures (a
+/// layer's five panels) gets one caption below it.
+pub(crate) fn page_end(mut h: String, figures: &[Figure], png: bool) -> String {
+    for (group, members) in groups(figures) {
         let _ = writeln!(
             h,
-            "<figure id=\"{id}\">{svg}<figcaption><b>Figure {number}.</b> {caption} <a href=\"{file}\">{file}</a></figcaption></figure>",
-            id = f.file.trim_end_matches(".svg"),
-            number = n + 1,
-            caption = escape(&f.caption),
-            file = f.file
+            "<section id=\"{}\"><h3>{}</h3><div class=\"figs\">",
+            slug(group),
+            escape(group)
         );
+        let narrow = members.len() > 2
+            && members
+                .iter()
+                .all(|(_, f)| svg_width(&f.svg).is_some_and(|w| w < 300));
+        let mut row_caption = Vec::new();
+        for (n, f) in &members {
+            // Inline the <svg> element itself, without any XML prolog.
+            let svg = f
+                .svg
+                .find("<svg")
+                .map_or(f.svg.as_str(), |start| &f.svg[start..]);
+            let stem = f.stem();
+            let files = format!(
+                "<span class=\"files\">[<a href=\"{stem}.svg\">SVG</a>{} · <a href=\"{stem}.csv\">data</a>]</span>",
+                if png {
+                    format!(" · <a href=\"{stem}.png\">PNG</a>")
+                } else {
+                    String::new()
+                }
+            );
+            let width = svg_width(&f.svg).unwrap_or(400);
+            let caption = if narrow {
+                row_caption.push(format!("<b>{n}.</b> {}", escape(&f.caption)));
+                String::new()
+            } else {
+                format!(" {}", escape(&f.caption))
+            };
+            let _ = writeln!(
+                h,
+                "<figure id=\"{stem}\" style=\"width:{width}px\">{svg}<figcaption><b>Figure {n}.</b>{caption} {files}</figcaption></figure>"
+            );
+        }
+        h.push_str("</div>");
+        if !row_caption.is_empty() {
+            let _ = write!(h, "<p class=\"rowcaption\">{}</p>", row_caption.join(" "));
+        }
+        h.push_str("</section>\n");
     }
     h.push_str("</body></html>\n");
     h
 }
 
-/// Writes the figures' SVGs, then `files` (name, contents) in their order, into `out`, each
-/// atomically, and returns the paths written: the last file is the one whose presence says
-/// the folder is complete.
+/// Writes each figure's SVG, data (CSV) and, with `png` (resolution, fonts), PNG, then
+/// `files` (name, contents) in their order, into `out`, each atomically, and returns the paths
+/// written: the last file is the one whose presence says the folder is complete. The PNGs are
+/// rendered on two threads.
+///
+/// # Errors
+/// If a file cannot be written or a PNG rendered, naming it.
 pub(crate) fn write_files(
     out: &Path,
     files: Vec<(String, Vec<u8>)>,
     figures: &[Figure],
+    png_with: Option<(u32, &Fonts)>,
 ) -> Result<Vec<PathBuf>> {
-    let svgs = figures
-        .iter()
-        .map(|f| (f.file.clone(), f.svg.clone().into_bytes()));
-    svgs.chain(files)
+    let pngs: Vec<Result<(String, Vec<u8>)>> =
+        match png_with {
+            None => Vec::new(),
+            Some((dpi, fonts)) => {
+                let render = |f: &Figure| {
+                    png(&f.svg, dpi, fonts)
+                        .map(|bytes| (format!("{}.png", f.stem()), bytes))
+                        .with_context(|| format!("cannot draw {}.png", f.stem()))
+                };
+                let half = figures.len().div_ceil(2);
+                let (first, second) = figures.split_at(half);
+                std::thread::scope(|scope| {
+                    let other = scope.spawn(|| second.iter().map(render).collect::<Vec<_>>());
+                    let mut done: Vec<_> = first.iter().map(render).collect();
+                    done.extend(other.join().unwrap_or_else(|_| {
+                        vec![Err(anyhow::anyhow!("the PNG renderer stopped"))]
+                    }));
+                    done
+                })
+            }
+        };
+    let mut all: Vec<(String, Vec<u8>)> = Vec::new();
+    for f in figures {
+        all.push((f.file.clone(), f.svg.clone().into_bytes()));
+        all.push((format!("{}.csv", f.stem()), f.csv.clone().into_bytes()));
+    }
+    for p in pngs {
+        all.push(p?);
+    }
+    all.into_iter()
+        .chain(files)
         .map(|(name, bytes)| {
             let path = out.join(name);
             write_atomic(&path, &bytes)?;
@@ -464,6 +686,25 @@ pub(crate) fn write_files(
 /// If a figure cannot be drawn or a file written, naming it; or a number in the analysis is
 /// not finite.
 pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
+    write_report_with(run, out, &mut Progress::quiet())
+}
+
+/// [`write_report`], showing its stages on `progress`.
+///
+/// # Errors
+/// As [`write_report`].
+pub fn write_report_with(
+    run: &AnalysedRun,
+    out: &Path,
+    progress: &mut Progress,
+) -> Result<Vec<PathBuf>> {
+    let dpi = run.analysis.config.png_dpi;
+    let fonts = if dpi > 0 {
+        Some(Fonts::system()?)
+    } else {
+        None
+    };
+    progress.stage("figures", 1);
     let figures = figures(run)?;
     let mut files: Vec<(String, Vec<u8>)> = tables(&run.analysis)
         .into_iter()
@@ -471,7 +712,7 @@ pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     files.push((
         "report.html".into(),
-        html(&run.analysis, &figures).into_bytes(),
+        html(&run.analysis, &figures, fonts.is_some()).into_bytes(),
     ));
     // Last: a sweep counts a run as analysed once its analysis.json is there.
     files.push((
@@ -479,29 +720,49 @@ pub fn write_report(run: &AnalysedRun, out: &Path) -> Result<Vec<PathBuf>> {
         credit_train::files::to_json(&run.analysis)?.into_bytes(),
     ));
     // A report written again: figures of the earlier analysis that this one does not have
-    // (a mode or an OOD score fewer) would otherwise stay beside it. Only names an analysis
-    // gives its figures are removed: other files in the folder are the user's. analysis.json goes first,
-    // so that the folder does not look complete while it is rewritten.
+    // (a mode or an OOD score fewer, PNGs turned off) would otherwise stay beside it. Only
+    // names an analysis gives its figures are removed: other files in the folder are the
+    // user's. analysis.json goes first, so that the folder does not look complete while it is
+    // rewritten.
     let _ = std::fs::remove_file(out.join("analysis.json"));
-    let current: std::collections::HashSet<&str> =
-        figures.iter().map(|f| f.file.as_str()).collect();
+    let mut current: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for f in &figures {
+        current.insert(f.file.clone());
+        current.insert(format!("{}.csv", f.stem()));
+        if fonts.is_some() {
+            current.insert(format!("{}.png", f.stem()));
+        }
+    }
     if let Ok(entries) = std::fs::read_dir(out) {
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if is_analysis_figure(&name) && !current.contains(name.as_str()) {
+            if is_analysis_figure(&name) && !current.contains(&name) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
-    write_files(out, files, &figures)
+    progress.stage(
+        if fonts.is_some() {
+            "writing the files and PNGs"
+        } else {
+            "writing the files"
+        },
+        1,
+    );
+    let written = write_files(out, files, &figures, fonts.as_ref().map(|f| (dpi, f)));
+    progress.finish();
+    written
 }
 
-/// Whether `name` is one an analysis gives its figures (`layer{L}-*.svg`,
-/// `reliability-*.svg`, `ood-*.svg`, `sparsity-*.svg`, `ensemble-*.svg`,
-/// `classes-through-training.svg`,
-/// `learning-curve.svg`).
+/// Whether `name` is one an analysis gives its figures' files (`.svg`, `.png` and `.csv` of
+/// `layer{L}-*`, `reliability`, `reliability-*`, `ood-*`, `sparsity-*`, `ensemble-*`,
+/// `classes-through-training`, `learning-curve`, `entropy-per-layer`; not the tables such as
+/// `sparsity.csv`).
 fn is_analysis_figure(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".svg") else {
+    let Some(stem) = [".svg", ".png", ".csv"]
+        .iter()
+        .find_map(|e| name.strip_suffix(e))
+    else {
         return false;
     };
     let layer = stem.strip_prefix("layer").is_some_and(|rest| {
@@ -509,17 +770,34 @@ fn is_analysis_figure(name: &str) -> bool {
         digits > 0 && rest[digits..].starts_with('-')
     });
     layer
+        || stem == "reliability"
         || stem.starts_with("reliability-")
         || stem.starts_with("ood-")
         || stem.starts_with("sparsity-")
         || stem.starts_with("ensemble-")
         || stem == "classes-through-training"
         || stem == "learning-curve"
+        || stem == "entropy-per-layer"
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{is_analysis_figure, utc_date};
+    use super::{is_analysis_figure, protocol, utc_date};
+
+    #[test]
+    fn the_presets_are_named_as_the_authors_protocols() {
+        let mut c = credit_train::RunConfig::default();
+        assert!(protocol(&c).unwrap().contains("2020"));
+        // The widths and the data do not change the protocol; the optimizer does.
+        c.model.sizes = vec![784, 200, 10];
+        c.data.train_size = 60_000;
+        assert!(protocol(&c).unwrap().contains("2020"));
+        c.optimizer.lr = 0.05;
+        assert_eq!(protocol(&c), None);
+        let text = include_str!("../../../configs/mnist-2022.toml");
+        let c = credit_train::RunConfig::parse(text, &[]).unwrap();
+        assert!(protocol(&c).unwrap().contains("2022"));
+    }
 
     #[test]
     fn dates_are_the_civil_calendar_in_utc() {
@@ -537,6 +815,10 @@ mod tests {
             "reliability-mean-field.svg",
             "ood-mutual-information.svg",
             "classes-through-training.svg",
+            "layer1-pi.png",
+            "layer1-pi.csv",
+            "reliability.svg",
+            "entropy-per-layer.png",
         ] {
             assert!(is_analysis_figure(ours), "{ours}");
         }
@@ -544,8 +826,10 @@ mod tests {
             "my-drawing.svg",
             "layer.svg",
             "layers-notes.svg",
-            "layer1-pi.png",
-            "reliability.svg",
+            "layer.png",
+            "reliability.txt",
+            "sparsity.csv",
+            "entropy.csv",
             "notes.txt",
         ] {
             assert!(!is_analysis_figure(theirs), "{theirs}");

@@ -59,6 +59,21 @@ pub fn evaluate_subnetworks(
     samples: usize,
     seed: Seed,
 ) -> SubnetworkReport {
+    evaluate_subnetworks_with(net, test, device, samples, seed, &mut || {})
+}
+
+/// [`evaluate_subnetworks`], calling `done` after each sub-network.
+///
+/// # Panics
+/// If `samples` is 0.
+pub fn evaluate_subnetworks_with(
+    net: &SpikeSlabNet,
+    test: &ImageSet,
+    device: &Device,
+    samples: usize,
+    seed: Seed,
+    done: &mut dyn FnMut(),
+) -> SubnetworkReport {
     assert!(samples > 0, "at least one sub-network");
     let batch = test.all(device);
     let mut accuracies = Vec::with_capacity(samples);
@@ -86,6 +101,7 @@ pub fn evaluate_subnetworks(
         by_size.push(c.accuracy_pct);
         nll_by_size.push(c.nll);
         probabilities = Some(sum);
+        done();
     }
     let ensemble_pct = accuracy_pct(probabilities.expect("samples > 0"), batch.targets);
     let (mean, sd) = mean_sd(&accuracies);

@@ -323,7 +323,15 @@ fn eval(args: EvalArgs) -> Result<()> {
         ood: args.ood,
         baseline: args.baseline,
     };
-    let report = credit_analysis::evaluate_run(&run, &options, backend)?;
+    // The --json output is the only thing on standard output: no progress lines there.
+    let display = if args.json {
+        credit_train::Display::Quiet
+    } else {
+        credit_train::Display::automatic()
+    };
+    let mut progress = credit_analysis::Progress::new(display, "eval");
+    let report = credit_analysis::evaluate_run_with(&run, &options, backend, &mut progress)?;
+    drop(progress);
     if args.json {
         out!("{}", credit_train::files::to_json(&report)?);
     } else {
@@ -348,8 +356,16 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     });
     credit_train::files::check_output_dir(&out, "--out")?;
     let _lock = run.lock_existing("credit analyze")?;
-    let analysed = credit_analysis::analyze(&run, &config, backend, args.epoch)?;
-    let written = credit_analysis::write_report(&analysed, &out)?;
+    // The PNGs' font is looked for before any work, not after the analysis.
+    if config.png_dpi > 0 {
+        credit_analysis::figures::Fonts::system()?;
+    }
+    let mut progress =
+        credit_analysis::Progress::new(credit_train::Display::automatic(), "analysis");
+    let analysed =
+        credit_analysis::analyze_with(&run, &config, backend, args.epoch, &mut progress)?;
+    let written = credit_analysis::write_report_with(&analysed, &out, &mut progress)?;
+    drop(progress);
     show::analysis(&analysed.analysis);
     show::written(&written, &out);
     Ok(())

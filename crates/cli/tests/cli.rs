@@ -134,17 +134,26 @@ fn a_sweep_trains_analyses_compares_and_resumes() {
     // The fixed model.sizes, whose value holds commas, is not what the figures are against.
     assert!(html.contains("against data.train_size"), "{html}");
     assert!(!html.contains("against model.sizes"));
-    for figure in [
-        "entropy-by-layer",
-        "classes-layer1",
-        "classes-layer2",
-        "accuracy",
-    ] {
+    for figure in ["entropy-by-layer", "classes-by-layer", "accuracy"] {
         assert!(
-            html.contains(&format!("<figure id=\"{figure}\">")),
+            html.contains(&format!("<figure id=\"{figure}\" style=")),
             "{figure}"
         );
+        for file in ["svg", "csv", "png"] {
+            assert!(
+                Path::new(out).join(format!("{figure}.{file}")).is_file(),
+                "{figure}.{file}"
+            );
+        }
     }
+    // One seed per setting: n shown, means without a spread.
+    assert!(html.contains("n = 1 seed per setting"), "{html}");
+    assert!(!html.contains("± 0.00"), "{html}");
+    let classes = std::fs::read_to_string(Path::new(out).join("classes-by-layer.csv")).unwrap();
+    assert!(
+        classes.contains("\nLayer 2,"),
+        "one panel per layer: {classes}"
+    );
 
     let again = credit(&args);
     let stdout = text(&again.stdout);

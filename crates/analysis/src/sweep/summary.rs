@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyze::Analysis;
 use crate::classes::ConnectionClass;
-use crate::figures::{CurveSeries, curves_svg};
+use crate::figures::{CLASS_COLOURS, Data, Fonts, PALETTE, Panel, Plot, Series, Style};
 use crate::report::{Figure, page_end, page_start, write_files};
 use crate::subnetworks::mean_sd;
 
@@ -122,92 +122,121 @@ pub fn write_sweep_report(
     // Settings may differ in depth (a sweep over model.sizes): the deepest sets the figures,
     // and a setting without a layer has no point there.
     let layers = summaries.iter().map(|s| s.entropy.len()).max().unwrap_or(0);
-    let entropy: Vec<CurveSeries> = summaries
-        .iter()
-        .map(|s| CurveSeries {
-            label: s.setting.clone(),
-            x: (1..=s.entropy.len()).map(|l| l as f64).collect(),
-            y: s.entropy.iter().map(|e| e.mean).collect(),
-            error: s.entropy.iter().map(|e| e.sd).collect(),
-        })
-        .collect();
-    figures.push(Figure {
-        file: "entropy-by-layer.svg".into(),
-        caption: "Mean entropy of the weight distribution in each layer, one curve per setting \
-                  (mean and sd over seeds)."
-            .into(),
-        svg: curves_svg(
-            "Entropy per layer",
-            "layer",
-            "mean entropy (nats)",
-            &entropy,
-            false,
-        )?,
-    });
-    let xs: Vec<f64> = summaries.iter().map(|s| s.x).collect();
-    for l in 0..layers {
-        let missing = Stat {
-            mean: f64::NAN,
-            sd: 0.0,
-        };
-        let series = |label: &str, f: &dyn Fn(&SettingSummary) -> Option<Stat>| CurveSeries {
-            label: label.to_string(),
-            x: xs.clone(),
-            y: summaries
-                .iter()
-                .map(|s| 100.0 * f(s).unwrap_or(missing).mean)
-                .collect(),
-            error: summaries
-                .iter()
-                .map(|s| 100.0 * f(s).unwrap_or(missing).sd)
-                .collect(),
-        };
-        let all = [
-            series("very important", &|s| s.very_important.get(l).copied()),
-            series("unimportant", &|s| s.unimportant.get(l).copied()),
-            series("variable", &|s| s.variable.get(l).copied()),
-        ];
-        figures.push(Figure {
-            file: format!("classes-layer{}.svg", l + 1),
-            caption: format!("Layer {}: connection classes against {x_label}.", l + 1),
-            svg: curves_svg(
-                &format!("Layer {}: connection classes", l + 1),
-                x_label,
-                "connections (%)",
-                &all,
-                true,
-            )?,
-        });
-    }
-    let accuracy_series = |label: &str, f: &dyn Fn(&SettingSummary) -> Option<Stat>| {
-        let points: Vec<(f64, Stat)> = summaries
-            .iter()
-            .filter_map(|s| f(s).map(|v| (s.x, v)))
-            .collect();
-        CurveSeries {
-            label: label.to_string(),
-            x: points.iter().map(|p| p.0).collect(),
-            y: points.iter().map(|p| p.1.mean).collect(),
-            error: points.iter().map(|p| p.1.sd).collect(),
-        }
+    // Error bars only where there is a spread: two seeds or more.
+    let spread = |s: &SettingSummary, sd: f64| if s.seeds >= 2 { sd } else { 0.0 };
+    let names: Vec<String> = (1..=layers).map(|l| format!("layer {l}")).collect();
+    let dodge = |i: usize| {
+        let n = summaries.len().max(1) as f64;
+        (i as f64 - (n - 1.0) / 2.0) * (0.6 / n).min(0.15)
     };
-    let accuracies = [
-        accuracy_series("mean-field", &|s| Some(s.mean_field_pct)),
-        accuracy_series("mean network", &|s| Some(s.mean_network_pct)),
-        accuracy_series("sub-network ensemble", &|s| Some(s.ensemble_pct)),
-        accuracy_series("deterministic baseline", &|s| s.deterministic_pct),
-    ];
-    figures.push(Figure {
-        file: "accuracy.svg".into(),
-        caption: format!("Test accuracy against {x_label} (mean and sd over seeds)."),
-        svg: curves_svg(
-            "Test accuracy",
-            x_label,
-            "test accuracy (%)",
-            &accuracies,
-            false,
-        )?,
-    });
+    let mut entropy = Panel::new("Entropy per layer", "", "mean entropy (nats)").categories(names);
+    for (i, s) in summaries.iter().enumerate() {
+        entropy.series.push(Series::with_sd(
+            format!("{} (n = {})", s.setting, s.seeds),
+            PALETTE[i % PALETTE.len()],
+            Style::Points,
+            (1..=s.entropy.len()).map(|l| l as f64 + dodge(i)).collect(),
+            s.entropy.iter().map(|e| e.mean).collect(),
+            s.entropy.iter().map(|e| spread(s, e.sd)).collect(),
+        ));
+    }
+    let n_note = n_note(summaries);
+    figures.push(Figure::new(
+        "entropy-by-layer",
+        "Figures",
+        format!(
+            "Mean entropy of the weight distribution in each layer, one marker per setting \
+             (mean over seeds; bars: sd over seeds, drawn for n >= 2). {n_note}"
+        ),
+        &Plot::single(entropy, (520, 300)),
+    )?);
+    let xs: Vec<f64> = summaries.iter().map(|s| s.x).collect();
+    let mut class_panels = Vec::new();
+    for l in 0..layers {
+        let series = |label: &str, colour, f: &dyn Fn(&SettingSummary) -> Option<Stat>| {
+            Series::with_sd(
+                label,
+                colour,
+                Style::Line,
+                xs.clone(),
+                summaries
+                    .iter()
+                    .map(|s| f(s).map_or(f64::NAN, |v| 100.0 * v.mean))
+                    .collect(),
+                summaries
+                    .iter()
+                    .map(|s| f(s).map_or(0.0, |v| 100.0 * spread(s, v.sd)))
+                    .collect(),
+            )
+        };
+        let mut panel = Panel::new(format!("Layer {}", l + 1), x_label, "connections (%)")
+            .from_zero()
+            .with(vec![
+                series("very important", CLASS_COLOURS[0], &|s| {
+                    s.very_important.get(l).copied()
+                }),
+                series("unimportant", CLASS_COLOURS[1], &|s| {
+                    s.unimportant.get(l).copied()
+                }),
+                series("variable", CLASS_COLOURS[2], &|s| {
+                    s.variable.get(l).copied()
+                }),
+            ]);
+        panel.y_range = Some((0.0, 100.0));
+        class_panels.push(panel);
+    }
+    if !class_panels.is_empty() {
+        figures.push(Figure::new(
+            "classes-by-layer",
+            "Figures",
+            format!(
+                "Connection classes of each layer against {x_label} (mean over seeds; bars: \
+                 sd over seeds, drawn for n >= 2). {n_note}"
+            ),
+            &Plot::row(class_panels, (300, 250)),
+        )?);
+    }
+    let accuracy_series = |label: &str, colour, f: &dyn Fn(&SettingSummary) -> Option<Stat>| {
+        let points: Vec<(f64, Stat, usize)> = summaries
+            .iter()
+            .filter_map(|s| f(s).map(|v| (s.x, v, s.seeds)))
+            .collect();
+        Series::with_sd(
+            label,
+            colour,
+            Style::Line,
+            points.iter().map(|p| p.0).collect(),
+            points.iter().map(|p| p.1.mean).collect(),
+            points
+                .iter()
+                .map(|p| if p.2 >= 2 { p.1.sd } else { 0.0 })
+                .collect(),
+        )
+    };
+    let accuracies = Panel::new("Test accuracy", x_label, "test accuracy (%)").with(
+        [
+            accuracy_series("mean-field", PALETTE[0], &|s| Some(s.mean_field_pct)),
+            accuracy_series("mean network", PALETTE[5], &|s| Some(s.mean_network_pct)),
+            accuracy_series("sub-network ensemble", PALETTE[4], &|s| {
+                Some(s.ensemble_pct)
+            }),
+            accuracy_series("deterministic baseline", PALETTE[7], &|s| {
+                s.deterministic_pct
+            }),
+        ]
+        .into_iter()
+        .filter(|s| matches!(&s.data, Data::Points { x, .. } if !x.is_empty()))
+        .collect(),
+    );
+    figures.push(Figure::new(
+        "accuracy",
+        "Figures",
+        format!(
+            "Test accuracy against {x_label} (mean over seeds; bars: sd over seeds, drawn for \
+             n >= 2). {n_note}"
+        ),
+        &Plot::single(accuracies, (520, 300)),
+    )?);
 
     let mut csv = String::from(
         "setting,x,seeds,layer,entropy_mean,entropy_sd,very_important,unimportant,variable,mean_field_pct,mean_network_pct,subnetwork_pct,ensemble_pct,deterministic_pct\n",
@@ -234,26 +263,28 @@ pub fn write_sweep_report(
             );
         }
     }
+    let fonts = Fonts::system();
     let mut html = page_start("credit sweep");
     html.push_str(
         "<h1>Sweep</h1>\n<table><tr><th>setting</th><th>seeds</th><th>mean-field (%)</th>\
          <th>mean network (%)</th><th>ensemble (%)</th><th>deterministic (%)</th>\
          <th>entropy per layer (nats)</th></tr>\n",
     );
+    html.insert_str(
+        html.find("<table>").unwrap_or(html.len()),
+        "<p>Mean ± sd over the seeds of each setting (the sd only where there are two seeds or more).</p>\n",
+    );
     for s in summaries {
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{:.2} ± {:.2}</td><td>{:.2} ± {:.2}</td><td>{:.2} ± {:.2}</td><td>{}</td><td>{}</td></tr>",
-            s.setting,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            crate::report::escape(&s.setting),
             s.seeds,
-            s.mean_field_pct.mean,
-            s.mean_field_pct.sd,
-            s.mean_network_pct.mean,
-            s.mean_network_pct.sd,
-            s.ensemble_pct.mean,
-            s.ensemble_pct.sd,
+            mean_and_sd(s.mean_field_pct, s.seeds),
+            mean_and_sd(s.mean_network_pct, s.seeds),
+            mean_and_sd(s.ensemble_pct, s.seeds),
             s.deterministic_pct
-                .map_or("-".to_string(), |d| format!("{:.2} ± {:.2}", d.mean, d.sd)),
+                .map_or("-".to_string(), |d| mean_and_sd(d, s.seeds)),
             s.entropy
                 .iter()
                 .map(|e| format!("{:.3}", e.mean))
@@ -270,8 +301,32 @@ pub fn write_sweep_report(
         ("sweep.csv".to_string(), csv.into_bytes()),
         (
             "report.html".to_string(),
-            page_end(html, &figures).into_bytes(),
+            page_end(html, &figures, fonts.is_ok()).into_bytes(),
         ),
     ];
-    write_files(out, files, &figures)
+    // The PNGs are a convenience here: without a font, the SVGs and data stay.
+    write_files(out, files, &figures, fonts.as_ref().ok().map(|f| (300, f)))
+}
+
+/// `mean ± sd` with two decimals, the mean alone for one seed.
+fn mean_and_sd(s: Stat, seeds: usize) -> String {
+    if seeds >= 2 {
+        format!("{:.2} ± {:.2}", s.mean, s.sd)
+    } else {
+        format!("{:.2}", s.mean)
+    }
+}
+
+/// The seeds per setting in words: "n = 3 seeds per setting", or the range when they differ.
+fn n_note(summaries: &[SettingSummary]) -> String {
+    let lo = summaries.iter().map(|s| s.seeds).min().unwrap_or(0);
+    let hi = summaries.iter().map(|s| s.seeds).max().unwrap_or(0);
+    if lo == hi {
+        format!(
+            "n = {lo} seed{} per setting.",
+            if lo == 1 { "" } else { "s" }
+        )
+    } else {
+        format!("n = {lo} to {hi} seeds per setting.")
+    }
 }

@@ -11,10 +11,11 @@ use super::AUTHORS;
 use super::comparison::{ProtocolComparison, Summary, compare};
 use crate::analyze::Analysis;
 use crate::classes::ConnectionClass;
-use crate::figures::{CurveSeries, curves_svg};
-use crate::report::{Figure, escape, page_end, page_start, write_files};
+use crate::figures::{CLASS_COLOURS, CurveSeries, PALETTE, Panel, Plot, SINGLE, Series, Style};
+use crate::report::{Figure, curve_figure, escape, page_end, page_start, write_files};
 use crate::subnetworks::mean_sd;
 use crate::sweep::plan::{SweepPlan, SweepRun};
+use plotters::style::RGBColor;
 
 /// What `reproduce.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,7 +76,7 @@ pub fn write_report(
         figures.extend(perturbation(protocol.name, &own)?);
         let layers = own[0].layers.len();
         entropy.push(CurveSeries {
-            label: format!("protocol {}", protocol.name),
+            label: format!("protocol {} (n = {})", protocol.name, own.len()),
             x: (1..=layers).map(|l| l as f64).collect(),
             y: (0..layers)
                 .map(|l| {
@@ -101,11 +102,29 @@ pub fn write_report(
         figures.extend(sizes(plan, protocol.name, analyses, summaries)?);
     }
     if !entropy.is_empty() {
-        figures.push(Figure {
-            file: "entropy-by-layer.svg".into(),
-            caption: "Mean entropy of the weight distributions in each layer, per protocol (mean and sd over seeds).".into(),
-            svg: curves_svg("Entropy per layer", "layer", "mean entropy (nats)", &entropy, false)?,
-        });
+        let layers = entropy.iter().map(|s| s.x.len()).max().unwrap_or(0);
+        let mut panel = Panel::new("Entropy per layer", "", "mean entropy (nats)")
+            .categories((1..=layers).map(|l| format!("layer {l}")).collect());
+        let count = entropy.len() as f64;
+        for (i, s) in entropy.iter().enumerate() {
+            let offset = (i as f64 - (count - 1.0) / 2.0) * 0.12;
+            panel.series.push(Series::with_sd(
+                s.label.clone(),
+                PALETTE[i % PALETTE.len()],
+                Style::Points,
+                s.x.iter().map(|x| x + offset).collect(),
+                s.y.clone(),
+                s.error.clone(),
+            ));
+        }
+        figures.push(Figure::new(
+            "entropy-by-layer",
+            "Figures",
+            "Mean entropy of the weight distributions in each layer, per protocol (mean over \
+             seeds; bars: sd over seeds, drawn for n >= 2)."
+                .to_string(),
+            &Plot::single(panel, SINGLE),
+        )?);
     }
     let report = ReproduceReport {
         complete: analyses.len() + summaries.len(),
@@ -134,6 +153,7 @@ pub fn write_report(
             );
         }
     }
+    let fonts = crate::figures::Fonts::system();
     let files = vec![
         (
             "reproduce.json".to_string(),
@@ -142,10 +162,11 @@ pub fn write_report(
         ("reproduce.csv".to_string(), csv.into_bytes()),
         (
             "report.html".to_string(),
-            page_end(html(&report), &figures).into_bytes(),
+            page_end(html(&report), &figures, fonts.is_ok()).into_bytes(),
         ),
     ];
-    write_files(dir, files, &figures)
+    // The PNGs are a convenience here: without a font, the SVGs and data stay.
+    write_files(dir, files, &figures, fonts.as_ref().ok().map(|f| (300, f)))
 }
 
 /// The overrides of the plan's runs that `credit reproduce --set` gave (every run's, less
@@ -258,37 +279,49 @@ fn through_training(
         return Ok(Vec::new());
     }
     let _ = plan;
-    let mut series = Vec::new();
+    let n = runs.len();
+    let mut panels = Vec::new();
+    let mut top = 0.0f64;
     for l in 0..layers {
-        for (class, value) in [
-            (
-                "very important",
-                (|c: &credit_train::LayerClasses| c.very_important) as fn(&_) -> f64,
-            ),
-            ("unimportant", |c| c.unimportant),
-        ] {
-            let (x, y, error) = over_runs(&metrics, |m| 100.0 * value(&m.layers[l]));
-            series.push(CurveSeries {
-                label: format!("layer {}: {class}", l + 1),
-                x,
-                y,
-                error,
-            });
-        }
-    }
-    Ok(vec![Figure {
-        file: format!("classes-through-training-{name}.svg"),
-        caption: format!(
-            "Protocol {name}: very important and unimportant connections of each layer after each epoch (mean and sd over seeds)."
-        ),
-        svg: curves_svg(
-            &format!("Protocol {name}: connection classes through training"),
+        let mut panel = Panel::new(
+            format!("Protocol {name}, layer {}", l + 1),
             "epoch",
             "connections (%)",
-            &series,
-            true,
-        )?,
-    }])
+        );
+        for (class, colour, value) in [
+            (
+                "very important",
+                CLASS_COLOURS[0],
+                (|c: &credit_train::LayerClasses| c.very_important) as fn(&_) -> f64,
+            ),
+            ("unimportant", CLASS_COLOURS[1], |c| c.unimportant),
+        ] {
+            let (x, y, sd) = over_runs(&metrics, |m| 100.0 * value(&m.layers[l]));
+            top = y.iter().zip(&sd).map(|(y, s)| y + s).fold(top, f64::max);
+            let style = if x.len() > 30 {
+                Style::Thin
+            } else {
+                Style::Line
+            };
+            panel
+                .series
+                .push(Series::with_sd(class, colour, style, x, y, sd));
+        }
+        panels.push(panel);
+    }
+    for p in &mut panels {
+        p.y_range = Some((0.0, (top * 1.06).max(1.0)));
+    }
+    Ok(vec![Figure::new(
+        &format!("classes-through-training-{name}"),
+        "Figures",
+        format!(
+            "Protocol {name}: very important (pi = 0 and xi = 0) and unimportant (pi = 1) \
+             connections of each layer after each epoch, one panel per layer on one y axis \
+             (mean over n = {n} seeds; the sd in the CSV)."
+        ),
+        &Plot::row(panels, (300, 250)),
+    )?])
 }
 
 /// One of the three curves of a layer's perturbation.
@@ -304,48 +337,71 @@ fn perturbation(name: &str, analyses: &[&Analysis]) -> Result<Vec<Figure>> {
         .map(|a| a.perturbation.len())
         .min()
         .unwrap_or(0);
-    let mut figures = Vec::new();
+    let n = analyses.len();
+    let mut panels = Vec::new();
+    let mut top = 0.0f64;
     for l in 0..layers {
-        let curves: [(&str, CurveOf); 3] = [
-            ("very important removed", |p| &p.very_important_removed),
-            ("as many variable removed", |p| &p.variable_removed),
-            ("unimportant randomised", |p| &p.unimportant_randomised),
+        let curves: [(&str, RGBColor, CurveOf); 4] = [
+            ("very important removed", CLASS_COLOURS[0], |p| {
+                &p.very_important_removed
+            }),
+            ("as many variable removed", CLASS_COLOURS[2], |p| {
+                &p.variable_removed
+            }),
+            ("unimportant given N(0,1) weights", CLASS_COLOURS[1], |p| {
+                &p.unimportant_randomised
+            }),
+            ("as many removed at random", CLASS_COLOURS[3], |p| {
+                &p.random_removed
+            }),
         ];
-        let series: Vec<CurveSeries> = curves
-            .iter()
-            .map(|(label, curve)| {
-                let first = curve(&analyses[0].perturbation[l]);
-                let points = first.fractions.len();
-                let at = |f: usize| -> Vec<f64> {
-                    analyses
-                        .iter()
-                        .filter_map(|a| curve(&a.perturbation[l]).error_mean_pct.get(f).copied())
-                        .collect()
-                };
-                CurveSeries {
-                    label: label.to_string(),
-                    x: first.fractions.clone(),
-                    y: (0..points).map(|f| mean_sd(&at(f)).0).collect(),
-                    error: (0..points).map(|f| mean_sd(&at(f)).1).collect(),
-                }
-            })
-            .collect();
-        figures.push(Figure {
-            file: format!("perturbation-{name}-layer{}.svg", l + 1),
-            caption: format!(
-                "Protocol {name}, layer {}: test error of sampled networks against the fraction f perturbed (mean and sd over seeds).",
-                l + 1
-            ),
-            svg: curves_svg(
-                &format!("Protocol {name}, layer {}: targeted perturbation", l + 1),
-                "fraction f",
-                "test error (%)",
-                &series,
-                true,
-            )?,
-        });
+        let mut panel = Panel::new(
+            format!("Protocol {name}, layer {}", l + 1),
+            "fraction f perturbed",
+            "test error (%)",
+        );
+        for (label, colour, curve) in curves {
+            let first = curve(&analyses[0].perturbation[l]);
+            if first.fractions.is_empty() {
+                // Analyses written before the random control was recorded.
+                continue;
+            }
+            let at = |f: usize| -> Vec<f64> {
+                analyses
+                    .iter()
+                    .filter_map(|a| curve(&a.perturbation[l]).error_mean_pct.get(f).copied())
+                    .collect()
+            };
+            let (y, sd): (Vec<f64>, Vec<f64>) =
+                (0..first.fractions.len()).map(|f| mean_sd(&at(f))).unzip();
+            top = y.iter().zip(&sd).map(|(y, s)| y + s).fold(top, f64::max);
+            panel.series.push(Series::with_sd(
+                label,
+                colour,
+                Style::Line,
+                first.fractions.clone(),
+                y,
+                sd,
+            ));
+        }
+        panels.push(panel);
     }
-    Ok(figures)
+    if panels.is_empty() {
+        return Ok(Vec::new());
+    }
+    for p in &mut panels {
+        p.y_range = Some((0.0, (top * 1.06).clamp(1.0, 100.0)));
+    }
+    Ok(vec![Figure::new(
+        &format!("perturbation-{name}"),
+        "Figures",
+        format!(
+            "Protocol {name}: test error of sampled networks against the fraction f perturbed, \
+             one panel per layer on one y axis (mean and sd over n = {n} seeds; bars only for \
+             n >= 2)."
+        ),
+        &Plot::row(panels, (300, 260)),
+    )?])
 }
 
 /// A protocol's training-set-size sweep (with its own 10,000): entropy, classes and
@@ -419,18 +475,53 @@ fn sizes(
             })
         })
         .collect();
-    let mut classes = Vec::new();
+    let mut class_panels = Vec::new();
     for l in 0..layers {
-        classes.push(series(format!("layer {}: very important", l + 1), &|p| {
-            p.1.iter()
-                .map(|a| 100.0 * a.layers[l].classes.fraction(ConnectionClass::VeryImportant))
-                .collect()
-        }));
-        classes.push(series(format!("layer {}: unimportant", l + 1), &|p| {
-            p.1.iter()
-                .map(|a| 100.0 * a.layers[l].classes.fraction(ConnectionClass::Unimportant))
-                .collect()
-        }));
+        let mut panel = Panel::new(
+            format!("Protocol {name}, layer {}", l + 1),
+            "training images",
+            "connections (%)",
+        );
+        for (label, colour, class) in [
+            (
+                "very important",
+                CLASS_COLOURS[0],
+                ConnectionClass::VeryImportant,
+            ),
+            (
+                "unimportant",
+                CLASS_COLOURS[1],
+                ConnectionClass::Unimportant,
+            ),
+        ] {
+            let s = series(label.to_string(), &|p| {
+                p.1.iter()
+                    .map(|a| 100.0 * a.layers[l].classes.fraction(class))
+                    .collect()
+            });
+            panel.series.push(Series::with_sd(
+                label,
+                colour,
+                Style::Line,
+                s.x,
+                s.y,
+                s.error,
+            ));
+        }
+        class_panels.push(panel);
+    }
+    let top = class_panels
+        .iter()
+        .flat_map(|p| &p.series)
+        .filter_map(|s| match &s.data {
+            crate::figures::Data::Points { y, sd, .. } => {
+                Some(y.iter().zip(sd).map(|(y, e)| y + e).fold(0.0f64, f64::max))
+            }
+            crate::figures::Data::Bins { .. } => None,
+        })
+        .fold(1.0f64, f64::max);
+    for p in &mut class_panels {
+        p.y_range = Some((0.0, (top * 1.06).min(100.0)));
     }
     let accuracy = vec![
         series("mean-field".into(), &|p| {
@@ -446,44 +537,48 @@ fn sizes(
         }),
     ];
     Ok(vec![
-        Figure {
-            file: format!("sizes-{name}-entropy.svg"),
-            caption: format!(
-                "Protocol {name}: mean entropy per layer against the training-set size (mean and sd over seeds)."
-            ),
-            svg: curves_svg(
+        {
+            // Layers as the series: the layers' colours, not the classes' hues.
+            let mut panel = crate::figures::curves_panel(
                 &format!("Protocol {name}: entropy against training-set size"),
                 "training images",
                 "mean entropy (nats)",
                 &entropy,
                 false,
-            )?,
+            );
+            for (l, s) in panel.series.iter_mut().enumerate() {
+                s.colour = crate::figures::layer_colour(l);
+            }
+            Figure::new(
+                &format!("sizes-{name}-entropy"),
+                "Figures",
+                format!(
+                    "Protocol {name}: mean entropy per layer against the training-set size (mean \
+                     and sd over the seeds of each size; bars only for n >= 2)."
+                ),
+                &Plot::single(panel, SINGLE),
+            )?
         },
-        Figure {
-            file: format!("sizes-{name}-classes.svg"),
-            caption: format!(
-                "Protocol {name}: very important and unimportant connections against the training-set size."
+        Figure::new(
+            &format!("sizes-{name}-classes"),
+            "Figures",
+            format!(
+                "Protocol {name}: very important (pi = 0 and xi = 0) and unimportant (pi = 1) \
+                 connections against the training-set size, one panel per layer on one y axis \
+                 (mean and sd over the seeds of each size; bars only for n >= 2)."
             ),
-            svg: curves_svg(
-                &format!("Protocol {name}: classes against training-set size"),
-                "training images",
-                "connections (%)",
-                &classes,
-                true,
-            )?,
-        },
-        Figure {
-            file: format!("sizes-{name}-accuracy.svg"),
-            caption: format!(
+            &Plot::row(class_panels, (300, 250)),
+        )?,
+        curve_figure(
+            &format!("sizes-{name}-accuracy"),
+            format!(
                 "Protocol {name}: test accuracy against the training-set size, with the deterministic baseline."
             ),
-            svg: curves_svg(
-                &format!("Protocol {name}: accuracy against training-set size"),
-                "training images",
-                "test accuracy (%)",
-                &accuracy,
-                false,
-            )?,
-        },
+            &format!("Protocol {name}: accuracy against training-set size"),
+            "training images",
+            "test accuracy (%)",
+            &accuracy,
+            false,
+        )?,
     ])
 }
