@@ -353,3 +353,49 @@ fn the_class_fractions_of_each_epoch_equal_those_analyze_finds_in_its_checkpoint
         }
     }
 }
+
+/// The perturbation runs the layers above the perturbed one in a transposed layout of its
+/// own: on a net with two layers above the first, at every layer and with nothing changed
+/// (f = 0), its error is the ordinary forward pass's, image for image (a changed summation
+/// order may move at most one of the 1,000 test images across a tie).
+#[test]
+fn perturbation_at_every_depth_starts_from_the_ordinary_forward_pass() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let overrides = [
+        format!("data.dir={}", manifest.join("data/mnist").display()),
+        "model.sizes=[784,32,16,10]".to_string(),
+        "train.epochs=1".to_string(),
+    ];
+    let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &overrides).unwrap();
+    let run = RunDir::new(root.path().join("deep"));
+    let mut options = TrainOptions::new(BackendKind::default_available().unwrap());
+    options.display = Display::Quiet;
+    train(&config, &run, &options).unwrap().finished().unwrap();
+    let device = common::device();
+    let model = run.load_model(&config, &device, None).unwrap();
+    let net = model.spike_slab().unwrap();
+    let params = LayerParams::of(net);
+    let test = load_data(&config).unwrap().test;
+    let seed = Seed::new(11);
+    let base = sampled_error_pct(net, &test, 2, seed, &device);
+    assert!(base.iter().all(|e| (0.0..90.0).contains(e)), "{base:?}");
+    assert_eq!(params.len(), 3);
+    for (layer, p) in params.iter().enumerate() {
+        let classes = p.classes(Tolerance::default());
+        let curves = perturb_layer(net, &classes, layer, &test, &[0.0], 2, seed, &device);
+        for curve in [
+            &curves.very_important_removed,
+            &curves.variable_removed,
+            &curves.unimportant_randomised,
+            &curves.random_removed,
+        ] {
+            let mean = (base[0] + base[1]) / 2.0;
+            assert!(
+                (curve.error_mean_pct[0] - mean).abs() <= 0.1 + 1e-9,
+                "layer {layer}: {} against {mean}",
+                curve.error_mean_pct[0]
+            );
+        }
+    }
+}

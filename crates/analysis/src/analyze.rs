@@ -81,7 +81,9 @@ impl Default for AnalysisConfig {
     }
 }
 
-pub use crate::limits::{MAX_BINS, MAX_ENTROPY_SAMPLES, MAX_FRACTIONS, MAX_PNG_DPI, MAX_SAMPLES};
+pub use crate::limits::{
+    MAX_BINS, MAX_ENTROPY_SAMPLES, MAX_FRACTIONS, MAX_PNG_DPI, MAX_SAMPLES, MIN_PNG_DPI,
+};
 
 impl AnalysisConfig {
     /// Reads a TOML file (unknown keys are errors) and validates it.
@@ -137,8 +139,8 @@ impl AnalysisConfig {
             self.pi_thresholds
         );
         anyhow::ensure!(
-            self.png_dpi <= MAX_PNG_DPI,
-            "png_dpi must be between 0 (no PNGs) and {MAX_PNG_DPI}, got {}",
+            self.png_dpi == 0 || (MIN_PNG_DPI..=MAX_PNG_DPI).contains(&self.png_dpi),
+            "png_dpi must be 0 (no PNGs) or between {MIN_PNG_DPI} and {MAX_PNG_DPI}, got {}",
             self.png_dpi
         );
         for (name, bins) in [
@@ -179,7 +181,9 @@ impl AnalysisConfig {
         ] {
             anyhow::ensure!(
                 (0.0..=0.5).contains(&tolerance.pi) && (0.0..=0.5).contains(&tolerance.xi),
-                "{name}.pi and {name}.xi must lie in [0, 0.5], got {tolerance:?}"
+                "{name}.pi and {name}.xi must lie in [0, 0.5], got pi = {}, xi = {}",
+                tolerance.pi,
+                tolerance.xi
             );
         }
         Ok(())
@@ -273,6 +277,11 @@ pub struct Analysis {
     /// analyses written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub credit_commit: String,
+    /// The figure files written with the analysis (`NAME.svg`, `.csv`, `.png`), so that an
+    /// analysis written again removes only those it no longer writes (empty in analyses
+    /// written before it was recorded).
+    #[serde(default)]
+    pub files: Vec<String>,
     /// When the analysis finished, seconds since 1970-01-01 UTC (0 if not recorded).
     #[serde(default)]
     pub finished_unix_seconds: u64,
@@ -398,6 +407,7 @@ fn analyze_here(
         run_config: Some(run_config.clone()),
         credit_version: env!("CARGO_PKG_VERSION").to_string(),
         credit_commit: env!("CREDIT_GIT_COMMIT").to_string(),
+        files: Vec::new(),
         finished_unix_seconds: 0,
         accuracy: AccuracyReport {
             mean_field_pct: accuracies.test_mean_field_pct,

@@ -37,10 +37,28 @@ pub const CLASS_COLOURS: [RGBColor; 4] = [
     RGBColor(110, 110, 110),
 ];
 
-/// The colour of layer `l` (0-based) where layers are the series, not classes: purple,
-/// orange, brown, pink, cyan, then again; none of the classes' hues.
+/// Colours of series that are not classes of connection (ways of predicting, layers,
+/// settings, protocols), in order: purple, orange, brown, cyan, pink, olive; none of the
+/// classes' hues ([`CLASS_COLOURS`]).
+pub const SERIES: [RGBColor; 6] = [
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+];
+
+/// The bars of a single distribution (`pi`, `xi`, `m`, the members' accuracies): slate,
+/// not a class's hue.
+pub const BULK: RGBColor = RGBColor(96, 116, 145);
+
+/// A reference value drawn beside the data (a mean over members): grey.
+pub const NEUTRAL: RGBColor = RGBColor(120, 120, 120);
+
+/// The colour of layer `l` (0-based) where layers are the series.
 pub fn layer_colour(l: usize) -> RGBColor {
-    PALETTE[3 + l % (PALETTE.len() - 3)]
+    SERIES[l % SERIES.len()]
 }
 
 /// The colour of exact masses (values exactly at a bound), drawn as separate bars.
@@ -61,6 +79,8 @@ const LINE_PX: u32 = 17;
 const GRID: RGBColor = RGBColor(226, 226, 226);
 const AXIS: RGBColor = RGBColor(90, 90, 90);
 const MARK: RGBColor = RGBColor(150, 150, 150);
+/// Reference lines (the diagonal of perfect calibration): a light solid grey.
+const GRID_DARK: RGBColor = RGBColor(170, 170, 170);
 
 /// How a panel's `y` values are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +156,9 @@ pub struct Series {
     pub data: Data,
     /// Whether the legend shows it.
     pub in_legend: bool,
+    /// Where the data file puts the bins, when they are drawn elsewhere (exact masses drawn
+    /// beside the range are written at their values, with no upper edge).
+    pub data_x: Option<Vec<f64>>,
 }
 
 impl Series {
@@ -157,6 +180,7 @@ impl Series {
                 sd: Vec::new(),
             },
             in_legend: true,
+            data_x: None,
         }
     }
 
@@ -175,6 +199,7 @@ impl Series {
             style,
             data: Data::Points { x, y, sd },
             in_legend: true,
+            data_x: None,
         }
     }
 
@@ -190,6 +215,7 @@ impl Series {
                 count: bins.count,
             },
             in_legend: true,
+            data_x: None,
         }
     }
 
@@ -260,6 +286,9 @@ pub struct Panel {
     pub marks: Vec<Mark>,
     /// Texts at data points.
     pub annotations: Vec<Annotation>,
+    /// Ticks of a linear `x` axis at these values (the swept values of a sweep), instead of
+    /// nice numbers.
+    pub x_ticks: Option<Vec<f64>>,
 }
 
 impl Panel {
@@ -281,6 +310,7 @@ impl Panel {
             series: Vec::new(),
             marks: Vec::new(),
             annotations: Vec::new(),
+            x_ticks: None,
         }
     }
 
@@ -352,6 +382,9 @@ impl Panel {
     }
 }
 
+/// A legend entry: label, colour, how its swatch is drawn.
+type LegendEntry = (String, RGBColor, Style);
+
 /// A figure: panels in a grid of `columns`, and a band below them with the legend and notes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plot {
@@ -400,46 +433,88 @@ impl Plot {
         self
     }
 
-    /// The legend's entries: every labelled series and mark once, in order.
-    fn legend(&self) -> Vec<(String, RGBColor, Style)> {
-        let mut entries: Vec<(String, RGBColor, Style)> = Vec::new();
-        for p in &self.panels {
-            let series = p.series.iter().filter(|s| s.in_legend).map(|s| {
-                let colour = if s.style == Style::Reference {
-                    MARK
-                } else {
-                    s.colour
-                };
-                (s.label.clone(), colour, s.style)
-            });
-            let marks = p
-                .marks
-                .iter()
-                .map(|m| (m.label.clone(), m.colour, Style::Dashed));
-            for e in series.chain(marks) {
-                if !e.0.is_empty() && !entries.iter().any(|x| x.0 == e.0) {
-                    entries.push(e);
-                }
+    /// A panel's legend entries: its labelled series and marks, each label once, in order.
+    fn panel_legend(p: &Panel) -> Vec<LegendEntry> {
+        let mut entries: Vec<LegendEntry> = Vec::new();
+        let series = p.series.iter().filter(|s| s.in_legend).map(|s| {
+            let colour = if s.style == Style::Reference {
+                MARK
+            } else {
+                s.colour
+            };
+            (s.label.clone(), colour, s.style)
+        });
+        let marks = p
+            .marks
+            .iter()
+            .map(|m| (m.label.clone(), m.colour, Style::Dashed));
+        for e in series.chain(marks) {
+            if !e.0.is_empty() && !entries.iter().any(|x| x.0 == e.0) {
+                entries.push(e);
             }
         }
         entries
     }
 
-    /// The legend's layout in a band `width` wide: `(entry, x, line)` and the number of lines.
-    fn legend_layout(&self, width: u32) -> (Vec<(usize, u32, u32)>, u32) {
-        let entries = self.legend();
-        let mut placed = Vec::new();
-        let (mut x, mut line) = (8u32, 0u32);
-        for (i, (label, ..)) in entries.iter().enumerate() {
-            let w = 26 + text_width(label, TEXT_PX) + 14;
-            if x > 8 && x + w > width {
-                x = 8;
-                line += 1;
+    /// The legend's entries: every labelled series and mark once, in order.
+    fn legend(&self) -> Vec<LegendEntry> {
+        let mut entries: Vec<LegendEntry> = Vec::new();
+        for e in self.panels.iter().flat_map(Self::panel_legend) {
+            if !entries.iter().any(|x| x.0 == e.0) {
+                entries.push(e);
             }
-            placed.push((i, x, line));
-            x += w;
         }
-        let lines = if entries.is_empty() { 0 } else { line + 1 };
+        entries
+    }
+
+    /// Whether each panel of a single row gets its own legend, below it: when no panel has
+    /// every entry (a histogram beside a curve); otherwise one legend spans the figure.
+    fn legend_per_panel(&self) -> bool {
+        let single_row = self.columns > 1 && self.panels.len() <= self.columns;
+        let all = self.legend().len();
+        single_row
+            && self
+                .panels
+                .iter()
+                .all(|p| Self::panel_legend(p).len() < all)
+    }
+
+    /// The legend's layout in a band `width` wide: each entry with its `x` and line, and the
+    /// number of lines.
+    fn legend_layout(&self, width: u32) -> (Vec<(LegendEntry, u32, u32)>, u32) {
+        // Each group of entries: its left edge, its width, its entries.
+        let groups: Vec<(u32, u32, Vec<LegendEntry>)> = if self.legend_per_panel() {
+            self.panels
+                .iter()
+                .enumerate()
+                .map(|(c, p)| {
+                    (
+                        c as u32 * self.panel_size.0,
+                        self.panel_size.0,
+                        Self::panel_legend(p),
+                    )
+                })
+                .collect()
+        } else {
+            vec![(0, width, self.legend())]
+        };
+        let mut placed = Vec::new();
+        let mut lines = 0;
+        for (origin, room, entries) in groups {
+            let (mut x, mut line) = (8u32, 0u32);
+            for entry in &entries {
+                let w = 26 + text_width(&entry.0, TEXT_PX) + 14;
+                if x > 8 && x + w > room {
+                    x = 8;
+                    line += 1;
+                }
+                placed.push((entry.clone(), origin + x, line));
+                x += w;
+            }
+            if !entries.is_empty() {
+                lines = lines.max(line + 1);
+            }
+        }
         (placed, lines)
     }
 
@@ -493,12 +568,12 @@ impl Plot {
     where
         DB::ErrorType: 'static,
     {
-        let entries = self.legend();
         let (placed, lines) = self.legend_layout(width);
         let text = font(TEXT_PX).color(&BLACK);
         let left = text.pos(Pos::new(HPos::Left, VPos::Center));
-        for (i, x, line) in placed {
-            let (label, colour, style) = &entries[i];
+        for ((label, colour, style), x, line) in &placed {
+            let (label, colour, style) = (label, colour, style);
+            let (x, line) = (*x, *line);
             let y = (4 + line * LINE_PX + LINE_PX / 2) as i32;
             let x = x as i32;
             match style {
@@ -514,7 +589,7 @@ impl Plot {
                         colour.stroke_width(2),
                     ))
                     .map_err(plot_error)?,
-                Style::Dashed | Style::Reference => {
+                Style::Dashed => {
                     for d in [0, 8, 16] {
                         band.draw(&PathElement::new(
                             [(x + d, y), (x + (d + 4).min(20), y)],
@@ -523,6 +598,12 @@ impl Plot {
                         .map_err(plot_error)?;
                     }
                 }
+                Style::Reference => band
+                    .draw(&PathElement::new(
+                        [(x, y), (x + 20, y)],
+                        GRID_DARK.stroke_width(1),
+                    ))
+                    .map_err(plot_error)?,
                 Style::Points => band
                     .draw(&Circle::new((x + 9, y), 4, colour.filled()))
                     .map_err(plot_error)?,
@@ -571,14 +652,26 @@ impl Plot {
                     Data::Points { x, y, sd } => {
                         for i in 0..x.len().min(y.len()) {
                             let e = sd.get(i).map_or_else(String::new, f64::to_string);
-                            let x = category_or_value(&p.x_axis, x[i]);
+                            // A category's points may be drawn beside it: written at it.
+                            let at = s.data_x.as_ref().and_then(|d| d.get(i)).copied();
+                            let x = category_or_value(&p.x_axis, at.unwrap_or(x[i]));
                             let _ = writeln!(csv, "{panel},{name},{x},,{},{e}", y[i]);
                         }
                     }
                     Data::Bins { lo, hi, count } => {
-                        for i in 0..lo.len() {
-                            let _ =
-                                writeln!(csv, "{panel},{name},{},{},{},", lo[i], hi[i], count[i]);
+                        for i in 0..lo.len().min(hi.len()).min(count.len()) {
+                            match s.data_x.as_ref().and_then(|x| x.get(i)) {
+                                Some(x) => {
+                                    let _ = writeln!(csv, "{panel},{name},{x},,{},", count[i]);
+                                }
+                                None => {
+                                    let _ = writeln!(
+                                        csv,
+                                        "{panel},{name},{},{},{},",
+                                        lo[i], hi[i], count[i]
+                                    );
+                                }
+                            }
                         }
                     }
                 }
@@ -603,7 +696,7 @@ fn category_or_value(axis: &XAxis, x: f64) -> String {
 
 /// A CSV field, quoted when it holds a comma, quote or line break.
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -825,11 +918,23 @@ where
             .enumerate()
             .map(|(i, n)| ((i + 1) as f64, n.clone()))
             .collect(),
-        XAxis::Linear => {
-            let ticks = nice_ticks(x0, x1, (w as usize / 70).clamp(3, 8));
-            let step = ticks.get(1).map_or(1.0, |t| t - ticks[0]);
-            ticks.iter().map(|&t| (t, tick_label(t, step))).collect()
-        }
+        XAxis::Linear => match &panel.x_ticks {
+            Some(given) => {
+                // The least gap between the given values sets their decimals.
+                let step = given
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]).abs())
+                    .filter(|d| *d > 0.0)
+                    .fold(f64::INFINITY, f64::min);
+                let step = if step.is_finite() { step } else { 1.0 };
+                given.iter().map(|&t| (t, tick_label(t, step))).collect()
+            }
+            None => {
+                let ticks = nice_ticks(x0, x1, (w as usize / 70).clamp(3, 8));
+                let step = ticks.get(1).map_or(1.0, |t| t - ticks[0]);
+                ticks.iter().map(|&t| (t, tick_label(t, step))).collect()
+            }
+        },
     };
     for (t, label) in &x_ticks {
         chart
@@ -897,15 +1002,21 @@ where
                     .map(|(&a, &b)| (a, fy(b)))
                     .collect();
                 match style {
-                    Style::Dashed | Style::Reference => {
-                        let colour = if style == Style::Reference { MARK } else { c };
+                    Style::Dashed => {
                         chart
                             .draw_series(DashedLineSeries::new(
                                 points.clone(),
                                 6,
                                 4,
-                                colour.stroke_width(if style == Style::Reference { 1 } else { 2 }),
+                                c.stroke_width(2),
                             ))
+                            .map_err(plot_error)?;
+                    }
+                    // Solid and light: dashes along a slope, each rounded to whole pixels,
+                    // zig-zag.
+                    Style::Reference => {
+                        chart
+                            .draw_series(LineSeries::new(points.clone(), GRID_DARK.stroke_width(1)))
                             .map_err(plot_error)?;
                     }
                     Style::Points => {}
@@ -949,23 +1060,23 @@ where
         }
     }
 
-    // A count above its bar; near an edge of the axes it leans inwards, off the tick labels.
+    // Counts above all the bars (never over the data), each over its bar; near an edge of
+    // the axes it leans inwards, off the axis and its tick labels.
+    let (left, _) = chart.backend_coord(&(x0, y0));
+    let (right, _) = chart.backend_coord(&(x1, y0));
+    let tallest = fy(dy1);
     for a in &panel.annotations {
-        let (px, py) = chart.backend_coord(&(a.x, fy(a.y)));
+        let (px, py) = chart.backend_coord(&(a.x, tallest.max(fy(a.y))));
         let at = (a.x - x0) / (x1 - x0);
-        let (h, dx) = if at < 0.2 {
-            (HPos::Left, -4)
+        let (h, x) = if at < 0.2 {
+            (HPos::Left, (px - 4).max(left + 3))
         } else if at > 0.8 {
-            (HPos::Right, 4)
+            (HPos::Right, (px + 4).min(right - 3))
         } else {
-            (HPos::Center, 0)
+            (HPos::Center, px)
         };
-        root.draw_text(
-            &a.text,
-            &text.pos(Pos::new(h, VPos::Bottom)),
-            (px + dx, py - 3),
-        )
-        .map_err(plot_error)?;
+        root.draw_text(&a.text, &text.pos(Pos::new(h, VPos::Bottom)), (x, py - 3))
+            .map_err(plot_error)?;
     }
     Ok(())
 }
@@ -1100,7 +1211,11 @@ pub fn histogram_panel(
             .map(|(i, (s, b))| {
                 Series::bins(
                     format!("{} (n = {})", s.label, s.values.len()),
-                    PALETTE[i % PALETTE.len()],
+                    if series.len() == 1 {
+                        BULK
+                    } else {
+                        SERIES[i % SERIES.len()]
+                    },
                     style,
                     b,
                 )
@@ -1151,7 +1266,7 @@ pub fn curves_panel(
             .map(|(i, s)| {
                 Series::with_sd(
                     s.label.clone(),
-                    PALETTE[i % PALETTE.len()],
+                    SERIES[i % SERIES.len()],
                     if s.x.len() > 30 {
                         Style::Thin
                     } else {
@@ -1249,32 +1364,25 @@ pub fn png(svg: &str, dpi: u32, fonts: &Fonts) -> Result<Vec<u8>> {
         tiny_skia::Transform::from_scale(scale, scale),
         &mut pixmap.as_mut(),
     );
-    let bytes = pixmap
-        .encode_png()
-        .map_err(|e| anyhow!("cannot encode the PNG: {e}"))?;
-    Ok(with_resolution(bytes, dpi))
-}
-
-/// `png` with a `pHYs` chunk (pixels per metre) after its header chunk.
-fn with_resolution(png: Vec<u8>, dpi: u32) -> Vec<u8> {
-    // Signature (8) and IHDR (4 length + 4 type + 13 data + 4 CRC).
-    const AFTER_IHDR: usize = 8 + 25;
-    if png.len() < AFTER_IHDR || &png[12..16] != b"IHDR" {
-        return png;
+    // Drawn over an opaque white background, every pixel is opaque: its premultiplied
+    // RGBA is its RGBA.
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, w, h);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        let per_metre = (f64::from(dpi) / 0.0254).round() as u32;
+        encoder.set_pixel_dims(Some(png::PixelDimensions {
+            xppu: per_metre,
+            yppu: per_metre,
+            unit: png::Unit::Meter,
+        }));
+        let mut writer = encoder.write_header().context("cannot encode the PNG")?;
+        writer
+            .write_image_data(pixmap.data())
+            .context("cannot encode the PNG")?;
     }
-    let per_metre = (f64::from(dpi) / 0.0254).round() as u32;
-    let mut chunk = Vec::with_capacity(21);
-    chunk.extend_from_slice(&9u32.to_be_bytes());
-    let mut body = b"pHYs".to_vec();
-    body.extend_from_slice(&per_metre.to_be_bytes());
-    body.extend_from_slice(&per_metre.to_be_bytes());
-    body.push(1); // the unit is the metre
-    chunk.extend_from_slice(&body);
-    chunk.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-    let mut out = png[..AFTER_IHDR].to_vec();
-    out.extend_from_slice(&chunk);
-    out.extend_from_slice(&png[AFTER_IHDR..]);
-    out
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -11,3 +11,5 @@ pub const MAX_FRACTIONS: usize = 1_000;
 /// The highest PNG resolution, dots per inch (a figure of 1260 x 400 pixels is then 16 x 5
 /// thousand pixels).
 pub const MAX_PNG_DPI: u32 = 1_200;
+/// The lowest PNG resolution but 0 (no PNGs), dots per inch: a screen's.
+pub const MIN_PNG_DPI: u32 = 72;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use credit_train::write_atomic;
 
 use crate::analyze::{AnalysedRun, Analysis};
@@ -48,11 +48,15 @@ impl Figure {
                     .map_or(t, |(_, rest)| rest)
                     .to_string()
             }
-            _ => caption
-                .split([':', '.'])
-                .next()
-                .unwrap_or(&caption)
-                .to_string(),
+            // The caption up to its first ": " or ". " (not the dot of "metrics.csv").
+            _ => {
+                let end = [caption.find(": "), caption.find(". ")]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(caption.len());
+                caption[..end].trim_end_matches('.').to_string()
+            }
         };
         Ok(Self {
             title,
@@ -330,8 +334,9 @@ fn run_settings(a: &Analysis) -> String {
     text
 }
 
-/// The self-contained HTML report.
-pub fn html(a: &Analysis, figures: &[Figure], png: bool) -> String {
+/// The self-contained HTML report: `png[i]` says whether figure `i` has its PNG, `warnings`
+/// are shown as notes.
+pub fn html(a: &Analysis, figures: &[Figure], png: &[bool], warnings: &[String]) -> String {
     let name = std::path::Path::new(&a.run)
         .file_name()
         .map_or_else(|| a.run.clone(), |n| n.to_string_lossy().into_owned());
@@ -375,19 +380,38 @@ pub fn html(a: &Analysis, figures: &[Figure], png: bool) -> String {
     }
     h.push_str(" · <a href=\"#figures\">figures</a>");
     contents(&mut h, figures);
+    let tables: Vec<String> = tables(a)
+        .into_iter()
+        .map(|(name, _)| format!("<a href=\"{name}\">{name}</a>"))
+        .chain(std::iter::once(
+            "<a href=\"analysis.json\">analysis.json</a> (every number)".to_string(),
+        ))
+        .collect();
+    let _ = write!(
+        h,
+        "<p><b>Data</b>: {}; each figure's data beside it as NAME.csv.</p>",
+        tables.join(" · ")
+    );
     h.push_str("</nav>\n");
     h.push_str("<div class=\"tables\"><div><h2 id=\"accuracy\">Test accuracy</h2>\n<table><tr><th>network</th><th>accuracy (%)</th></tr>\n");
     let mut row = |name: &str, value: String| {
         let _ = writeln!(h, "<tr><td>{name}</td><td>{value}</td></tr>");
     };
-    row(
-        "mean-field (noise on)",
-        format!("{:.2}", a.accuracy.mean_field_pct),
-    );
-    row(
-        "mean network (noise off)",
-        format!("{:.2}", a.accuracy.mean_network_pct),
-    );
+    if a.model_kind == credit_train::ModelKind::SpikeSlab {
+        row(
+            "mean-field (noise on)",
+            format!("{:.2}", a.accuracy.mean_field_pct),
+        );
+        row(
+            "mean network (noise off)",
+            format!("{:.2}", a.accuracy.mean_network_pct),
+        );
+    } else {
+        row(
+            "the network (deterministic)",
+            format!("{:.2}", a.accuracy.mean_network_pct),
+        );
+    }
     if let Some(s) = &a.accuracy.subnetworks {
         let k = s.accuracies_pct.len();
         row(
@@ -462,7 +486,7 @@ pub fn html(a: &Analysis, figures: &[Figure], png: bool) -> String {
              pi = 1; variable: the rest. Exact comparisons{}; in brackets with the loose \
              tolerance pi within {:e} of a bound, xi ≤ {:e}.</p>\n<table><tr><th>layer</th>\
              <th>connections</th><th>very important (%)</th><th>unimportant (%)</th>\
-             <th>variable (%)</th><th>mean pi</th><th>entropy (nats, mean ± sd)</th></tr>\n",
+             <th>variable (%)</th><th>mean pi</th><th>entropy (nats): mean ± sd over connections</th></tr>\n",
             if a.config.tolerance == Default::default() {
                 String::new()
             } else {
@@ -499,6 +523,9 @@ pub fn html(a: &Analysis, figures: &[Figure], png: bool) -> String {
         h.push_str("</table>\n");
     }
     h.push_str("<h2 id=\"figures\">Figures</h2>\n");
+    for w in warnings {
+        let _ = writeln!(h, "<p class=\"meta\">Note: {}.</p>", escape(w));
+    }
     page_end(h, figures, png)
 }
 
@@ -575,7 +602,7 @@ fn svg_width(svg: &str) -> Option<u32> {
 /// Appends the figures, inline and grouped, each numbered and linked to its files (SVG,
 /// PNG when `png`, and its data as CSV), and closes the page. A row of narrow figures (a
 /// layer's five panels) gets one caption below it.
-pub(crate) fn page_end(mut h: String, figures: &[Figure], png: bool) -> String {
+pub(crate) fn page_end(mut h: String, figures: &[Figure], png: &[bool]) -> String {
     for (group, members) in groups(figures) {
         let _ = writeln!(
             h,
@@ -597,7 +624,7 @@ pub(crate) fn page_end(mut h: String, figures: &[Figure], png: bool) -> String {
             let stem = f.stem();
             let files = format!(
                 "<span class=\"files\">[<a href=\"{stem}.svg\">SVG</a>{} · <a href=\"{stem}.csv\">data</a>]</span>",
-                if png {
+                if png.get(n - 1).copied().unwrap_or(false) {
                     format!(" · <a href=\"{stem}.png\">PNG</a>")
                 } else {
                     String::new()
@@ -625,47 +652,81 @@ pub(crate) fn page_end(mut h: String, figures: &[Figure], png: bool) -> String {
     h
 }
 
-/// Writes each figure's SVG, data (CSV) and, with `png` (resolution, fonts), PNG, then
-/// `files` (name, contents) in their order, into `out`, each atomically, and returns the paths
-/// written: the last file is the one whose presence says the folder is complete. The PNGs are
-/// rendered on two threads.
+/// The PNG of every figure at `dpi` (`None` for each without `fonts`), rendered on two
+/// threads, and a warning for each that could not be drawn: a PNG is a copy of its SVG, so a
+/// failure loses nothing else.
+pub(crate) fn render_pngs(
+    figures: &[Figure],
+    dpi: u32,
+    fonts: Option<&Fonts>,
+    progress: &Progress,
+) -> (Vec<Option<Vec<u8>>>, Vec<String>) {
+    let Some(fonts) = fonts.filter(|_| dpi > 0) else {
+        return (vec![None; figures.len()], Vec::new());
+    };
+    let render = |f: &Figure| {
+        let drawn =
+            png(&f.svg, dpi, fonts).map_err(|e| format!("{}.png not written: {e:#}", f.stem()));
+        progress.step();
+        drawn
+    };
+    let half = figures.len().div_ceil(2);
+    let (first, second) = figures.split_at(half);
+    let results: Vec<Result<Vec<u8>, String>> = std::thread::scope(|scope| {
+        let other = scope.spawn(|| second.iter().map(render).collect::<Vec<_>>());
+        let mut done: Vec<_> = first.iter().map(render).collect();
+        match other.join() {
+            Ok(rest) => done.extend(rest),
+            Err(_) => done.extend(second.iter().map(|f| {
+                Err(format!(
+                    "{}.png not written: its renderer stopped",
+                    f.stem()
+                ))
+            })),
+        }
+        done
+    });
+    let mut warnings = Vec::new();
+    let pngs = results
+        .into_iter()
+        .map(|r| r.map_err(|w| warnings.push(w)).ok())
+        .collect();
+    (pngs, warnings)
+}
+
+/// The fonts for PNGs at `dpi` (none for 0), or a warning why there are none: the SVGs and
+/// data are written either way.
+pub(crate) fn png_fonts(dpi: u32) -> (Option<Fonts>, Option<String>) {
+    if dpi == 0 {
+        return (None, None);
+    }
+    match Fonts::system() {
+        Ok(fonts) => (Some(fonts), None),
+        Err(e) => (None, Some(format!("no PNG copies of the figures: {e:#}"))),
+    }
+}
+
+/// Writes each figure's SVG, data (CSV) and PNG (where `pngs` has one), then `files` (name,
+/// contents) in their order, into `out`, each atomically, and returns the paths written: the
+/// last file is the one whose presence says the folder is complete.
 ///
 /// # Errors
-/// If a file cannot be written or a PNG rendered, naming it.
+/// If a file cannot be written, naming it.
 pub(crate) fn write_files(
     out: &Path,
     files: Vec<(String, Vec<u8>)>,
     figures: &[Figure],
-    png_with: Option<(u32, &Fonts)>,
+    pngs: Vec<Option<Vec<u8>>>,
 ) -> Result<Vec<PathBuf>> {
-    let pngs: Vec<Result<(String, Vec<u8>)>> =
-        match png_with {
-            None => Vec::new(),
-            Some((dpi, fonts)) => {
-                let render = |f: &Figure| {
-                    png(&f.svg, dpi, fonts)
-                        .map(|bytes| (format!("{}.png", f.stem()), bytes))
-                        .with_context(|| format!("cannot draw {}.png", f.stem()))
-                };
-                let half = figures.len().div_ceil(2);
-                let (first, second) = figures.split_at(half);
-                std::thread::scope(|scope| {
-                    let other = scope.spawn(|| second.iter().map(render).collect::<Vec<_>>());
-                    let mut done: Vec<_> = first.iter().map(render).collect();
-                    done.extend(other.join().unwrap_or_else(|_| {
-                        vec![Err(anyhow::anyhow!("the PNG renderer stopped"))]
-                    }));
-                    done
-                })
-            }
-        };
     let mut all: Vec<(String, Vec<u8>)> = Vec::new();
     for f in figures {
         all.push((f.file.clone(), f.svg.clone().into_bytes()));
         all.push((format!("{}.csv", f.stem()), f.csv.clone().into_bytes()));
     }
-    for p in pngs {
-        all.push(p?);
+    for (f, png) in figures.iter().zip(pngs) {
+        if let Some(bytes) = png {
+            all.push((format!("{}.png", f.stem()), bytes));
+        }
     }
     all.into_iter()
         .chain(files)
@@ -675,6 +736,13 @@ pub(crate) fn write_files(
             Ok(path)
         })
         .collect()
+}
+
+/// Prints each warning on standard error.
+pub(crate) fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Writes everything into `out` and returns the paths written: figures, tables and
@@ -699,57 +767,84 @@ pub fn write_report_with(
     progress: &mut Progress,
 ) -> Result<Vec<PathBuf>> {
     let dpi = run.analysis.config.png_dpi;
-    let fonts = if dpi > 0 {
-        Some(Fonts::system()?)
-    } else {
-        None
-    };
+    let (fonts, no_fonts) = png_fonts(dpi);
     progress.stage("figures", 1);
     let figures = figures(run)?;
-    let mut files: Vec<(String, Vec<u8>)> = tables(&run.analysis)
+    if fonts.is_some() {
+        progress.stage("PNG copies", figures.len());
+    }
+    let (pngs, mut warnings) = render_pngs(&figures, dpi, fonts.as_ref(), progress);
+    warnings.extend(no_fonts);
+    warn(&warnings);
+    let has_png: Vec<bool> = pngs.iter().map(Option::is_some).collect();
+    let mut analysis = run.analysis.clone();
+    analysis.files = figures
+        .iter()
+        .zip(&has_png)
+        .flat_map(|(f, &png)| {
+            let mut names = vec![f.file.clone(), format!("{}.csv", f.stem())];
+            if png {
+                names.push(format!("{}.png", f.stem()));
+            }
+            names
+        })
+        .collect();
+    let mut files: Vec<(String, Vec<u8>)> = tables(&analysis)
         .into_iter()
         .map(|(n, csv)| (n, csv.into_bytes()))
         .collect();
     files.push((
         "report.html".into(),
-        html(&run.analysis, &figures, fonts.is_some()).into_bytes(),
+        html(&analysis, &figures, &has_png, &warnings).into_bytes(),
     ));
     // Last: a sweep counts a run as analysed once its analysis.json is there.
     files.push((
         "analysis.json".to_string(),
-        credit_train::files::to_json(&run.analysis)?.into_bytes(),
+        credit_train::files::to_json(&analysis)?.into_bytes(),
     ));
-    // A report written again: figures of the earlier analysis that this one does not have
-    // (a mode or an OOD score fewer, PNGs turned off) would otherwise stay beside it. Only
-    // names an analysis gives its figures are removed: other files in the folder are the
+    // A report written again: figure files of the earlier analysis that this one does not
+    // write (a mode or an OOD score fewer, PNGs turned off) would otherwise stay beside it.
+    // Only the files the earlier analysis.json lists are removed (before that list existed:
+    // SVGs named as an analysis names its figures); anything else in the folder is the
     // user's. analysis.json goes first, so that the folder does not look complete while it is
     // rewritten.
+    let earlier: Option<Vec<String>> = std::fs::read(out.join("analysis.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|json| {
+            json.get("files")?.as_array().map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+        });
     let _ = std::fs::remove_file(out.join("analysis.json"));
-    let mut current: std::collections::HashSet<String> = std::collections::HashSet::new();
-    for f in &figures {
-        current.insert(f.file.clone());
-        current.insert(format!("{}.csv", f.stem()));
-        if fonts.is_some() {
-            current.insert(format!("{}.png", f.stem()));
+    let current: std::collections::HashSet<&str> =
+        analysis.files.iter().map(String::as_str).collect();
+    let stale: Vec<String> = match earlier {
+        Some(names) => names,
+        None => std::fs::read_dir(out)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.ends_with(".svg") && is_analysis_figure(name))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    for name in stale {
+        // Plain names only: a listed path never leaves the folder.
+        let plain = Path::new(&name)
+            .file_name()
+            .is_some_and(|f| f == name.as_str());
+        if plain && !current.contains(name.as_str()) {
+            let _ = std::fs::remove_file(out.join(&name));
         }
     }
-    if let Ok(entries) = std::fs::read_dir(out) {
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_analysis_figure(&name) && !current.contains(&name) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-    progress.stage(
-        if fonts.is_some() {
-            "writing the files and PNGs"
-        } else {
-            "writing the files"
-        },
-        1,
-    );
-    let written = write_files(out, files, &figures, fonts.as_ref().map(|f| (dpi, f)));
+    progress.stage("writing the files", 1);
+    let written = write_files(out, files, &figures, pngs);
     progress.finish();
     written
 }

@@ -356,9 +356,12 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
     });
     credit_train::files::check_output_dir(&out, "--out")?;
     let _lock = run.lock_existing("credit analyze")?;
-    // The PNGs' font is looked for before any work, not after the analysis.
-    if config.png_dpi > 0 {
-        credit_analysis::figures::Fonts::system()?;
+    // Without a font for the PNG copies, say so before the work (the SVGs and data are
+    // written either way).
+    if config.png_dpi > 0
+        && let Err(e) = credit_analysis::figures::Fonts::system()
+    {
+        eprintln!("warning: no PNG copies of the figures will be written: {e:#}");
     }
     let mut progress =
         credit_analysis::Progress::new(credit_train::Display::automatic(), "analysis");

@@ -283,11 +283,17 @@ pub(crate) fn analysis(a: &Analysis) {
         a.backend,
         a.seconds
     );
-    out!(
-        "  accuracy: mean-field {:.2}%, mean network {:.2}%",
-        a.accuracy.mean_field_pct,
-        a.accuracy.mean_network_pct
-    );
+    match a.model_kind {
+        credit_train::ModelKind::SpikeSlab => out!(
+            "  accuracy: mean-field {:.2}%, mean network {:.2}%",
+            a.accuracy.mean_field_pct,
+            a.accuracy.mean_network_pct
+        ),
+        // A deterministic network has neither noise nor a mean network: one accuracy.
+        credit_train::ModelKind::Deterministic => {
+            out!("  test accuracy {:.2}%", a.accuracy.mean_network_pct);
+        }
+    }
     if let Some(s) = &a.accuracy.subnetworks {
         out!(
             "  {} sampled sub-networks {:.2}% (sd {:.2}), ensemble {:.2}%",

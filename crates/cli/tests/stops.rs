@@ -265,7 +265,15 @@ fn analysis_settings_out_of_range_are_errors_naming_the_file_and_key() {
         ("bin = 3\n", "unknown field `bin`"),
         (
             "tolerance = { pi = -1.0 }\n",
-            "tolerance.pi and tolerance.xi",
+            "tolerance.pi and tolerance.xi must lie in [0, 0.5], got pi = -1, xi = 0",
+        ),
+        (
+            "png_dpi = 5000\n",
+            "png_dpi must be 0 (no PNGs) or between 72 and 1200",
+        ),
+        (
+            "png_dpi = 1\n",
+            "png_dpi must be 0 (no PNGs) or between 72 and 1200",
         ),
     ] {
         let path = scratch.path().join("analysis.toml");

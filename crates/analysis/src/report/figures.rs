@@ -20,8 +20,8 @@ use super::Figure;
 use crate::analyze::{AnalysedRun, Analysis};
 use crate::classes::ConnectionClass;
 use crate::figures::{
-    Annotation, Bins, CLASS_COLOURS, EXACT_COLOUR, HistogramSeries, Mark, PALETTE, Panel, Plot,
-    Series, Style, bin_values, finite_range, histogram_panel, layer_colour,
+    Annotation, BULK, Bins, CLASS_COLOURS, EXACT_COLOUR, HistogramSeries, Mark, NEUTRAL, Panel,
+    Plot, SERIES, Series, Style, bin_values, finite_range, histogram_panel, layer_colour,
 };
 use crate::params::LayerParams;
 use crate::perturb::Curve;
@@ -34,9 +34,6 @@ const LAYER_BAND: u32 = 76;
 const PANEL: (u32, u32) = (400, 270);
 /// A panel of a figure with one panel per layer.
 const PER_LAYER_PANEL: (u32, u32) = (300, 250);
-
-/// The colour of the bins of a single distribution.
-const BULK: plotters::style::RGBColor = PALETTE[0];
 
 fn class_colour(c: ConnectionClass) -> plotters::style::RGBColor {
     match c {
@@ -88,8 +85,16 @@ fn lr_marks(metrics: &[credit_train::EpochMetrics]) -> Vec<Mark> {
         .collect()
 }
 
+/// Ticks at every epoch for a run of up to 8 epochs (no 0.5 epoch); nice numbers otherwise.
+fn epoch_ticks(epochs: &[f64]) -> Option<Vec<f64>> {
+    (epochs.len() <= 8).then(|| epochs.to_vec())
+}
+
 /// A factor without trailing zeros: 0.5, 0.1, 2.
 fn trim(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        return format!("{v:.1e}");
+    }
     let s = format!("{v:.4}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -120,32 +125,27 @@ fn learning_curves(
     let mut loss = Panel::new("Loss", "epoch", "cross-entropy (nats)").with(vec![
         Series::line(
             "train (during the epoch)",
-            PALETTE[5],
+            SERIES[2],
             style,
             epochs.clone(),
             col(|m| m.train_loss),
         ),
-        Series::line(
-            test,
-            PALETTE[0],
-            style,
-            epochs.clone(),
-            col(|m| m.test_loss),
-        ),
+        Series::line(test, SERIES[0], style, epochs.clone(), col(|m| m.test_loss)),
     ]);
     loss.y_from_zero = true;
     loss.marks.clone_from(&marks);
+    loss.x_ticks = epoch_ticks(&epochs);
     let mut accuracy = Panel::new("Accuracy", "epoch", "accuracy (%)").with(vec![
         Series::line(
             "train (during the epoch)",
-            PALETTE[5],
+            SERIES[2],
             style,
             epochs.clone(),
             col(|m| m.train_accuracy_pct),
         ),
         Series::line(
             test,
-            PALETTE[0],
+            SERIES[0],
             style,
             epochs.clone(),
             col(|m| m.test_accuracy_pct),
@@ -157,7 +157,7 @@ fn learning_curves(
     if sampled {
         accuracy.series.push(Series::line(
             "test, one sampled network",
-            PALETTE[4],
+            SERIES[1],
             style,
             epochs.clone(),
             metrics
@@ -167,10 +167,15 @@ fn learning_curves(
         ));
     }
     accuracy.marks = marks;
+    accuracy.x_ticks = epoch_ticks(&epochs);
+    let steps = if accuracy.marks.is_empty() {
+        ""
+    } else {
+        "; dashed lines: the learning-rate steps"
+    };
     let caption = format!(
-        "Learning curves (metrics.csv): the cross-entropy and the accuracy of the training \
-         images during each epoch and of the test images after it{}; dashed lines: the \
-         learning-rate steps.",
+        "Learning curves: the cross-entropy and the accuracy of the training images during \
+         each epoch and of the test images after it (metrics.csv){}{steps}.",
         match (spike_slab, sampled) {
             (true, true) => {
                 ", with the mean-field network's noise on, and for one network sampled after \
@@ -192,7 +197,15 @@ fn learning_curves(
 /// the epoch, from `metrics.csv` (runs of earlier versions have none): one panel per layer
 /// on one `y` axis.
 fn classes_through_training(metrics: &[credit_train::EpochMetrics]) -> Result<Option<Figure>> {
-    let layers = metrics.iter().map(|m| m.layers.len()).min().unwrap_or(0);
+    // Rows of an earlier version have no classes (a run resumed across versions): the rows
+    // that have them are drawn.
+    let layers = metrics.iter().map(|m| m.layers.len()).max().unwrap_or(0);
+    let metrics: Vec<credit_train::EpochMetrics> = metrics
+        .iter()
+        .filter(|m| m.layers.len() == layers)
+        .cloned()
+        .collect();
+    let metrics = metrics.as_slice();
     if layers == 0 {
         return Ok(None);
     }
@@ -239,16 +252,23 @@ fn classes_through_training(metrics: &[credit_train::EpochMetrics]) -> Result<Op
                 ]);
             p.y_range = Some((0.0, (top * 1.06).max(1.0)));
             p.marks.clone_from(&marks);
+            p.x_ticks = epoch_ticks(&epochs);
             p
         })
         .collect();
+    let steps = if marks.is_empty() {
+        ""
+    } else {
+        "; dashed lines: the learning-rate steps"
+    };
     Ok(Some(Figure::new(
         "classes-through-training",
         "Training",
-        "Connection classes through training: the percentage of very important (pi = 0 and \
-         xi = 0 exactly) and unimportant (pi = 1 exactly) connections of each layer after each \
-         epoch (metrics.csv), on one y axis; dashed lines: the learning-rate steps."
-            .to_string(),
+        format!(
+            "Connection classes through training: the percentage of very important (pi = 0 \
+             and xi = 0 exactly) and unimportant (pi = 1 exactly) connections of each layer \
+             after each epoch (metrics.csv), on one y axis{steps}."
+        ),
         &Plot::row(panels, PER_LAYER_PANEL),
     )?))
 }
@@ -303,16 +323,17 @@ fn with_exact_masses(
             });
         }
     }
-    panel.series.push(Series::bins(
-        "exactly at a bound",
-        EXACT_COLOUR,
-        Style::Bars,
-        exact_bins,
-    ));
+    let mut exact_series =
+        Series::bins("exactly at a bound", EXACT_COLOUR, Style::Bars, exact_bins);
+    // In the data, the masses sit at their values, not where they are drawn.
+    exact_series.data_x = Some(exact.iter().map(|&(b, _)| b).collect());
+    panel.series.push(exact_series);
     panel.x_range = Some((
         lo - 3.5 * width,
         hi + if bounds.len() > 1 { 3.5 * width } else { width },
     ));
+    // Ticks only over the values' own range, not under the bars drawn beside it.
+    panel.x_ticks = Some(crate::figures::nice_ticks(lo, hi, 3));
     (panel, exact)
 }
 
@@ -462,7 +483,7 @@ fn layer_row(
                 &pert.variable_removed,
             ),
             series(
-                "unimportant given N(0,1) weights",
+                "unimportant given N(0,1)",
                 CLASS_COLOURS[1],
                 &pert.unimportant_randomised,
             ),
@@ -504,32 +525,46 @@ fn entropy_figure(run: &AnalysedRun) -> Result<Option<Figure>> {
         .map(|l| format!("layer {}", l.layer))
         .collect();
     let x: Vec<f64> = (1..=a.layers.len()).map(|l| l as f64).collect();
+    // Drawn beside each layer's name, written at it in the data.
+    let beside = |offset: f64, mut series: Series| {
+        if let crate::figures::Data::Points { x: drawn, .. } = &mut series.data {
+            series.data_x = Some(drawn.clone());
+            drawn.iter_mut().for_each(|x| *x += offset);
+        }
+        series
+    };
     let mut means = Panel::new("Mean entropy per layer", "", "entropy (nats)")
         .categories(names)
         .with(vec![
-            Series::with_sd(
-                "Monte Carlo (bars: sd over connections)",
-                PALETTE[0],
-                Style::Points,
-                x.iter().map(|x| x - 0.12).collect(),
-                a.layers.iter().map(|l| l.entropy_mean).collect(),
-                a.layers.iter().map(|l| l.entropy_sd).collect(),
+            beside(
+                -0.12,
+                Series::with_sd(
+                    "Monte Carlo (bars: sd over connections)",
+                    BULK,
+                    Style::Points,
+                    x.clone(),
+                    a.layers.iter().map(|l| l.entropy_mean).collect(),
+                    a.layers.iter().map(|l| l.entropy_sd).collect(),
+                ),
             ),
-            Series::line(
-                "closed form of the slab term",
-                PALETTE[4],
-                Style::Points,
-                x.iter().map(|x| x + 0.12).collect(),
-                a.layers
-                    .iter()
-                    .map(|l| l.entropy_closed_form_mean)
-                    .collect(),
+            beside(
+                0.12,
+                Series::line(
+                    "with the slab term in closed form",
+                    SERIES[5],
+                    Style::Points,
+                    x.clone(),
+                    a.layers
+                        .iter()
+                        .map(|l| l.entropy_closed_form_mean)
+                        .collect(),
+                ),
             ),
         ]);
     means.series.push(
         Series::line(
-            "",
-            PALETTE[7],
+            "zero (reference)",
+            NEUTRAL,
             Style::Reference,
             vec![0.5, x.len() as f64 + 0.5],
             vec![0.0, 0.0],
@@ -565,7 +600,7 @@ fn entropy_figure(run: &AnalysedRun) -> Result<Option<Figure>> {
         format!(
             "Entropy of the connections' weight distributions (nats), per layer: the \
              differential entropy of the spike-and-slab density with the spike as a box of \
-             width 2e-4 around 0 (entropy.rs), its slab expectation by Monte Carlo ({} draws \
+             width 2e-4 around 0, its slab expectation by Monte Carlo ({} draws \
              per connection) beside the closed form -(1-pi) E[ln((1-pi) N(z)/sqrt(xi))], \
              exact where the box is negligible under the slab. It is negative where slabs are \
              narrow (ln(2 pi e xi)/2 < 0 for xi < 0.059) and 0 for a connection that is always \
@@ -597,21 +632,21 @@ fn ensemble_figures(a: &Analysis) -> Result<Vec<Figure>> {
         .with(vec![
             Series::line(
                 "ensemble of the first k",
-                PALETTE[0],
+                SERIES[0],
                 Style::Line,
                 sizes.clone(),
                 s.ensemble_by_size_pct.clone(),
             ),
             Series::line(
                 format!("mean of the {k} members"),
-                PALETTE[7],
+                NEUTRAL,
                 Style::Dashed,
                 vec![1.0, sizes.len() as f64],
                 vec![s.mean_pct; 2],
             ),
             Series::line(
                 "mean network (noise off)",
-                PALETTE[5],
+                SERIES[2],
                 Style::Dashed,
                 vec![1.0, sizes.len() as f64],
                 vec![a.accuracy.mean_network_pct; 2],
@@ -624,7 +659,7 @@ fn ensemble_figures(a: &Analysis) -> Result<Vec<Figure>> {
         )
         .with(vec![Series::line(
             "ensemble of the first k",
-            PALETTE[0],
+            SERIES[0],
             Style::Line,
             sizes,
             s.ensemble_nll_by_size.clone(),
@@ -641,34 +676,39 @@ fn ensemble_figures(a: &Analysis) -> Result<Vec<Figure>> {
         )?);
     }
     let members: Vec<f32> = s.accuracies_pct.iter().map(|&a| a as f32).collect();
-    let mut panel = histogram_panel(
+    // The axis spans the members and their ensemble; the bins span the axis (members of
+    // one accuracy each get a narrow bar, not one filling the panel).
+    let lo = s.min_pct.min(s.ensemble_pct);
+    let hi = s.max_pct.max(s.ensemble_pct);
+    let pad = ((hi - lo) * 0.05).max(0.01);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let mut panel = Panel::new(
         "Accuracies of the sampled sub-networks",
         "test accuracy (%)",
         "sub-networks",
-        &[HistogramSeries {
-            label: "sampled sub-networks".into(),
-            values: &members,
-        }],
-        k.clamp(5, 20),
-    );
+    )
+    .from_zero()
+    .with(vec![Series::bins(
+        format!("sampled sub-networks (n = {k})"),
+        BULK,
+        Style::Bars,
+        bin_values(&members, lo, hi, k.clamp(5, 20)),
+    )]);
     for (x, label, colour) in [
         (
             s.mean_pct,
             format!("their mean, {:.2}%", s.mean_pct),
-            PALETTE[7],
+            NEUTRAL,
         ),
         (
             s.ensemble_pct,
             format!("their ensemble, {:.2}%", s.ensemble_pct),
-            PALETTE[1],
+            SERIES[0],
         ),
     ] {
         panel.marks.push(Mark { x, label, colour });
     }
-    let lo = s.min_pct.min(s.ensemble_pct);
-    let hi = s.max_pct.max(s.ensemble_pct);
-    let pad = ((hi - lo) * 0.05).max(0.01);
-    panel.x_range = Some((lo - pad, hi + pad));
+    panel.x_range = Some((lo, hi));
     figures.push(Figure::new(
         "ensemble-members",
         "Ensemble of sub-networks",
@@ -696,14 +736,14 @@ fn sparsity_figure(a: &Analysis) -> Result<Option<Figure>> {
     .with(vec![
         Series::line(
             "mean network (1 - pi) m",
-            PALETTE[5],
+            SERIES[2],
             Style::Line,
             t.clone(),
             s.mean_network_accuracy_pct.clone(),
         ),
         Series::with_sd(
             format!("sampled networks (mean, sd of {})", s.samples),
-            PALETTE[0],
+            SERIES[0],
             Style::Line,
             t.clone(),
             s.sampled_accuracy_mean_pct.clone(),
@@ -737,6 +777,12 @@ fn sparsity_figure(a: &Analysis) -> Result<Option<Figure>> {
         }
         panels.push(units);
     }
+    let none_cut = s.hidden.iter().all(|h| {
+        h.no_incoming
+            .iter()
+            .chain(&h.no_outgoing)
+            .all(|&v| v == 0.0)
+    });
     let ratios: Vec<String> = t
         .iter()
         .zip(&s.compression_ratio)
@@ -755,7 +801,11 @@ fn sparsity_figure(a: &Analysis) -> Result<Option<Figure>> {
              ratio (all / kept connections) at t = {} (sparsity.csv).",
             ratios.join(", ")
         ),
-        &Plot::row(panels, PANEL),
+        &Plot::row(panels, PANEL).notes(if none_cut && !s.hidden.is_empty() {
+            vec!["No hidden unit is cut off at any threshold.".to_string()]
+        } else {
+            Vec::new()
+        }),
     )?))
 }
 
@@ -772,7 +822,7 @@ fn calibration_figure(a: &Analysis) -> Result<Option<Figure>> {
     )
     .with(vec![Series::line(
         "perfectly calibrated",
-        PALETTE[7],
+        NEUTRAL,
         Style::Reference,
         vec![0.0, 1.0],
         vec![0.0, 1.0],
@@ -787,7 +837,7 @@ fn calibration_figure(a: &Analysis) -> Result<Option<Figure>> {
     .log();
     counts.x_range = Some((0.0, 1.0));
     for (i, m) in a.calibration.iter().enumerate() {
-        let colour = PALETTE[[0, 5, 4, 1][i % 4]];
+        let colour = SERIES[[0, 2, 1, 3][i % 4]];
         let filled: Vec<_> = m.calibration.bins.iter().filter(|b| b.count > 0).collect();
         diagram.series.push(Series::line(
             format!("{} (ECE {:.3})", m.mode, m.calibration.ece),
@@ -813,14 +863,19 @@ fn calibration_figure(a: &Analysis) -> Result<Option<Figure>> {
     let bins = a.calibration[0].calibration.bins.len();
     let mut plot = Plot::row(vec![diagram, counts], (420, 250));
     plot.columns = 1;
+    let ways = if a.calibration.len() > 1 {
+        "for every way of predicting"
+    } else {
+        "of the network's predictions"
+    };
     Ok(Some(Figure::new(
         "reliability",
         "Calibration",
         format!(
             "Reliability diagram: the accuracy of the test images in each of {bins} \
-             equal-width confidence bins against their mean confidence, for every way of \
-             predicting (empty bins left out), above the number of images in each bin. NLL \
-             and Brier scores are in the calibration table."
+             equal-width confidence bins against their mean confidence, {ways} (empty bins \
+             left out), above the number of images in each bin. NLL and Brier scores are in \
+             the calibration table."
         ),
         &plot,
     )?))

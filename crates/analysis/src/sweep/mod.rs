@@ -46,7 +46,7 @@ pub fn write_sweep_folder_report(dir: &Path, plan: &SweepPlan) -> Result<Vec<Pat
                 .map(|(i, s)| (plan.runs[i].clone(), s))
                 .collect();
             let summaries = summarise(&analysed, &baselines);
-            write_sweep_report(&summaries, &plan.x_label, dir)
+            write_sweep_report(plan, &analysed, &summaries, dir)
         }
         PlanKind::Reproduce => reproduce::write_report(plan, dir, &analyses, &summaries),
     }

@@ -1,6 +1,6 @@
 //! The report of a sweep: each setting aggregated over seeds, compared in figures.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyze::Analysis;
 use crate::classes::ConnectionClass;
-use crate::figures::{CLASS_COLOURS, Data, Fonts, PALETTE, Panel, Plot, Series, Style};
-use crate::report::{Figure, page_end, page_start, write_files};
+use crate::figures::{CLASS_COLOURS, Data, NEUTRAL, Panel, Plot, SERIES, Series, Style};
+use crate::report::{
+    Figure, escape, page_end, page_start, png_fonts, render_pngs, warn, write_files,
+};
 use crate::subnetworks::mean_sd;
 
-use super::plan::SweepRun;
+use super::plan::{SweepPlan, SweepRun};
 
 /// Mean and standard deviation over seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,10 @@ pub struct SettingSummary {
     pub ensemble_pct: Stat,
     /// Test accuracy of the deterministic baseline, when trained.
     pub deterministic_pct: Option<Stat>,
+    /// Seeds of the deterministic baseline aggregated (0 in summaries written before it was
+    /// recorded).
+    #[serde(default)]
+    pub deterministic_seeds: usize,
 }
 
 /// Aggregates analyses of spike-and-slab runs and summaries of deterministic runs by setting.
@@ -104,20 +110,108 @@ pub fn summarise(
                 subnetwork_pct: over(&|a| subnetworks(a, &|s| s.mean_pct)),
                 ensemble_pct: over(&|a| subnetworks(a, &|s| s.ensemble_pct)),
                 deterministic_pct: (!baseline.is_empty()).then(|| stat(&baseline)),
+                deterministic_seeds: baseline.len(),
             }
         })
         .collect()
 }
 
-/// Writes `sweep.json`, `sweep.csv`, the comparison figures and `report.html` into `out`.
+/// What the sweep trained, in words, for its report's header: the overrides every run shares,
+/// the widths, epochs and batch of its runs, credit's version and commit, the date, the
+/// backend; and a table linking each run's own report.
+fn sweep_header(plan: &SweepPlan, analyses: &[(SweepRun, Analysis)]) -> String {
+    let mut h = String::new();
+    let first = analyses.first().map(|(_, a)| a);
+    let mut shared: Vec<String> = plan
+        .runs
+        .first()
+        .map_or_else(Vec::new, |r| r.overrides.clone());
+    shared.retain(|o| plan.runs.iter().all(|r| r.overrides.contains(o)));
+    let sizes = |c: &credit_train::RunConfig| {
+        c.model
+            .sizes
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    let mut widths: Vec<String> = plan.runs.iter().map(|r| sizes(&r.config)).collect();
+    widths.dedup();
+    let epochs: BTreeSet<usize> = plan.runs.iter().map(|r| r.config.train.epochs).collect();
+    let batches: BTreeSet<usize> = plan
+        .runs
+        .iter()
+        .map(|r| r.config.train.batch_size)
+        .collect();
+    let list = |v: &BTreeSet<usize>| {
+        v.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let seeds: BTreeSet<u64> = plan.runs.iter().map(|r| r.seed).collect();
+    let _ = write!(
+        h,
+        "<p class=\"meta\">{} runs against {}: networks {}; {} epochs, batch {}; seeds {}. \
+         Every run trained with <code>{}</code>.",
+        plan.runs.len(),
+        escape(&plan.x_label),
+        escape(&widths.join(", ")),
+        list(&epochs),
+        list(&batches),
+        seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        escape(&if shared.is_empty() {
+            "the base configuration".to_string()
+        } else {
+            shared.join(" ")
+        })
+    );
+    if let Some(a) = first {
+        let commit = if a.credit_commit.is_empty() {
+            String::new()
+        } else {
+            format!(" (commit {})", escape(&a.credit_commit))
+        };
+        let _ = write!(
+            h,
+            "<br>Analysed by credit {}{commit} on {}; each run's own report is linked below.",
+            escape(&a.credit_version),
+            escape(&a.backend)
+        );
+    }
+    h.push_str("</p>\n<details><summary>Runs and their reports</summary><table><tr><th>setting</th><th>seed</th><th>report</th></tr>\n");
+    for (run, _) in analyses {
+        let link = format!("{}/analysis/report.html", run.name);
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td><a href=\"{}\">{}</a></td></tr>",
+            escape(&run.setting),
+            run.seed,
+            escape(&link),
+            escape(&run.name)
+        );
+    }
+    h.push_str("</table></details>\n");
+    h
+}
+
+/// Writes `sweep.json`, `sweep.csv`, the comparison figures and `report.html` into `out`:
+/// the summaries of the settings, headed by what `plan` trained, with a link to each of the
+/// `analyses`' own report.
 ///
 /// # Errors
 /// If a figure cannot be drawn or a file written, naming it.
 pub fn write_sweep_report(
+    plan: &SweepPlan,
+    analyses: &[(SweepRun, Analysis)],
     summaries: &[SettingSummary],
-    x_label: &str,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
+    let x_label = plan.x_label.as_str();
     let mut figures = Vec::new();
     // Settings may differ in depth (a sweep over model.sizes): the deepest sets the figures,
     // and a setting without a layer has no point there.
@@ -131,14 +225,17 @@ pub fn write_sweep_report(
     };
     let mut entropy = Panel::new("Entropy per layer", "", "mean entropy (nats)").categories(names);
     for (i, s) in summaries.iter().enumerate() {
-        entropy.series.push(Series::with_sd(
+        let mut series = Series::with_sd(
             format!("{} (n = {})", s.setting, s.seeds),
-            PALETTE[i % PALETTE.len()],
+            SERIES[i % SERIES.len()],
             Style::Points,
             (1..=s.entropy.len()).map(|l| l as f64 + dodge(i)).collect(),
             s.entropy.iter().map(|e| e.mean).collect(),
             s.entropy.iter().map(|e| spread(s, e.sd)).collect(),
-        ));
+        );
+        // Drawn beside each layer, written at it.
+        series.data_x = Some((1..=s.entropy.len()).map(|l| l as f64).collect());
+        entropy.series.push(series);
     }
     let n_note = n_note(summaries);
     figures.push(Figure::new(
@@ -183,6 +280,7 @@ pub fn write_sweep_report(
                 }),
             ]);
         panel.y_range = Some((0.0, 100.0));
+        panel.x_ticks = swept_ticks(&xs);
         class_panels.push(panel);
     }
     if !class_panels.is_empty() {
@@ -196,32 +294,38 @@ pub fn write_sweep_report(
             &Plot::row(class_panels, (300, 250)),
         )?);
     }
-    let accuracy_series = |label: &str, colour, f: &dyn Fn(&SettingSummary) -> Option<Stat>| {
-        let points: Vec<(f64, Stat, usize)> = summaries
-            .iter()
-            .filter_map(|s| f(s).map(|v| (s.x, v, s.seeds)))
-            .collect();
-        Series::with_sd(
-            label,
-            colour,
-            Style::Line,
-            points.iter().map(|p| p.0).collect(),
-            points.iter().map(|p| p.1.mean).collect(),
-            points
+    // Each statistic with the number of runs it is over.
+    let accuracy_series =
+        |label: &str, colour, f: &dyn Fn(&SettingSummary) -> Option<(Stat, usize)>| {
+            let points: Vec<(f64, Stat, usize)> = summaries
                 .iter()
-                .map(|p| if p.2 >= 2 { p.1.sd } else { 0.0 })
-                .collect(),
-        )
-    };
-    let accuracies = Panel::new("Test accuracy", x_label, "test accuracy (%)").with(
+                .filter_map(|s| f(s).map(|(v, n)| (s.x, v, n)))
+                .collect();
+            Series::with_sd(
+                label,
+                colour,
+                Style::Line,
+                points.iter().map(|p| p.0).collect(),
+                points.iter().map(|p| p.1.mean).collect(),
+                points
+                    .iter()
+                    .map(|p| if p.2 >= 2 { p.1.sd } else { 0.0 })
+                    .collect(),
+            )
+        };
+    let mut accuracies = Panel::new("Test accuracy", x_label, "test accuracy (%)").with(
         [
-            accuracy_series("mean-field", PALETTE[0], &|s| Some(s.mean_field_pct)),
-            accuracy_series("mean network", PALETTE[5], &|s| Some(s.mean_network_pct)),
-            accuracy_series("sub-network ensemble", PALETTE[4], &|s| {
-                Some(s.ensemble_pct)
+            accuracy_series("mean-field", SERIES[0], &|s| {
+                Some((s.mean_field_pct, s.seeds))
             }),
-            accuracy_series("deterministic baseline", PALETTE[7], &|s| {
-                s.deterministic_pct
+            accuracy_series("mean network", SERIES[2], &|s| {
+                Some((s.mean_network_pct, s.seeds))
+            }),
+            accuracy_series("sub-network ensemble", SERIES[3], &|s| {
+                Some((s.ensemble_pct, s.seeds))
+            }),
+            accuracy_series("deterministic baseline", NEUTRAL, &|s| {
+                s.deterministic_pct.map(|d| (d, s.deterministic_seeds))
             }),
         ]
         .into_iter()
@@ -235,35 +339,48 @@ pub fn write_sweep_report(
             "Test accuracy against {x_label} (mean over seeds; bars: sd over seeds, drawn for \
              n >= 2). {n_note}"
         ),
-        &Plot::single(accuracies, (520, 300)),
+        &Plot::single(
+            {
+                accuracies.x_ticks = swept_ticks(&xs);
+                accuracies
+            },
+            (520, 300),
+        ),
     )?);
 
     let mut csv = String::from(
-        "setting,x,seeds,layer,entropy_mean,entropy_sd,very_important,unimportant,variable,mean_field_pct,mean_network_pct,subnetwork_pct,ensemble_pct,deterministic_pct\n",
+        "setting,x,seeds,layer,entropy_mean,entropy_sd,very_important,very_important_sd,unimportant,unimportant_sd,variable,variable_sd,mean_field_pct,mean_field_pct_sd,mean_network_pct,mean_network_pct_sd,subnetwork_pct,subnetwork_pct_sd,ensemble_pct,ensemble_pct_sd,deterministic_pct,deterministic_pct_sd\n",
     );
     for s in summaries {
         for l in 0..s.entropy.len() {
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                s.setting,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                crate::figures::csv_field(&s.setting),
                 s.x,
                 s.seeds,
                 l + 1,
                 s.entropy[l].mean,
                 s.entropy[l].sd,
                 s.very_important[l].mean,
+                s.very_important[l].sd,
                 s.unimportant[l].mean,
+                s.unimportant[l].sd,
                 s.variable[l].mean,
+                s.variable[l].sd,
                 s.mean_field_pct.mean,
+                s.mean_field_pct.sd,
                 s.mean_network_pct.mean,
+                s.mean_network_pct.sd,
                 s.subnetwork_pct.mean,
+                s.subnetwork_pct.sd,
                 s.ensemble_pct.mean,
-                s.deterministic_pct.map_or(f64::NAN, |d| d.mean)
+                s.ensemble_pct.sd,
+                s.deterministic_pct.map_or(f64::NAN, |d| d.mean),
+                s.deterministic_pct.map_or(f64::NAN, |d| d.sd)
             );
         }
     }
-    let fonts = Fonts::system();
     let mut html = page_start("credit sweep");
     html.push_str(
         "<h1>Sweep</h1>\n<table><tr><th>setting</th><th>seeds</th><th>mean-field (%)</th>\
@@ -272,7 +389,10 @@ pub fn write_sweep_report(
     );
     html.insert_str(
         html.find("<table>").unwrap_or(html.len()),
-        "<p>Mean ± sd over the seeds of each setting (the sd only where there are two seeds or more).</p>\n",
+        &format!(
+            "{}<p>Mean ± sd over the seeds of each setting (the sd only where there are two seeds or more).</p>\n",
+            sweep_header(plan, analyses)
+        ),
     );
     for s in summaries {
         let _ = writeln!(
@@ -284,15 +404,29 @@ pub fn write_sweep_report(
             mean_and_sd(s.mean_network_pct, s.seeds),
             mean_and_sd(s.ensemble_pct, s.seeds),
             s.deterministic_pct
-                .map_or("-".to_string(), |d| mean_and_sd(d, s.seeds)),
+                .map_or("-".to_string(), |d| mean_and_sd(d, s.deterministic_seeds)),
             s.entropy
                 .iter()
-                .map(|e| format!("{:.3}", e.mean))
+                .map(|e| if s.seeds >= 2 {
+                    format!("{:.3} ± {:.3}", e.mean, e.sd)
+                } else {
+                    format!("{:.3}", e.mean)
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     }
     html.push_str("</table>\n");
+    let (fonts, no_fonts) = png_fonts(plan.analysis.png_dpi);
+    let (pngs, mut warnings) = render_pngs(
+        &figures,
+        plan.analysis.png_dpi,
+        fonts.as_ref(),
+        &crate::progress::Progress::quiet(),
+    );
+    warnings.extend(no_fonts);
+    warn(&warnings);
+    let has_png: Vec<bool> = pngs.iter().map(Option::is_some).collect();
     let files = vec![
         (
             "sweep.json".to_string(),
@@ -301,11 +435,19 @@ pub fn write_sweep_report(
         ("sweep.csv".to_string(), csv.into_bytes()),
         (
             "report.html".to_string(),
-            page_end(html, &figures, fonts.is_ok()).into_bytes(),
+            page_end(html, &figures, &has_png).into_bytes(),
         ),
     ];
-    // The PNGs are a convenience here: without a font, the SVGs and data stay.
-    write_files(out, files, &figures, fonts.as_ref().ok().map(|f| (300, f)))
+    write_files(out, files, &figures, pngs)
+}
+
+/// Ticks at the swept values themselves when there are a few (up to 8), so that every
+/// setting has its tick; nice numbers otherwise.
+fn swept_ticks(xs: &[f64]) -> Option<Vec<f64>> {
+    let mut ticks: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
+    (2..=8).contains(&ticks.len()).then_some(ticks)
 }
 
 /// `mean ± sd` with two decimals, the mean alone for one seed.

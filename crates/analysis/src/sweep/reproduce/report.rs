@@ -11,8 +11,10 @@ use super::AUTHORS;
 use super::comparison::{ProtocolComparison, Summary, compare};
 use crate::analyze::Analysis;
 use crate::classes::ConnectionClass;
-use crate::figures::{CLASS_COLOURS, CurveSeries, PALETTE, Panel, Plot, SINGLE, Series, Style};
-use crate::report::{Figure, curve_figure, escape, page_end, page_start, write_files};
+use crate::figures::{CLASS_COLOURS, CurveSeries, Panel, Plot, SERIES, SINGLE, Series, Style};
+use crate::report::{
+    Figure, curve_figure, escape, page_end, page_start, png_fonts, render_pngs, warn, write_files,
+};
 use crate::subnetworks::mean_sd;
 use crate::sweep::plan::{SweepPlan, SweepRun};
 use plotters::style::RGBColor;
@@ -108,14 +110,17 @@ pub fn write_report(
         let count = entropy.len() as f64;
         for (i, s) in entropy.iter().enumerate() {
             let offset = (i as f64 - (count - 1.0) / 2.0) * 0.12;
-            panel.series.push(Series::with_sd(
+            let mut series = Series::with_sd(
                 s.label.clone(),
-                PALETTE[i % PALETTE.len()],
+                SERIES[i % SERIES.len()],
                 Style::Points,
                 s.x.iter().map(|x| x + offset).collect(),
                 s.y.clone(),
                 s.error.clone(),
-            ));
+            );
+            // Drawn beside each layer, written at it.
+            series.data_x = Some(s.x.clone());
+            panel.series.push(series);
         }
         figures.push(Figure::new(
             "entropy-by-layer",
@@ -153,7 +158,16 @@ pub fn write_report(
             );
         }
     }
-    let fonts = crate::figures::Fonts::system();
+    let (fonts, no_fonts) = png_fonts(plan.analysis.png_dpi);
+    let (pngs, mut warnings) = render_pngs(
+        &figures,
+        plan.analysis.png_dpi,
+        fonts.as_ref(),
+        &crate::progress::Progress::quiet(),
+    );
+    warnings.extend(no_fonts);
+    warn(&warnings);
+    let has_png: Vec<bool> = pngs.iter().map(Option::is_some).collect();
     let files = vec![
         (
             "reproduce.json".to_string(),
@@ -162,11 +176,10 @@ pub fn write_report(
         ("reproduce.csv".to_string(), csv.into_bytes()),
         (
             "report.html".to_string(),
-            page_end(html(&report), &figures, fonts.is_ok()).into_bytes(),
+            page_end(html(&report), &figures, &has_png).into_bytes(),
         ),
     ];
-    // The PNGs are a convenience here: without a font, the SVGs and data stay.
-    write_files(dir, files, &figures, fonts.as_ref().ok().map(|f| (300, f)))
+    write_files(dir, files, &figures, pngs)
 }
 
 /// The overrides of the plan's runs that `credit reproduce --set` gave (every run's, less
@@ -297,15 +310,11 @@ fn through_training(
             ("unimportant", CLASS_COLOURS[1], |c| c.unimportant),
         ] {
             let (x, y, sd) = over_runs(&metrics, |m| 100.0 * value(&m.layers[l]));
-            top = y.iter().zip(&sd).map(|(y, s)| y + s).fold(top, f64::max);
-            let style = if x.len() > 30 {
-                Style::Thin
-            } else {
-                Style::Line
-            };
+            top = y.iter().copied().fold(top, f64::max);
+            // A line per class without bars: the sd over seeds is in the CSV.
             panel
                 .series
-                .push(Series::with_sd(class, colour, style, x, y, sd));
+                .push(Series::with_sd(class, colour, Style::Thin, x, y, sd));
         }
         panels.push(panel);
     }
@@ -348,7 +357,7 @@ fn perturbation(name: &str, analyses: &[&Analysis]) -> Result<Vec<Figure>> {
             ("as many variable removed", CLASS_COLOURS[2], |p| {
                 &p.variable_removed
             }),
-            ("unimportant given N(0,1) weights", CLASS_COLOURS[1], |p| {
+            ("unimportant given N(0,1)", CLASS_COLOURS[1], |p| {
                 &p.unimportant_randomised
             }),
             ("as many removed at random", CLASS_COLOURS[3], |p| {
