@@ -4,6 +4,7 @@ the same model and training step) on several shapes, alternating the two in ever
 Usage (from the repository root, after `bench/compare.sh` made the virtual environment):
     bench/.venv/bin/python bench/compare.py --credit target/release/credit --rounds 5 --epochs 3
     ... --shapes paper,cifar --threads 2
+    ... --shapes deep,batch64   (a deeper net, 784-500-500-500-10, and the paper's net at batch 64)
 
 Per shape it prints both medians of training images per second with their min-max over the
 rounds, the ratio credit/PyTorch, and the fraction of the machine's float32 matrix-product
@@ -53,7 +54,11 @@ SHAPES = {
     "wide": Shape([784, 1000, 1000, 10], "mnist", 10000, 500, "wide layers"),
     "cifar": Shape([3072, 200, 200, 10], "cifar", 10000, 200, "the paper's CIFAR-10 net, dense random"),
     "mnist60k": Shape([784, 100, 100, 10], "mnist", 60000, 500, "paper net, all MNIST images"),
+    "deep": Shape([784, 500, 500, 500, 10], "mnist", 10000, 500, "three wide hidden layers"),
+    "batch64": Shape([784, 100, 100, 10], "mnist", 10000, 64, "paper net, batches of 64"),
 }
+# The shapes run when --shapes is not given (the four of the speed matrix in the README).
+DEFAULT_SHAPES = ["paper", "wide", "cifar", "mnist60k"]
 
 MATMUL = """
 import sys, time, torch
@@ -89,7 +94,7 @@ def run_credit(binary, shape, cifar_dir, epochs, threads):
         "data.format": data_format,
         "data.dir": folder,
         # Only the training epochs are timed; a smaller test set shortens the untimed
-        # evaluation and `credit analyze` that `credit bench` also runs.
+        # evaluation that `credit bench` also runs (its analysis is skipped).
         "data.test_size": 1000,
     }
     sets = [a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]
@@ -97,7 +102,7 @@ def run_credit(binary, shape, cifar_dir, epochs, threads):
         out = os.path.join(tmp, "bench.json")
         subprocess.run(
             [binary, "bench", "--config", "configs/mnist.toml", *sets, "--epochs", str(epochs),
-             "--eval-repeats", "1", "--json", out],
+             "--eval-repeats", "1", "--no-analysis", "--json", out],
             check=True, stdout=subprocess.DEVNULL,
             env={**os.environ, "RAYON_NUM_THREADS": str(threads)},
         )
@@ -145,8 +150,9 @@ def main():
     parser.add_argument("--credit", default="target/release/credit")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run (after one warm-up)")
-    parser.add_argument("--shapes", default=",".join(SHAPES),
-                        help=f"comma-separated subset of {', '.join(SHAPES)}")
+    parser.add_argument("--shapes", default=",".join(DEFAULT_SHAPES),
+                        help=f"comma-separated subset of {', '.join(SHAPES)} "
+                             f"(default: {', '.join(DEFAULT_SHAPES)})")
     parser.add_argument("--threads", type=int, default=2, help="threads of credit and of PyTorch")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the untimed first run of each shape (it fills the page cache)")

@@ -16,7 +16,7 @@ use crate::entropy::{entropy_closed_form, layer_entropies};
 use crate::eval::{OodReport, ood_report};
 use crate::params::{LayerParams, deterministic_weights};
 use crate::perturb::{LayerPerturbation, perturb_layer_with};
-use crate::predict::{ModeCalibration, OodScore, calibrations};
+use crate::predict::{ModeCalibration, OodScore, calibrations_with};
 use crate::progress::Progress;
 use crate::sparsity::{DEFAULT_THRESHOLDS, SparsityCurve, sparsity_curve};
 use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks_with, mean_sd};
@@ -422,14 +422,41 @@ fn analyze_here(
         ood: None,
         seconds: 0.0,
     };
+    // The sampled sub-networks first: their probabilities serve the calibration too (the
+    // same networks, drawn and run once).
+    let mut first_and_ensemble: (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
+    if let Classifier::SpikeSlab(net) = &model {
+        progress.stage("sampled sub-networks", config.samples);
+        analysis.accuracy.subnetworks = Some(evaluate_subnetworks_with(
+            net,
+            &data.test,
+            &device,
+            config.samples,
+            seed.stream(Stream::Subnetworks),
+            &mut |k, mean| {
+                if k == 0 {
+                    first_and_ensemble.0 = mean.to_vec();
+                }
+                if k + 1 == config.samples {
+                    first_and_ensemble.1 = mean.to_vec();
+                }
+                progress.step();
+            },
+        ));
+    }
     progress.stage("calibration", 1);
-    analysis.calibration = calibrations(
+    let members = (!first_and_ensemble.1.is_empty()).then_some((
+        first_and_ensemble.0.as_slice(),
+        first_and_ensemble.1.as_slice(),
+    ));
+    analysis.calibration = calibrations_with(
         &model,
         &data.test,
         config.samples,
         config.calibration_bins,
         seed,
         &device,
+        members,
     );
     let mut ood_scores = Vec::new();
     if let Some(path) = &config.ood {
@@ -464,15 +491,6 @@ fn analyze_here(
     };
 
     let params = LayerParams::of(net);
-    progress.stage("sampled sub-networks", config.samples);
-    analysis.accuracy.subnetworks = Some(evaluate_subnetworks_with(
-        net,
-        &data.test,
-        &device,
-        config.samples,
-        seed.stream(Stream::Subnetworks),
-        &mut || progress.step(),
-    ));
     let nonzero = params.iter().map(LayerParams::nonzero_mean_weights).sum();
     let total = params.iter().map(LayerParams::len).sum();
     analysis.accuracy.pruned = Some(PrunedReport {

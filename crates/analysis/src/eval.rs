@@ -198,7 +198,7 @@ fn evaluate_one(
                 &device,
                 samples,
                 root.stream(Stream::Subnetworks),
-                &mut || progress.step(),
+                &mut |_, _| progress.step(),
             ))
         }
         _ => None,

@@ -158,7 +158,10 @@ enum Change {
 }
 
 /// Errors at each fraction for one repetition of one curve; `chosen` in the order they are
-/// changed, `counts[f]` how many are changed at fraction index `f`.
+/// changed, `counts[f]` how many are changed at fraction index `f`; `unperturbed` the error
+/// of the split network as it is. A fraction that changes nothing since the last one measured
+/// (`f = 0`, a count that does not grow, weights already 0) is not evaluated again: its
+/// error is the last one's, exactly.
 #[allow(clippy::too_many_arguments)]
 fn curve_errors(
     split: &SplitNetwork,
@@ -168,6 +171,7 @@ fn curve_errors(
     counts: &[usize],
     change: Change,
     targets: &[u32],
+    unperturbed: f64,
     rng: &mut ChaCha12Rng,
     device: &Device,
 ) -> Vec<f64> {
@@ -175,6 +179,7 @@ fn curve_errors(
     let scale = 1.0 / (d_input as f32).sqrt();
     let mut h = split.preactivation_t.clone();
     let mut done = 0;
+    let mut last = Some(unperturbed);
     counts
         .iter()
         .map(|&count| {
@@ -190,10 +195,11 @@ fn curve_errors(
                     for (h, &a) in h[i * n..(i + 1) * n].iter_mut().zip(a) {
                         *h += delta * a;
                     }
+                    last = None;
                 }
             }
             done = count;
-            split.error_pct(&h, targets, device)
+            *last.get_or_insert_with(|| split.error_pct(&h, targets, device))
         })
         .collect()
 }
@@ -280,12 +286,23 @@ pub fn perturb_layer_with(
             (&unimportant, &counts_c, Change::Randomise),
             (&everyone, &counts_d, Change::Remove),
         ];
+        // The network unperturbed, measured once for the four curves.
+        let unperturbed = split.error_pct(&split.preactivation_t, targets, device);
         for (c, (set, counts, change)) in curves.into_iter().enumerate() {
             let rng = if c == 3 { &mut control_rng } else { &mut rng };
             let mut order = set.clone();
             order.shuffle(rng);
             errors[c].push(curve_errors(
-                &split, w, d_input, &order, counts, change, targets, rng, device,
+                &split,
+                w,
+                d_input,
+                &order,
+                counts,
+                change,
+                targets,
+                unperturbed,
+                rng,
+                device,
             ));
         }
         done();

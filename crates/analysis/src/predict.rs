@@ -141,6 +141,23 @@ pub fn calibrations(
     seed: Seed,
     device: &Device,
 ) -> Vec<ModeCalibration> {
+    calibrations_with(model, test, samples, bins, seed, device, None)
+}
+
+/// [`calibrations`], with the sampled networks' probabilities already computed where
+/// `members` gives them: `(the first network's, the ensemble's mean)`, each
+/// `[images, classes]` row-major, of the same `samples` networks
+/// ([`crate::subnetworks::evaluate_subnetworks_with`] draws them alike), so that they are not
+/// drawn and run again.
+pub fn calibrations_with(
+    model: &Classifier,
+    test: &ImageSet,
+    samples: usize,
+    bins: usize,
+    seed: Seed,
+    device: &Device,
+    members: Option<(&[f32], &[f32])>,
+) -> Vec<ModeCalibration> {
     let samples = samples.max(1);
     let labels = test.labels();
     let of = |mode: &str, p: &[f32]| ModeCalibration {
@@ -156,25 +173,31 @@ pub fn calibrations(
         net.forward(x, Noise::Sampled(evaluation.child(chunk as u64)))
     });
     let mean_network = probabilities(test, device, &|x, _| net.forward(x, Noise::Off));
-    let mut first = Vec::new();
-    let sums = ensemble(
-        model,
-        test,
-        Mode::Ensemble,
-        samples,
-        seed,
-        device,
-        &mut |k, p| {
-            if k == 0 {
-                first = p.to_vec();
-            }
-        },
-    );
+    let (first, mean) = match members {
+        Some((first, mean)) => (first.to_vec(), mean.to_vec()),
+        None => {
+            let mut first = Vec::new();
+            let sums = ensemble(
+                model,
+                test,
+                Mode::Ensemble,
+                samples,
+                seed,
+                device,
+                &mut |k, p| {
+                    if k == 0 {
+                        first = p.to_vec();
+                    }
+                },
+            );
+            (first, sums.mean_probabilities())
+        }
+    };
     vec![
         of("mean-field", &mean_field),
         of("mean network", &mean_network),
         of("one sampled network", &first),
-        of(&format!("{samples}-ensemble"), &sums.mean_probabilities()),
+        of(&format!("{samples}-ensemble"), &mean),
     ]
 }
 

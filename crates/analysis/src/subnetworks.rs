@@ -59,10 +59,12 @@ pub fn evaluate_subnetworks(
     samples: usize,
     seed: Seed,
 ) -> SubnetworkReport {
-    evaluate_subnetworks_with(net, test, device, samples, seed, &mut || {})
+    evaluate_subnetworks_with(net, test, device, samples, seed, &mut |_, _| {})
 }
 
-/// [`evaluate_subnetworks`], calling `done` after each sub-network.
+/// [`evaluate_subnetworks`], calling `on_member(k, mean)` after sub-network `k` with the
+/// ensemble's probabilities so far (`[images, classes]` row-major, the mean softmax of members
+/// `0..=k`: member 0's own at `k = 0`, the whole ensemble's at the last).
 ///
 /// # Panics
 /// If `samples` is 0.
@@ -72,7 +74,7 @@ pub fn evaluate_subnetworks_with(
     device: &Device,
     samples: usize,
     seed: Seed,
-    done: &mut dyn FnMut(),
+    on_member: &mut dyn FnMut(usize, &[f32]),
 ) -> SubnetworkReport {
     assert!(samples > 0, "at least one sub-network");
     let batch = test.all(device);
@@ -101,7 +103,7 @@ pub fn evaluate_subnetworks_with(
         by_size.push(c.accuracy_pct);
         nll_by_size.push(c.nll);
         probabilities = Some(sum);
-        done();
+        on_member(k, &mean);
     }
     let ensemble_pct = accuracy_pct(probabilities.expect("samples > 0"), batch.targets);
     let (mean, sd) = mean_sd(&accuracies);
