@@ -178,14 +178,24 @@ pub(crate) fn sweep_report(
         PlanKind::Sweep => {
             let summaries: Vec<credit_analysis::sweep::SettingSummary> =
                 credit_train::read_json(&dir.join("sweep.json"))?;
+            // The sd only over two runs or more.
+            let with_sd = |mean: f64, sd: f64, n: usize| {
+                if n >= 2 {
+                    format!("{mean:.2}% (sd {sd:.2})")
+                } else {
+                    format!("{mean:.2}%")
+                }
+            };
             for s in &summaries {
                 out!(
-                    "  {}: mean-field {:.2}% (sd {:.2}), deterministic {}, entropy per layer {}",
+                    "  {}: mean-field {}, deterministic {}, entropy per layer {}",
                     s.setting,
-                    s.mean_field_pct.mean,
-                    s.mean_field_pct.sd,
-                    s.deterministic_pct
-                        .map_or("-".into(), |d| format!("{:.2}%", d.mean)),
+                    with_sd(s.mean_field_pct.mean, s.mean_field_pct.sd, s.seeds),
+                    s.deterministic_pct.map_or("-".into(), |d| with_sd(
+                        d.mean,
+                        d.sd,
+                        s.deterministic_seeds
+                    )),
                     s.entropy
                         .iter()
                         .map(|e| format!("{:.3}", e.mean))
@@ -366,18 +376,25 @@ pub(crate) fn analysis(a: &Analysis) {
             .iter()
             .map(|r| r.map_or_else(|| "-".to_string(), |r| format!("{r:.2}")))
             .collect();
-        out!("    compression (all/kept)    {}", ratios.join(" "));
+        // The labels in one column, the numbers beside them.
+        out!("    {:<27}{}", "compression (all/kept)", ratios.join(" "));
         out!(
-            "    mean network accuracy (%) {}",
+            "    {:<27}{}",
+            "mean network accuracy (%)",
             row(&s.mean_network_accuracy_pct, 2)
         );
         out!(
-            "    sampled accuracy (%)      {}",
+            "    {:<27}{}",
+            "sampled accuracy (%)",
             row(&s.sampled_accuracy_mean_pct, 2)
         );
         for h in &s.hidden {
             let cut: Vec<f64> = h.cut_off.iter().map(|c| 100.0 * c).collect();
-            out!("    hidden layer {} cut off (%) {}", h.layer, row(&cut, 1));
+            out!(
+                "    {:<27}{}",
+                format!("hidden layer {} cut off (%)", h.layer),
+                row(&cut, 1)
+            );
         }
     }
 }

@@ -367,13 +367,18 @@ fn layer_row(
         ),
         &Plot::single(pi_panel, LAYER_PANEL)
             .band(LAYER_BAND)
-            .notes(vec![format!(
-                "pi = 0 exactly: {} ({:.1}%); pi = 1 exactly: {} ({:.1}%)",
-                thousands(exact[0].1),
-                pct(exact[0].1),
-                thousands(exact[1].1),
-                pct(exact[1].1)
-            )]),
+            .notes(vec![
+                format!(
+                    "pi = 0 exactly: {} ({:.1}%)",
+                    thousands(exact[0].1),
+                    pct(exact[0].1)
+                ),
+                format!(
+                    "pi = 1 exactly: {} ({:.1}%)",
+                    thousands(exact[1].1),
+                    pct(exact[1].1)
+                ),
+            ]),
     )?);
 
     let (xi_panel, exact) = with_exact_masses(
@@ -419,10 +424,19 @@ fn layer_row(
         format!("Layer {n}: distribution of the slab mean m (all connections)."),
         &Plot::single(m_panel, LAYER_PANEL)
             .band(LAYER_BAND)
-            .notes(vec![format!(
-                "{} connections; m from {m_lo:.2} to {m_hi:.2}",
-                thousands(total)
-            )]),
+            .notes(vec![
+                format!("{} connections", thousands(total)),
+                // The values' own extremes (the bins' range is widened when they are equal).
+                match p.m.iter().filter(|v| v.is_finite()).fold(
+                    None,
+                    |r: Option<(f32, f32)>, &v| {
+                        Some(r.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+                    },
+                ) {
+                    Some((lo, hi)) => format!("m from {lo:.2} to {hi:.2}"),
+                    None => "no finite m".to_string(),
+                },
+            ]),
     )?);
 
     let classes = p.classes(a.config.tolerance);
