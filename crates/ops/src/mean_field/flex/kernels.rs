@@ -28,7 +28,7 @@ pub(super) trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
         sq: &mut [Self],
     ) {
         let shape = Shape::gather(c, inner, p, q, sp, sq);
-        portable::gather_rows(shape, c, p, q, sp, sq)
+        portable::best::gather_rows(shape, c, p, q, sp, sq)
     }
 
     /// `p_out[k] += Σ_r s[r,k] · p_rows[r]` and `q_out[k] += Σ_r s[r,k]² · q_rows[r]` over the
@@ -42,14 +42,14 @@ pub(super) trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
         q_out: &mut [Self],
     ) {
         let shape = Shape::scatter(s, p_rows, q_rows, p_out, q_out);
-        portable::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
+        portable::best::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
     }
 
     /// `h = (G + sqrt(max(Delta, floor)) · eps) / sqrt(N)` and `slope = dh/dDelta`, zero where
     /// the floor holds, for one block of rows: `h` holds `G` and `slope` holds `Delta` on
     /// entry; `scale = 1 / sqrt(N)`.
     fn add_noise(h: &mut [Self], slope: &mut [Self], eps: &[Self], scale: Self, floor: DeltaFloor) {
-        portable::add_noise(h, slope, eps, scale, floor)
+        portable::best::add_noise(h, slope, eps, scale, floor)
     }
 
     /// Rows `inputs` (at most 16) of `meanᵀ` and `varianceᵀ` (`[n_in, n_out]`), which
@@ -61,7 +61,7 @@ pub(super) trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
         variance_t: &mut [Self],
     ) {
         Shape::transposed_rows(params, inputs.clone(), [&*mean_t, &*variance_t]);
-        portable::transposed_moments_rows(params, inputs, mean_t, variance_t)
+        portable::best::transposed_moments_rows(params, inputs, mean_t, variance_t)
     }
 
     /// Rows `outputs` (at most 16) of `[dL/dm, dL/dxi, dL/dpi]` (`[n_out, n_in]`), which
@@ -75,7 +75,7 @@ pub(super) trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
     ) {
         let grads_t = [grad_mean_t, grad_variance_t];
         Shape::chain_rule_rows(params, grads_t, outputs.clone(), &grads);
-        portable::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
+        portable::best::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
     }
 }
 
@@ -96,7 +96,7 @@ impl KernelFloat for f32 {
             // SAFETY: AVX-512F is available; `Shape::gather` checked the lengths.
             return unsafe { avx512::gather_rows(shape, c, p, q, sp, sq) };
         }
-        portable::gather_rows(shape, c, p, q, sp, sq)
+        portable::best::gather_rows(shape, c, p, q, sp, sq)
     }
 
     fn scatter_rows(
@@ -112,7 +112,7 @@ impl KernelFloat for f32 {
             // SAFETY: AVX-512F is available; `Shape::scatter` checked the lengths.
             return unsafe { avx512::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out) };
         }
-        portable::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
+        portable::best::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
     }
 
     fn add_noise(h: &mut [f32], slope: &mut [f32], eps: &[f32], scale: f32, floor: DeltaFloor) {
@@ -121,7 +121,7 @@ impl KernelFloat for f32 {
             // SAFETY: AVX-512F is available.
             return unsafe { avx512::add_noise(h, slope, eps, scale, floor) };
         }
-        portable::add_noise(h, slope, eps, scale, floor)
+        portable::best::add_noise(h, slope, eps, scale, floor)
     }
 
     fn transposed_moments_rows(
@@ -136,7 +136,7 @@ impl KernelFloat for f32 {
             // SAFETY: AVX-512F is available; `Shape::transposed_rows` checked the lengths.
             return unsafe { avx512::transposed_moments_rows(params, inputs, mean_t, variance_t) };
         }
-        portable::transposed_moments_rows(params, inputs, mean_t, variance_t)
+        portable::best::transposed_moments_rows(params, inputs, mean_t, variance_t)
     }
 
     fn chain_rule_rows(
@@ -159,6 +159,6 @@ impl KernelFloat for f32 {
                 avx512::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
             };
         }
-        portable::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
+        portable::best::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
     }
 }
