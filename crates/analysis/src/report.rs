@@ -706,6 +706,20 @@ pub(crate) fn png_fonts(dpi: u32) -> (Option<Fonts>, Option<String>) {
     }
 }
 
+/// The PNG copies of `figures` at `dpi` with the warnings printed (no font, a figure that
+/// could not be drawn): each figure's PNG or `None`, and the warnings for the report.
+pub(crate) fn report_pngs(
+    figures: &[Figure],
+    dpi: u32,
+    progress: &Progress,
+) -> (Vec<Option<Vec<u8>>>, Vec<String>) {
+    let (fonts, no_fonts) = png_fonts(dpi);
+    let (pngs, mut warnings) = render_pngs(figures, dpi, fonts.as_ref(), progress);
+    warnings.extend(no_fonts);
+    warn(&warnings);
+    (pngs, warnings)
+}
+
 /// Writes each figure's SVG, data (CSV) and PNG (where `pngs` has one), then `files` (name,
 /// contents) in their order, into `out`, each atomically, and returns the paths written: the
 /// last file is the one whose presence says the folder is complete.
@@ -767,15 +781,12 @@ pub fn write_report_with(
     progress: &mut Progress,
 ) -> Result<Vec<PathBuf>> {
     let dpi = run.analysis.config.png_dpi;
-    let (fonts, no_fonts) = png_fonts(dpi);
     progress.stage("figures", 1);
     let figures = figures(run)?;
-    if fonts.is_some() {
+    if dpi > 0 {
         progress.stage("PNG copies", figures.len());
     }
-    let (pngs, mut warnings) = render_pngs(&figures, dpi, fonts.as_ref(), progress);
-    warnings.extend(no_fonts);
-    warn(&warnings);
+    let (pngs, warnings) = report_pngs(&figures, dpi, progress);
     let has_png: Vec<bool> = pngs.iter().map(Option::is_some).collect();
     let mut analysis = run.analysis.clone();
     analysis.files = figures

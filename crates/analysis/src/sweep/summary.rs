@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::Analysis;
 use crate::classes::ConnectionClass;
 use crate::figures::{CLASS_COLOURS, Data, NEUTRAL, Panel, Plot, SERIES, Series, Style};
-use crate::report::{
-    Figure, escape, page_end, page_start, png_fonts, render_pngs, warn, write_files,
-};
+use crate::report::{Figure, escape, page_end, page_start, report_pngs, write_files};
 use crate::subnetworks::mean_sd;
 
 use super::plan::{SweepPlan, SweepRun};
@@ -417,15 +415,11 @@ pub fn write_sweep_report(
         );
     }
     html.push_str("</table>\n");
-    let (fonts, no_fonts) = png_fonts(plan.analysis.png_dpi);
-    let (pngs, mut warnings) = render_pngs(
+    let (pngs, _) = report_pngs(
         &figures,
         plan.analysis.png_dpi,
-        fonts.as_ref(),
         &crate::progress::Progress::quiet(),
     );
-    warnings.extend(no_fonts);
-    warn(&warnings);
     let has_png: Vec<bool> = pngs.iter().map(Option::is_some).collect();
     let files = vec![
         (

@@ -12,9 +12,7 @@ use super::comparison::{ProtocolComparison, Summary, compare};
 use crate::analyze::Analysis;
 use crate::classes::ConnectionClass;
 use crate::figures::{CLASS_COLOURS, CurveSeries, Panel, Plot, SERIES, SINGLE, Series, Style};
-use crate::report::{
-    Figure, curve_figure, escape, page_end, page_start, png_fonts, render_pngs, warn, write_files,
-};
+use crate::report::{Figure, curve_figure, escape, page_end, page_start, report_pngs, write_files};
 use crate::subnetworks::mean_sd;
 use crate::sweep::plan::{SweepPlan, SweepRun};
 use plotters::style::RGBColor;
@@ -158,15 +156,11 @@ pub fn write_report(
             );
         }
     }
-    let (fonts, no_fonts) = png_fonts(plan.analysis.png_dpi);
-    let (pngs, mut warnings) = render_pngs(
+    let (pngs, _) = report_pngs(
         &figures,
         plan.analysis.png_dpi,
-        fonts.as_ref(),
         &crate::progress::Progress::quiet(),
     );
-    warnings.extend(no_fonts);
-    warn(&warnings);
     let has_png: Vec<bool> = pngs.iter().map(Option::is_some).collect();
     let files = vec![
         (
