@@ -2,25 +2,27 @@
 
 mod common;
 
-use std::path::Path;
-
 use credit_analysis::classes::Tolerance;
 use credit_analysis::params::LayerParams;
 use credit_analysis::perturb::{perturb_layer, sampled_error_pct};
 use credit_analysis::{AnalysisConfig, analyze, write_report, zero_fraction};
 use credit_model::Seed;
-use credit_train::{BackendKind, Display, RunConfig, RunDir, TrainOptions, load_data, train};
+use credit_train::{BackendKind, RunConfig, RunDir, load_data, train};
 
 /// Trains the smoke config into a temporary run.
 fn smoke_run() -> (tempfile::TempDir, RunDir, RunConfig) {
+    trained(&[])
+}
+
+/// The smoke config with `overrides`, trained into a temporary run.
+fn trained(overrides: &[&str]) -> (tempfile::TempDir, RunDir, RunConfig) {
     let root = tempfile::tempdir().unwrap();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let data_dir = format!("data.dir={}", manifest.join("data/mnist").display());
-    let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &[data_dir]).unwrap();
-    let run = RunDir::new(root.path().join("smoke"));
-    let mut options = TrainOptions::new(BackendKind::default_available().unwrap());
-    options.display = Display::Quiet;
-    train(&config, &run, &options).unwrap().finished().unwrap();
+    let config = common::runs::smoke(overrides);
+    let run = common::runs::run_dir(&root, "smoke");
+    train(&config, &run, &common::runs::options())
+        .unwrap()
+        .finished()
+        .unwrap();
     (root, run, config)
 }
 
@@ -304,18 +306,7 @@ fn exported_tensors_reload_to_identical_values() {
 
 #[test]
 fn the_class_fractions_of_each_epoch_equal_those_analyze_finds_in_its_checkpoint() {
-    let root = tempfile::tempdir().unwrap();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let overrides = [
-        format!("data.dir={}", manifest.join("data/mnist").display()),
-        "train.epochs=3".to_string(),
-        "train.checkpoint_every=1".to_string(),
-    ];
-    let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &overrides).unwrap();
-    let run = RunDir::new(root.path().join("classes"));
-    let mut options = TrainOptions::new(BackendKind::default_available().unwrap());
-    options.display = Display::Quiet;
-    train(&config, &run, &options).unwrap().finished().unwrap();
+    let (_root, run, _config) = trained(&["train.epochs=3", "train.checkpoint_every=1"]);
     let settings = AnalysisConfig {
         samples: 1,
         repetitions: 1,
@@ -360,18 +351,7 @@ fn the_class_fractions_of_each_epoch_equal_those_analyze_finds_in_its_checkpoint
 /// order may move at most one of the 1,000 test images across a tie).
 #[test]
 fn perturbation_at_every_depth_starts_from_the_ordinary_forward_pass() {
-    let root = tempfile::tempdir().unwrap();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let overrides = [
-        format!("data.dir={}", manifest.join("data/mnist").display()),
-        "model.sizes=[784,32,16,10]".to_string(),
-        "train.epochs=1".to_string(),
-    ];
-    let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &overrides).unwrap();
-    let run = RunDir::new(root.path().join("deep"));
-    let mut options = TrainOptions::new(BackendKind::default_available().unwrap());
-    options.display = Display::Quiet;
-    train(&config, &run, &options).unwrap().finished().unwrap();
+    let (_root, run, config) = trained(&["model.sizes=[784,32,16,10]", "train.epochs=1"]);
     let device = common::device();
     let model = run.load_model(&config, &device, None).unwrap();
     let net = model.spike_slab().unwrap();

@@ -3,25 +3,23 @@
 //! an HTML page in words; and, with `CREDIT_CHROMIUM` set to a Chromium, a screenshot of the
 //! page that is neither blank nor cut.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use credit_analysis::{AnalysisConfig, analyze, write_report};
-use credit_train::{BackendKind, Display, RunConfig, RunDir, TrainOptions, train};
+use credit_train::{BackendKind, train};
 
 /// A 3-epoch run whose learning rate halves after every epoch (two steps to mark), analysed.
 fn analysed_report() -> (tempfile::TempDir, PathBuf) {
     let root = tempfile::tempdir().unwrap();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let overrides = [
-        format!("data.dir={}", manifest.join("data/mnist").display()),
-        "optimizer.lr_step_epochs=1".to_string(),
-    ];
-    let config = RunConfig::load(&manifest.join("configs/smoke.toml"), &overrides).unwrap();
-    let run = RunDir::new(root.path().join("smoke"));
-    let mut options = TrainOptions::new(BackendKind::default_available().unwrap());
-    options.display = Display::Quiet;
-    train(&config, &run, &options).unwrap().finished().unwrap();
+    let config = common::runs::smoke(&["optimizer.lr_step_epochs=1"]);
+    let run = common::runs::run_dir(&root, "smoke");
+    train(&config, &run, &common::runs::options())
+        .unwrap()
+        .finished()
+        .unwrap();
     let settings = AnalysisConfig {
         samples: 3,
         repetitions: 2,

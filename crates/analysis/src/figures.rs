@@ -1228,27 +1228,6 @@ pub fn histogram_panel(
     panel
 }
 
-/// [`histogram_panel`] as a figure of its own.
-///
-/// # Errors
-/// If plotters fails to draw.
-///
-/// # Panics
-/// If `bins` is 0.
-pub fn histogram_svg(
-    title: &str,
-    x_label: &str,
-    counted: &str,
-    series: &[HistogramSeries],
-    bins: usize,
-) -> Result<String> {
-    Plot::single(
-        histogram_panel(title, x_label, counted, series, bins),
-        SINGLE,
-    )
-    .svg()
-}
-
 /// Curves with error bars in one panel, coloured in [`PALETTE`] order. With `y_from_zero`
 /// the `y` axis starts at zero (errors, fractions), otherwise it spans the data
 /// (accuracies). Points that are not finite are left out.
@@ -1281,24 +1260,6 @@ pub fn curves_panel(
     );
     panel.y_from_zero = y_from_zero;
     panel
-}
-
-/// [`curves_panel`] as a figure of its own.
-///
-/// # Errors
-/// If plotters fails to draw.
-pub fn curves_svg(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[CurveSeries],
-    y_from_zero: bool,
-) -> Result<String> {
-    Plot::single(
-        curves_panel(title, x_label, y_label, series, y_from_zero),
-        SINGLE,
-    )
-    .svg()
 }
 
 /// Fonts for rendering figures to PNG: the system's, with a sans-serif family that has the
@@ -1404,7 +1365,9 @@ mod tests {
             error: vec![0.0, 0.0],
         };
         for series in [vec![], vec![empty], vec![nan]] {
-            let svg = curves_svg("t", "x", "y", &series, false).unwrap();
+            let svg = Plot::single(curves_panel("t", "x", "y", &series, false), SINGLE)
+                .svg()
+                .unwrap();
             assert!(svg.contains("no data to show"));
         }
         let values = [f32::NAN];
@@ -1413,12 +1376,17 @@ mod tests {
             values: &values,
         }];
         assert!(
-            histogram_svg("t", "x", "connections", &histogram, 5)
-                .unwrap()
-                .contains("no data")
+            Plot::single(
+                histogram_panel("t", "x", "connections", &histogram, 5),
+                SINGLE
+            )
+            .svg()
+            .unwrap()
+            .contains("no data")
         );
         assert!(
-            histogram_svg("t", "x", "connections", &[], 5)
+            Plot::single(histogram_panel("t", "x", "connections", &[], 5), SINGLE)
+                .svg()
                 .unwrap()
                 .contains("no data")
         );
@@ -1429,7 +1397,9 @@ mod tests {
             y: vec![0.5, f64::NAN],
             error: vec![f64::NAN, 0.0],
         };
-        let svg = curves_svg("t", "x", "y", &[partly], true).unwrap();
+        let svg = Plot::single(curves_panel("t", "x", "y", &[partly], true), SINGLE)
+            .svg()
+            .unwrap();
         assert!(!svg.contains("no data"));
     }
 
@@ -1497,7 +1467,9 @@ mod tests {
     #[test]
     fn a_png_has_the_figure_size_at_the_resolution_and_records_it() {
         let fonts = Fonts::system().expect("a sans-serif font (Debian: fonts-dejavu-core)");
-        let svg = curves_svg("t", "x", "y", &[], false).unwrap();
+        let svg = Plot::single(curves_panel("t", "x", "y", &[], false), SINGLE)
+            .svg()
+            .unwrap();
         let bytes = png(&svg, 192, &fonts).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         let reader = decoder.read_info().unwrap();

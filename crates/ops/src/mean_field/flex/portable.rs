@@ -174,167 +174,69 @@ pub(super) fn scatter_rows<T: KernelFloat>(
     }
 }
 
-/// The portable loops compiled for AVX2 with FMA, for CPUs that have them but not AVX-512:
-/// without the `fma` target feature every `mul_add` above is a call to the library's `fma`,
-/// one element at a time. Both round each fused multiply-add once, so the results are the
-/// plain loops' bit for bit (`tests.rs` checks it).
-#[cfg(target_arch = "x86_64")]
-pub(super) mod fma {
-    use super::*;
+/// For each portable loop `name(args)`: `fma::name`, the loop compiled for AVX2 and FMA, and
+/// `best::name`, which takes it where the CPU has them and the plain loop otherwise.
+macro_rules! fma_versions {
+    ($($name:ident($($arg:ident: $ty:ty),* $(,)?);)*) => {
+        /// The portable loops compiled for AVX2 with FMA, for CPUs that have them but not
+        /// AVX-512: without the `fma` target feature every `mul_add` is a call to the
+        /// library's `fma`, one element at a time. Both round each fused multiply-add once, so
+        /// the results are the plain loops' bit for bit (`tests.rs` checks it).
+        #[cfg(target_arch = "x86_64")]
+        pub(super) mod fma {
+            use super::*;
 
-    /// Whether the CPU has AVX2 and FMA.
-    pub(in super::super) fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
+            /// Whether the CPU has AVX2 and FMA.
+            pub(in super::super) fn available() -> bool {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
 
-    /// [`super::gather_rows`] compiled for AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(in super::super) fn gather_rows<T: KernelFloat>(
-        shape: Shape,
-        c: Coefficients<T>,
-        p: &[T],
-        q: &[T],
-        sp: &mut [T],
-        sq: &mut [T],
-    ) {
-        super::gather_rows(shape, c, p, q, sp, sq)
-    }
+            $(
+                #[doc = concat!("[`super::", stringify!($name), "`] compiled for AVX2 and FMA.")]
+                #[target_feature(enable = "avx2,fma")]
+                pub(in super::super) fn $name<T: KernelFloat>($($arg: $ty),*) {
+                    super::$name($($arg),*)
+                }
+            )*
+        }
 
-    /// [`super::scatter_rows`] compiled for AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(in super::super) fn scatter_rows<T: KernelFloat>(
-        shape: Shape,
-        s: Columns<T>,
-        p_rows: &[T],
-        q_rows: &[T],
-        p_out: &mut [T],
-        q_out: &mut [T],
-    ) {
-        super::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
-    }
+        /// The portable loops, compiled for AVX2 and FMA where the CPU has them ([`fma`]).
+        pub(super) mod best {
+            use super::*;
 
-    /// [`super::add_noise`] compiled for AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(in super::super) fn add_noise<T: KernelFloat>(
-        h: &mut [T],
-        slope: &mut [T],
-        eps: &[T],
-        scale: T,
-        floor: DeltaFloor,
-    ) {
-        super::add_noise(h, slope, eps, scale, floor)
-    }
-
-    /// [`super::transposed_moments_rows`] compiled for AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(in super::super) fn transposed_moments_rows<T: KernelFloat>(
-        params: Params<T>,
-        inputs: Range<usize>,
-        mean_t: &mut [T],
-        variance_t: &mut [T],
-    ) {
-        super::transposed_moments_rows(params, inputs, mean_t, variance_t)
-    }
-
-    /// [`super::chain_rule_rows`] compiled for AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(in super::super) fn chain_rule_rows<T: KernelFloat>(
-        params: Params<T>,
-        grad_mean_t: &[T],
-        grad_variance_t: &[T],
-        outputs: Range<usize>,
-        grads: [&mut [T]; 3],
-    ) {
-        super::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
-    }
+            $(
+                #[doc = concat!("See [`super::", stringify!($name), "`].")]
+                pub(in super::super) fn $name<T: KernelFloat>($($arg: $ty),*) {
+                    #[cfg(target_arch = "x86_64")]
+                    if super::fma::available() {
+                        // SAFETY: the CPU has AVX2 and FMA.
+                        return unsafe { super::fma::$name($($arg),*) };
+                    }
+                    super::$name($($arg),*)
+                }
+            )*
+        }
+    };
 }
 
-/// The portable loops, compiled for AVX2 and FMA where the CPU has them ([`fma`]).
-pub(super) mod best {
-    use super::*;
-
-    /// See [`super::gather_rows`].
-    pub(in super::super) fn gather_rows<T: KernelFloat>(
-        shape: Shape,
-        c: Coefficients<T>,
-        p: &[T],
-        q: &[T],
-        sp: &mut [T],
-        sq: &mut [T],
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if super::fma::available() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { super::fma::gather_rows(shape, c, p, q, sp, sq) };
-        }
-        super::gather_rows(shape, c, p, q, sp, sq)
-    }
-
-    /// See [`super::scatter_rows`].
-    pub(in super::super) fn scatter_rows<T: KernelFloat>(
+fma_versions! {
+    gather_rows(shape: Shape, c: Coefficients<T>, p: &[T], q: &[T], sp: &mut [T], sq: &mut [T]);
+    scatter_rows(
         shape: Shape,
         s: Columns<T>,
         p_rows: &[T],
         q_rows: &[T],
         p_out: &mut [T],
         q_out: &mut [T],
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if super::fma::available() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { super::fma::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out) };
-        }
-        super::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
-    }
-
-    /// See [`super::add_noise`].
-    pub(in super::super) fn add_noise<T: KernelFloat>(
-        h: &mut [T],
-        slope: &mut [T],
-        eps: &[T],
-        scale: T,
-        floor: DeltaFloor,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if super::fma::available() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { super::fma::add_noise(h, slope, eps, scale, floor) };
-        }
-        super::add_noise(h, slope, eps, scale, floor)
-    }
-
-    /// See [`super::transposed_moments_rows`].
-    pub(in super::super) fn transposed_moments_rows<T: KernelFloat>(
-        params: Params<T>,
-        inputs: Range<usize>,
-        mean_t: &mut [T],
-        variance_t: &mut [T],
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if super::fma::available() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe {
-                super::fma::transposed_moments_rows(params, inputs, mean_t, variance_t)
-            };
-        }
-        super::transposed_moments_rows(params, inputs, mean_t, variance_t)
-    }
-
-    /// See [`super::chain_rule_rows`].
-    pub(in super::super) fn chain_rule_rows<T: KernelFloat>(
+    );
+    add_noise(h: &mut [T], slope: &mut [T], eps: &[T], scale: T, floor: DeltaFloor);
+    transposed_moments_rows(params: Params<T>, inputs: Range<usize>, mean_t: &mut [T], variance_t: &mut [T]);
+    chain_rule_rows(
         params: Params<T>,
         grad_mean_t: &[T],
         grad_variance_t: &[T],
         outputs: Range<usize>,
         grads: [&mut [T]; 3],
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if super::fma::available() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe {
-                super::fma::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
-            };
-        }
-        super::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads)
-    }
+    );
 }
