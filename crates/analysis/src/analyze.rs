@@ -371,6 +371,7 @@ fn analyze_here(
     let started = Instant::now();
     progress.stage("loading the run", 1);
     let run_config: RunConfig = run.config()?;
+    crate::recurrent::not_recurrent(run, &run_config, "the feed-forward analysis")?;
     let device: Device = backend.device()?;
     let analysis_seed = config.seed.unwrap_or(run_config.seed);
     let seed = Seed::new(analysis_seed);
@@ -476,6 +477,7 @@ fn analyze_here(
 
     let net = match &model {
         Classifier::SpikeSlab(net) => net,
+        Classifier::SpikeSlabRnn(_) => unreachable!("refused above"),
         Classifier::Deterministic(net) => {
             analysis.seconds = started.elapsed().as_secs_f64();
             analysis.finished_unix_seconds = unix_seconds();

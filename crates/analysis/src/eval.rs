@@ -165,6 +165,7 @@ fn evaluate_one(
 ) -> Result<EvalReport> {
     progress.stage(&format!("loading {}", run.path().display()), 1);
     let config = run.config()?;
+    crate::recurrent::not_recurrent(run, &config, "credit eval")?;
     let (samples, seed) = (options.samples, options.seed.unwrap_or(config.seed));
     let device = backend.device()?;
     let model = run.load_model(&config, &device, epoch)?;

@@ -263,6 +263,7 @@ fn export_here(
     let path = out.unwrap_or_else(|| run.file(&format!("{stem}.{extension}")));
     credit_train::files::check_output_file(&path, "--out", &[extension], &[])?;
     let config = run.config()?;
+    crate::recurrent::not_recurrent(run, &config, "credit export")?;
     let device = backend.device()?;
     let model = run.load_model(&config, &device, None)?;
     let mut metadata = HashMap::from([
@@ -303,6 +304,7 @@ fn export_here(
             metadata.insert("model".into(), "deterministic".into());
             weight_tensors(&deterministic_weights(net))
         }
+        (Classifier::SpikeSlabRnn(_), _) => unreachable!("refused above"),
         (Classifier::Deterministic(_), true) => bail!(
             "--pruned needs a spike-and-slab run; {} is deterministic",
             run.path().display()

@@ -20,6 +20,7 @@ pub mod params;
 pub mod perturb;
 pub mod predict;
 pub mod progress;
+pub mod recurrent;
 pub mod report;
 pub mod sparsity;
 pub mod subnetworks;

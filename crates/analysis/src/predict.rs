@@ -402,6 +402,7 @@ pub fn predict_run(
     );
     credit_train::compute(|| {
         let config = run.config()?;
+        crate::recurrent::not_recurrent(run, &config, "credit predict")?;
         let device = backend.device()?;
         let model = run.load_model(&config, &device, options.epoch)?;
         let features = config.model.sizes[0];

@@ -278,6 +278,7 @@ fn run_settings(a: &Analysis) -> String {
     let kind = match a.model_kind {
         credit_train::ModelKind::SpikeSlab => "spike-and-slab",
         credit_train::ModelKind::Deterministic => "deterministic (plain backprop)",
+        credit_train::ModelKind::SpikeSlabRnn => "spike-and-slab recurrent",
     };
     let mut text = format!(
         "{kind} network {sizes}; {} training and {} test images; {} epochs",

@@ -284,6 +284,7 @@ pub(crate) fn analysis(a: &Analysis) {
     let kind = match a.model_kind {
         credit_train::ModelKind::SpikeSlab => "spike-and-slab",
         credit_train::ModelKind::Deterministic => "deterministic",
+        credit_train::ModelKind::SpikeSlabRnn => "spike-and-slab recurrent",
     };
     let sizes: Vec<String> = a.sizes.iter().map(usize::to_string).collect();
     out!(
@@ -294,7 +295,7 @@ pub(crate) fn analysis(a: &Analysis) {
         a.seconds
     );
     match a.model_kind {
-        credit_train::ModelKind::SpikeSlab => out!(
+        credit_train::ModelKind::SpikeSlab | credit_train::ModelKind::SpikeSlabRnn => out!(
             "  accuracy: mean-field {:.2}%, mean network {:.2}%",
             a.accuracy.mean_field_pct,
             a.accuracy.mean_network_pct

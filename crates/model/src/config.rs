@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classifier::Classifier;
 use crate::network::{DeterministicNet, SpikeSlabNet};
+use crate::rnn::{RecurrentInit, RnnDynamics, RnnScaling, SpikeSlabRnn};
 use crate::seed::Seed;
 
 /// Which network, which widths, which initialisation. The defaults are those of the
@@ -32,7 +33,27 @@ pub struct ModelConfig {
     /// `clamp`: `sqrt(max(Delta, f))`, no gradient where the floor holds (2020); `add`:
     /// `sqrt(Delta + f)` (2022).
     pub delta_floor_mode: FloorModeName,
+    /// Recurrent networks only: the time constant `tau` of the leaky integration, in steps.
+    /// Default 10 (the authors' scripts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
+    /// Recurrent networks only: the initial state `h_0` of every unit. Default 0.1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h0: Option<f64>,
+    /// Recurrent networks only: `none` (the scripts) or `sqrt-n` (`1/sqrt(N)` as in the
+    /// feed-forward layers). Default `none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<RnnScaling>,
+    /// Recurrent networks only: `identity` (`m_rec = I`, the scripts) or `gaussian`
+    /// (`N(0, m_init_std²)`). Default `identity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrent_init: Option<RecurrentInit>,
 }
+
+/// `tau` of the authors' recurrent scripts.
+pub const DEFAULT_TAU: f64 = 10.0;
+/// `h_0` of the authors' recurrent scripts.
+pub const DEFAULT_H0: f64 = 0.1;
 
 /// How the floor of `Delta` applies, by name (see `credit_ops::equations::DeltaFloor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +65,7 @@ pub enum FloorModeName {
     Add,
 }
 
-/// The two trainable networks.
+/// The trainable networks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
@@ -52,6 +73,9 @@ pub enum ModelKind {
     SpikeSlab,
     /// Ordinary network with deterministic weights.
     Deterministic,
+    /// Spike-and-slab recurrent network (Zou, Li & Huang 2023): `sizes = [D, n_rec,
+    /// classes]`, `D` inputs per step.
+    SpikeSlabRnn,
 }
 
 impl ModelKind {
@@ -60,6 +84,7 @@ impl ModelKind {
         match self {
             ModelKind::SpikeSlab => "spike-slab",
             ModelKind::Deterministic => "deterministic",
+            ModelKind::SpikeSlabRnn => "spike-slab-rnn",
         }
     }
 }
@@ -74,6 +99,10 @@ impl Default for ModelConfig {
             pi_init: 0.0,
             delta_floor: 0.0,
             delta_floor_mode: FloorModeName::Clamp,
+            tau: None,
+            h0: None,
+            scaling: None,
+            recurrent_init: None,
         }
     }
 }
@@ -103,6 +132,36 @@ impl ModelConfig {
             ModelKind::Deterministic => {
                 Classifier::Deterministic(DeterministicNet::init(self, seed, device))
             }
+            ModelKind::SpikeSlabRnn => {
+                Classifier::SpikeSlabRnn(SpikeSlabRnn::init(self, seed, device))
+            }
         }
+    }
+
+    /// The dynamics of a recurrent network: `tau`, `h0` and `scaling`, or their defaults.
+    pub fn dynamics(&self) -> RnnDynamics {
+        RnnDynamics {
+            tau: self.tau.unwrap_or(DEFAULT_TAU),
+            h0: self.h0.unwrap_or(DEFAULT_H0),
+            scaling: self.scaling.unwrap_or_default(),
+        }
+    }
+
+    /// How `m_rec` starts, or its default.
+    pub fn recurrent_init(&self) -> RecurrentInit {
+        self.recurrent_init.unwrap_or_default()
+    }
+
+    /// The keys of the recurrent network set in this configuration, by name.
+    pub fn recurrent_keys_set(&self) -> Vec<&'static str> {
+        [
+            ("model.tau", self.tau.is_some()),
+            ("model.h0", self.h0.is_some()),
+            ("model.scaling", self.scaling.is_some()),
+            ("model.recurrent_init", self.recurrent_init.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
     }
 }

@@ -98,13 +98,10 @@ impl Classifier {
     /// # Shapes
     /// - logits: `[batch, classes]`; loss: `[1]`
     fn step_output(&self, batch: NoisyBatch) -> StepOutput {
-        let right_sampled = match (batch.network, self.spike_slab()) {
-            (Some(seed), Some(net)) => {
-                let logits = net.sample_network(seed).forward(batch.images.clone());
-                Some(right_rows(logits, batch.targets.clone()))
-            }
-            _ => None,
-        };
+        let right_sampled = batch
+            .network
+            .and_then(|seed| self.sampled_forward(batch.images.clone(), seed))
+            .map(|logits| right_rows(logits, batch.targets.clone()));
         let logits = self.forward(batch.images, Noise::Sampled(batch.noise));
         let loss = CrossEntropyLossConfig::new()
             .init(&logits.device())

@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use credit_data::{Format, PixelScale, Source, Splits};
 pub use credit_model::ModelConfig;
+use credit_model::ModelKind;
 use serde::{Deserialize, Serialize};
 
 /// A whole run: what to train, on what, how.
@@ -77,6 +78,10 @@ pub struct TrainConfig {
     /// backend runs two worker threads on the same cores (another run than one device, as
     /// reproducible). At most [`MAX_DEVICES`]; not yet on wgpu.
     pub devices: usize,
+    /// Train each epoch on only the first this many batches of its reshuffled order (the
+    /// recurrent scripts: 200 batches of 128 of the 60,000 images); unset: every batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches_per_epoch: Option<usize>,
 }
 
 impl Precision {
@@ -126,6 +131,33 @@ pub struct OptimizerConfig {
     /// baseline's weights), `xi`, `pi`. The 2020 script decays `m` and `xi`, the 2022 one all
     /// three.
     pub decay: Vec<DecayedParameter>,
+    /// Epochs added to the epoch index before the learning-rate steps are counted: unset
+    /// (0), the rate steps after every `lr_step_epochs` epochs; 1, one epoch earlier, as
+    /// the recurrent scripts' `decay(epoch + 1, ...)` (with 40: halved from epoch 40 on,
+    /// counting from 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_step_offset: Option<usize>,
+    /// Before each step, every gradient tensor whose norm exceeds this bound is scaled down
+    /// to it (the recurrent scripts: 10); unset: no clipping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
+    /// The norm of `clip_grad_norm`: `spectral` (the largest singular value of the
+    /// gradient matrix: numpy's `norm(g, ord=2)` of the scripts, the default) or
+    /// `frobenius` (the root of the sum of squares, as PyTorch's `clip_grad_norm_` of one
+    /// tensor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_grad_kind: Option<ClipNorm>,
+}
+
+/// A norm of a gradient matrix (see [`OptimizerConfig::clip_grad_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipNorm {
+    /// The largest singular value.
+    #[default]
+    Spectral,
+    /// The root of the sum of squares.
+    Frobenius,
 }
 
 /// A parameter that weight decay can apply to.
@@ -165,6 +197,7 @@ impl Default for TrainConfig {
             drop_last: false,
             precision: Precision::F32,
             devices: 1,
+            batches_per_epoch: None,
         }
     }
 }
@@ -181,6 +214,9 @@ impl Default for OptimizerConfig {
             lr_step_factor: 0.5,
             restart_each_epoch: true,
             decay: vec![DecayedParameter::M, DecayedParameter::Xi],
+            lr_step_offset: None,
+            clip_grad_norm: None,
+            clip_grad_kind: None,
         }
     }
 }
@@ -253,6 +289,29 @@ impl RunConfig {
             "model.delta_floor must be a number >= 0, got {}",
             m.delta_floor
         );
+        if m.kind == ModelKind::SpikeSlabRnn {
+            ensure!(
+                m.sizes.len() == 3,
+                "model.sizes of a recurrent network (model.kind = \"spike-slab-rnn\") is [inputs per step, recurrent units, classes], got {:?}",
+                m.sizes
+            );
+            let dynamics = m.dynamics();
+            ensure!(
+                dynamics.tau.is_finite() && dynamics.tau >= 1.0,
+                "model.tau must be a number >= 1 (steps), got {}",
+                dynamics.tau
+            );
+            ensure!(
+                dynamics.h0.is_finite(),
+                "model.h0 must be a finite number, got {}",
+                dynamics.h0
+            );
+        } else if let Some(key) = m.recurrent_keys_set().first() {
+            bail!(
+                "{key} applies to recurrent networks only (model.kind = \"spike-slab-rnn\"), not to model.kind = \"{}\"",
+                m.kind.name()
+            );
+        }
         let d = &self.data;
         ensure!(
             (d.format == Format::Npz) == d.path.is_some(),
@@ -287,6 +346,17 @@ impl RunConfig {
             t.keep_checkpoints >= 1,
             "train.keep_checkpoints must be at least 1"
         );
+        if let Some(batches) = t.batches_per_epoch {
+            ensure!(
+                batches >= 1,
+                "train.batches_per_epoch must be at least 1 (leave it out for every batch)"
+            );
+            ensure!(
+                t.devices == 1,
+                "train.batches_per_epoch needs train.devices = 1, got {}",
+                t.devices
+            );
+        }
         let o = &self.optimizer;
         ensure!(
             o.lr.is_finite() && o.lr > 0.0,
@@ -314,6 +384,20 @@ impl RunConfig {
             o.lr_step_factor > 0.0 && o.lr_step_factor <= 1.0,
             "optimizer.lr_step_factor must be in (0, 1], got {}",
             o.lr_step_factor
+        );
+        if let Some(bound) = o.clip_grad_norm {
+            ensure!(
+                bound.is_finite() && bound > 0.0,
+                "optimizer.clip_grad_norm must be positive and finite, got {bound}"
+            );
+        }
+        ensure!(
+            o.clip_grad_kind.is_none() || o.clip_grad_norm.is_some(),
+            "optimizer.clip_grad_kind needs optimizer.clip_grad_norm, the bound"
+        );
+        ensure!(
+            o.lr_step_offset.unwrap_or(0) <= MAX_EPOCHS,
+            "optimizer.lr_step_offset must be at most {MAX_EPOCHS}"
         );
         let mut decay = o.decay.clone();
         decay.sort_by_key(|p| *p as u8);
@@ -347,12 +431,21 @@ impl RunConfig {
                 !set.is_empty(),
                 "the {name} images of {dir} are empty (data.train_size / data.test_size)"
             );
-            ensure!(
-                sizes[0] == set.features(),
-                "model.sizes starts with {} but the {name} images in {dir} have {} pixels",
-                sizes[0],
-                set.features()
-            );
+            if self.model.kind == ModelKind::SpikeSlabRnn {
+                ensure!(
+                    set.features() % sizes[0] == 0,
+                    "model.sizes starts with {} inputs per step, but the {name} sequences in {dir} have {} values, not a whole number of steps",
+                    sizes[0],
+                    set.features()
+                );
+            } else {
+                ensure!(
+                    sizes[0] == set.features(),
+                    "model.sizes starts with {} but the {name} images in {dir} have {} pixels",
+                    sizes[0],
+                    set.features()
+                );
+            }
             ensure!(
                 sizes[sizes.len() - 1] == set.classes(),
                 "model.sizes ends with {} but the {name} data in {dir} has {} classes",
@@ -382,15 +475,20 @@ impl RunConfig {
             .batch_size
             .min(splits.train.len())
             .max(EVAL_ROWS.min(splits.test.len()));
-        crate::memory::check_training_fits(
-            sizes,
-            rows,
-            self.train.precision.bytes(),
-            &format!(
-                "model.sizes = {sizes:?} with train.batch_size = {}",
-                self.train.batch_size
-            ),
-        )
+        let what = format!(
+            "model.sizes = {sizes:?} with train.batch_size = {}",
+            self.train.batch_size
+        );
+        let bytes = self.train.precision.bytes();
+        if self.model.kind == ModelKind::SpikeSlabRnn {
+            let features = splits.train.features();
+            crate::memory::check_fits(
+                crate::memory::recurrent_training_bytes(sizes, features, rows, bytes),
+                &what,
+            )
+        } else {
+            crate::memory::check_training_fits(sizes, rows, bytes, &what)
+        }
     }
 
     /// Where the configured data is and how to read it.

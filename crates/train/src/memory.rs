@@ -30,6 +30,34 @@ pub fn training_bytes(sizes: &[usize], rows: usize, float_bytes: u128) -> u128 {
     )
 }
 
+/// [`training_bytes`] of a recurrent network of `sizes = [D, n_rec, classes]` on sequences
+/// of `features` values (`T = features / D` steps): its three matrices, and per step the
+/// activations of the concatenation `[r, x]` and of the `n_rec` units, which BPTT keeps
+/// for every step.
+pub fn recurrent_training_bytes(
+    sizes: &[usize],
+    features: usize,
+    rows: usize,
+    float_bytes: u128,
+) -> u128 {
+    let [d, n_rec, classes] = sizes[..] else {
+        return training_bytes(sizes, rows, float_bytes);
+    };
+    let (d, n_rec, classes) = (d as u128, n_rec as u128, classes as u128);
+    let steps = features as u128 / d.max(1);
+    let parameters = n_rec * (d + n_rec + classes);
+    let units = (features as u128)
+        .saturating_add(steps.saturating_mul(2 * n_rec + d))
+        .saturating_add(classes);
+    float_bytes.saturating_mul(
+        VALUES_PER_PARAMETER
+            .saturating_mul(parameters)
+            .saturating_add(
+                VALUES_PER_ACTIVATION.saturating_mul(units.saturating_mul(rows as u128)),
+            ),
+    )
+}
+
 /// The memory this process may use now: Linux's `MemAvailable`, or what its memory cgroup
 /// (a SLURM job's `--mem`, a container's limit) leaves, if that is lower; `None` if neither is
 /// known.
@@ -124,7 +152,15 @@ pub fn check_training_fits(
     float_bytes: u128,
     what: &str,
 ) -> Result<()> {
-    let needed = training_bytes(sizes, rows, float_bytes);
+    check_fits(training_bytes(sizes, rows, float_bytes), what)
+}
+
+/// Fails if `needed` bytes are more than the machine has available; `what` names the
+/// settings in the error.
+///
+/// # Errors
+/// If `needed` exceeds the available memory (where the available memory is known).
+pub fn check_fits(needed: u128, what: &str) -> Result<()> {
     if let Some(available) = available_bytes()
         && needed > available
     {

@@ -12,7 +12,72 @@ use burn::tensor::{Device, Tensor};
 use credit_model::Classifier;
 use credit_ops::adamw::{AdamWStep, adamw_update};
 
-use crate::config::{DecayedParameter, OptimizerConfig};
+use crate::config::{ClipNorm, DecayedParameter, OptimizerConfig};
+
+/// `grad` scaled by `bound / |grad|` where its norm `|grad|` is at least `bound` (the
+/// recurrent scripts' `grad_clip`, which scales at equality too: the same values). The
+/// spectral norm of a matrix is the root of the largest eigenvalue of `gᵀg`, by power
+/// iteration in float64 on the host; a tensor of another rank takes its Frobenius norm.
+fn clip_to_norm<const D: usize>(grad: Tensor<D>, bound: f64, norm: ClipNorm) -> Tensor<D> {
+    let dims = grad.dims();
+    let values: Vec<f64> = grad
+        .clone()
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .expect("float gradients");
+    let size = match (norm, D) {
+        (ClipNorm::Spectral, 2) => spectral_norm(&values, dims[0], dims[1]),
+        _ => values.iter().map(|v| v * v).sum::<f64>().sqrt(),
+    };
+    if size >= bound && size > 0.0 {
+        grad.mul_scalar(bound / size)
+    } else {
+        grad
+    }
+}
+
+/// The largest singular value of the row-major `[rows, cols]` matrix `a`: the root of the
+/// largest eigenvalue of the `[k, k]` Gram matrix (`k` the smaller side), by power
+/// iteration from a vector of ones until the estimate changes by less than 1e-12
+/// relative (at most 1,000 iterations; the estimate approaches the value from below).
+pub fn spectral_norm(a: &[f64], rows: usize, cols: usize) -> f64 {
+    let k = rows.min(cols);
+    if k == 0 {
+        return 0.0;
+    }
+    // gram = a aᵀ ([rows, rows]) or aᵀ a ([cols, cols]), whichever is smaller.
+    let mut gram = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..=i {
+            let dot: f64 = if rows <= cols {
+                (0..cols).map(|c| a[i * cols + c] * a[j * cols + c]).sum()
+            } else {
+                (0..rows).map(|r| a[r * cols + i] * a[r * cols + j]).sum()
+            };
+            gram[i * k + j] = dot;
+            gram[j * k + i] = dot;
+        }
+    }
+    let mut v = vec![1.0 / (k as f64).sqrt(); k];
+    let mut estimate = 0.0;
+    for _ in 0..1_000 {
+        let w: Vec<f64> = (0..k)
+            .map(|i| (0..k).map(|j| gram[i * k + j] * v[j]).sum())
+            .collect();
+        let length = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if length == 0.0 {
+            return 0.0;
+        }
+        let converged = (length - estimate).abs() <= 1e-12 * length;
+        estimate = length;
+        v = w.into_iter().map(|x| x / length).collect();
+        if converged {
+            break;
+        }
+    }
+    estimate.sqrt()
+}
 
 /// AdamW with decoupled weight decay: with `g` the gradient and `t` the step number,
 ///
@@ -30,6 +95,7 @@ pub struct FusedAdamW {
     epsilon: f64,
     weight_decay: f64,
     restart_every: Option<usize>,
+    clip: Option<(f64, ClipNorm)>,
 }
 
 impl FusedAdamW {
@@ -41,6 +107,9 @@ impl FusedAdamW {
             epsilon: config.epsilon,
             weight_decay: config.weight_decay,
             restart_every: None,
+            clip: config
+                .clip_grad_norm
+                .map(|bound| (bound, config.clip_grad_kind.unwrap_or_default())),
         }
     }
 
@@ -69,6 +138,10 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let grad = match self.clip {
+            Some((bound, norm)) => clip_to_norm(grad, bound, norm),
+            None => grad,
+        };
         let restart = |state: &Self::State<D>| {
             self.restart_every
                 .is_some_and(|steps| state.momentum.time % steps == 0)
@@ -128,6 +201,19 @@ pub fn optimizer_for(
             net.layers.iter().map(|l| l.weight.clone()).collect()
         }
         Classifier::Deterministic(_) => Vec::new(),
+        Classifier::SpikeSlabRnn(net) => net
+            .matrices()
+            .into_iter()
+            .flat_map(|l| {
+                [
+                    (DecayedParameter::M, &l.m),
+                    (DecayedParameter::Xi, &l.xi),
+                    (DecayedParameter::Pi, &l.pi),
+                ]
+            })
+            .filter(|(p, _)| !decays(*p))
+            .map(|(_, param)| param.clone())
+            .collect(),
     };
     let optimizer = adamw.init();
     if undecayed.is_empty() {
@@ -142,11 +228,13 @@ pub fn optimizer_for(
 
 /// The learning rate of the steps of epoch `epoch` (from 1): `config.lr`, multiplied by
 /// `config.lr_step_factor` after every `config.lr_step_epochs` epochs (the authors' `divi_`:
-/// `lr0 0.5^floor(i / 20)` for the epoch index `i` from 0).
+/// `lr0 0.5^floor(i / 20)` for the epoch index `i` from 0), counted from
+/// `config.lr_step_offset` epochs earlier (the recurrent scripts: `0.5^floor((i + 1) / 40)`).
 pub fn learning_rate(config: &OptimizerConfig, epoch: usize) -> f64 {
     if config.lr_step_epochs == 0 {
         return config.lr;
     }
-    let steps = (epoch.saturating_sub(1) / config.lr_step_epochs).min(i32::MAX as usize);
+    let index = epoch.saturating_sub(1) + config.lr_step_offset.unwrap_or(0);
+    let steps = (index / config.lr_step_epochs).min(i32::MAX as usize);
     config.lr * config.lr_step_factor.powi(steps as i32)
 }

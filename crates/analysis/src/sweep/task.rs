@@ -189,7 +189,9 @@ pub fn complete_results(plan: &SweepPlan, dir: &Path) -> Result<CompleteRuns> {
         let path: PathBuf = dir.join(&run.name);
         match run.kind {
             ModelKind::SpikeSlab => analyses.push((index, read_json(&path.join(ANALYSIS_FILE))?)),
-            ModelKind::Deterministic => summaries.push((index, RunDir::new(path).summary()?)),
+            ModelKind::Deterministic | ModelKind::SpikeSlabRnn => {
+                summaries.push((index, RunDir::new(path).summary()?))
+            }
         }
     }
     Ok((analyses, summaries))

@@ -4,7 +4,7 @@ use super::*;
 use proptest::prelude::*;
 
 /// Every leaf key of a run configuration.
-const KEYS: [&str; 31] = [
+const KEYS: [&str; 39] = [
     "seed",
     "data.path",
     "data.label_offset",
@@ -36,6 +36,14 @@ const KEYS: [&str; 31] = [
     "optimizer.lr_step_epochs",
     "optimizer.lr_step_factor",
     "optimizer.restart_each_epoch",
+    "model.tau",
+    "model.h0",
+    "model.scaling",
+    "model.recurrent_init",
+    "train.batches_per_epoch",
+    "optimizer.lr_step_offset",
+    "optimizer.clip_grad_norm",
+    "optimizer.clip_grad_kind",
 ];
 
 fn value() -> impl Strategy<Value = String> {
@@ -234,4 +242,77 @@ fn data_errors_name_the_file_really_read() {
         "{error}"
     );
     crate::check_data_sizes(&big, 100_000, 10_000).unwrap();
+}
+
+#[test]
+fn recurrent_settings_are_checked_and_name_their_key() {
+    let rnn = ["model.kind=\"spike-slab-rnn\"", "model.sizes=[28, 100, 10]"];
+    let with = |extra: &[&str]| {
+        let mut all = rnn.to_vec();
+        all.extend_from_slice(extra);
+        error_of("", &all)
+    };
+    assert!(
+        error_of("", &["model.tau=5"]).contains("model.tau applies to recurrent networks only")
+    );
+    assert!(error_of("", &["model.recurrent_init=\"gaussian\""]).contains("model.recurrent_init"));
+    assert!(
+        with(&["model.sizes=[28, 100, 100, 10]"])
+            .contains("[inputs per step, recurrent units, classes]")
+    );
+    assert!(with(&["model.tau=0.5"]).contains("model.tau must be a number >= 1"));
+    assert!(with(&["model.h0=nan"]).contains("model.h0 must be a finite number"));
+    assert!(
+        with(&["train.batches_per_epoch=0"]).contains("train.batches_per_epoch must be at least 1")
+    );
+    assert!(with(&["train.batches_per_epoch=5", "train.devices=2"]).contains("train.devices = 1"));
+    assert!(
+        with(&["optimizer.clip_grad_norm=0"]).contains("optimizer.clip_grad_norm must be positive")
+    );
+    assert!(
+        with(&["optimizer.clip_grad_kind=\"frobenius\""])
+            .contains("needs optimizer.clip_grad_norm")
+    );
+    // The preset validates, and an unset key is not written back.
+    let preset = RunConfig::load(Path::new("../../configs/smnist-rnn.toml"), &[]).unwrap();
+    assert_eq!(preset.model.dynamics().tau, 10.0);
+    assert!(!RunConfig::parse("", &[]).unwrap().to_toml().contains("tau"));
+}
+
+#[test]
+fn the_learning_rate_offset_steps_one_epoch_early_as_the_recurrent_scripts() {
+    let mut o = OptimizerConfig {
+        lr: 1e-3,
+        lr_step_epochs: 40,
+        ..OptimizerConfig::default()
+    };
+    let lr = |o: &OptimizerConfig, epoch| crate::optimizer::learning_rate(o, epoch);
+    assert_eq!(lr(&o, 40), 1e-3);
+    assert_eq!(lr(&o, 41), 0.5e-3);
+    o.lr_step_offset = Some(1);
+    // decay(epoch + 1, 1e-8, lr, 40) for the epoch index from 0: 0.5^((i + 1) // 40).
+    for epoch in 1..=200usize {
+        let want = 1e-3 * 0.5f64.powi((epoch / 40) as i32);
+        assert_eq!(lr(&o, epoch), want, "epoch {epoch}");
+    }
+}
+
+#[test]
+fn the_spectral_norm_is_the_largest_singular_value() {
+    use crate::optimizer::spectral_norm;
+    // [[3, 0], [0, 1], [0, 0]]: singular values 3 and 1.
+    assert!((spectral_norm(&[3.0, 0.0, 0.0, 1.0, 0.0, 0.0], 3, 2) - 3.0).abs() < 1e-12);
+    // A rank-one matrix u vᵀ: |u| |v|.
+    let (u, v) = ([1.0, 2.0, 2.0], [3.0, 4.0]);
+    let a: Vec<f64> = u
+        .iter()
+        .flat_map(|x| v.iter().map(move |y| x * y))
+        .collect();
+    assert!((spectral_norm(&a, 3, 2) - 15.0).abs() < 1e-9);
+    let at: Vec<f64> = (0..6).map(|k| a[(k % 3) * 2 + k / 3]).collect();
+    assert!((spectral_norm(&at, 2, 3) - 15.0).abs() < 1e-9);
+    // [[1, 1], [0, 1]]: the golden ratio.
+    let golden = (1.0 + 5f64.sqrt()) / 2.0;
+    assert!((spectral_norm(&[1.0, 1.0, 0.0, 1.0], 2, 2) - golden).abs() < 1e-9);
+    assert_eq!(spectral_norm(&[0.0; 4], 2, 2), 0.0);
 }

@@ -193,14 +193,12 @@ impl Checkpointer<LrSchedulerRecord> for SchedulerCheckpointer {
     }
 }
 
-/// The connection classes of each layer of a spike-and-slab network (none for the baseline).
+/// The connection classes of each layer of a spike-and-slab network (of the input,
+/// recurrent and readout matrices of a recurrent one; none for the baseline).
 ///
 /// # Errors
 /// If a parameter cannot be read from its device.
 pub(crate) fn layer_classes(model: &Classifier) -> anyhow::Result<Vec<LayerClasses>> {
-    let Some(net) = model.spike_slab() else {
-        return Ok(Vec::new());
-    };
     let host = |t: burn::tensor::Tensor<2>| -> anyhow::Result<Vec<f32>> {
         t.try_into_data()
             .map_err(|e| anyhow::anyhow!("cannot read a parameter: {e:?}"))?
@@ -208,8 +206,9 @@ pub(crate) fn layer_classes(model: &Classifier) -> anyhow::Result<Vec<LayerClass
             .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read a parameter: {e:?}"))
     };
-    net.layers
-        .iter()
+    model
+        .spike_slab_layers()
+        .into_iter()
         .map(|layer| {
             Ok(LayerClasses::of(
                 &host(layer.pi.val())?,

@@ -27,11 +27,13 @@ use crate::config::{EVAL_ROWS, RunConfig};
 #[derive(Debug, Clone, Copy)]
 enum Order {
     /// Training: shuffled from the shuffle stream (if `shuffle`), batches of `batch`, the last
-    /// partial one dropped if `drop_last`; noise from the noise stream.
+    /// partial one dropped if `drop_last`, only the first `limit` batches if set; noise from
+    /// the noise stream.
     Train {
         batch: usize,
         shuffle: bool,
         drop_last: bool,
+        limit: Option<usize>,
     },
     /// Evaluation: in order, chunks of [`EVAL_ROWS`]; noise from the evaluation stream.
     Test,
@@ -70,6 +72,7 @@ impl SeededLoader {
                 batch: train.batch_size,
                 shuffle: train.shuffle,
                 drop_last: train.drop_last,
+                limit: train.batches_per_epoch,
             },
             Seed::new(config.seed),
             first,
@@ -113,20 +116,21 @@ impl SeededLoader {
     /// The batches of epoch `epoch`: dataset indices and the key of each batch's noise.
     fn batches(&self, epoch: usize) -> Vec<(Vec<usize>, u64)> {
         let n = self.dataset.len();
-        let (order, size, drop_last) = match self.order {
+        let (order, size, drop_last, limit) = match self.order {
             Order::Train {
                 batch,
                 shuffle,
                 drop_last,
+                limit,
             } => {
                 let mut order: Vec<usize> = (0..n).collect();
                 if shuffle {
                     let rng = &mut self.seed.stream(Stream::Shuffle).child(epoch as u64).rng();
                     order.shuffle(rng);
                 }
-                (order, batch, drop_last)
+                (order, batch, drop_last, limit)
             }
-            Order::Test => ((0..n).collect(), EVAL_ROWS, false),
+            Order::Test => ((0..n).collect(), EVAL_ROWS, false, None),
         };
         let (served, offset) = match &self.positions {
             Some(range) => (&order[range.clone()], Some(range.start)),
@@ -147,6 +151,9 @@ impl SeededLoader {
             .collect();
         if drop_last && batches.last().is_some_and(|(b, _)| b.len() < size) {
             batches.pop();
+        }
+        if let Some(limit) = limit {
+            batches.truncate(limit);
         }
         batches
     }
@@ -187,12 +194,20 @@ impl DataLoader<NoisyBatch> for SeededLoader {
             Some(range) => range.len(),
             None => self.dataset.len(),
         };
-        match self.order {
+        let served = match self.order {
             Order::Train {
                 batch,
                 drop_last: true,
                 ..
             } => served / batch.max(1) * batch.max(1),
+            _ => served,
+        };
+        match self.order {
+            Order::Train {
+                batch,
+                limit: Some(limit),
+                ..
+            } => served.min(limit.saturating_mul(batch.max(1))),
             _ => served,
         }
     }

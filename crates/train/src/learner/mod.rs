@@ -81,6 +81,8 @@ pub(crate) struct Session<'a> {
 }
 
 /// How a session ended.
+// One value per session: the recurrent network's size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum SessionEnd {
     /// Every epoch trained: the final network (evaluation device) and every row.
     Finished(Classifier, Vec<EpochMetrics>),
@@ -89,7 +91,8 @@ pub(crate) enum SessionEnd {
 }
 
 impl Session<'_> {
-    /// Optimizer steps per epoch: one per batch, the last one partial unless dropped. With
+    /// Optimizer steps per epoch: one per batch, the last one partial unless dropped, at
+    /// most `train.batches_per_epoch`. With
     /// several devices, one step per batch of the largest share (the last device's: burn
     /// splits the images evenly and gives the remainder to the last), the devices'
     /// gradients summed.
@@ -97,11 +100,13 @@ impl Session<'_> {
         let (n, batch) = (self.data.train.len(), self.config.train.batch_size);
         let devices = self.config.train.devices.max(1);
         let largest = n - (n / devices) * (devices - 1);
-        if self.config.train.drop_last {
+        let steps = if self.config.train.drop_last {
             largest / batch
         } else {
             largest.div_ceil(batch)
-        }
+        };
+        // At most `batches_per_epoch` (which needs one device).
+        steps.min(self.config.train.batches_per_epoch.unwrap_or(usize::MAX))
     }
 
     /// The run's initial network on `device`.

@@ -153,6 +153,7 @@ pub fn plan(options: &ReproduceOptions) -> Result<SweepPlan> {
                     let preset = match kind {
                         ModelKind::SpikeSlab => protocol.spike_slab,
                         ModelKind::Deterministic => protocol.deterministic,
+                        ModelKind::SpikeSlabRnn => unreachable!("not in the loop"),
                     };
                     let mut overrides = options.overrides.clone();
                     let (group, folder, setting, x) = match size {
