@@ -9,8 +9,8 @@
 mod common;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
-use common::{Lcg, tensor, values};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::{Lcg, assert_close_relative, tensor, values};
 use credit_model::{SpikeSlabLinear, SpikeSlabNet};
 
 const SIZES: [usize; 3] = [20, 17, 3];
@@ -23,14 +23,6 @@ struct Params {
     m: Vec<f64>,
     xi: Vec<f64>,
     pi: Vec<f64>,
-}
-
-fn f64_device() -> Device {
-    let mut device = common::device();
-    device
-        .configure(FloatDType::F64)
-        .expect("the CPU backend supports float64");
-    device
 }
 
 fn fixture() -> (Vec<Params>, Vec<f64>, Vec<Vec<f64>>) {
@@ -200,19 +192,9 @@ fn gbp(params: &[Params], input: &[f64], eps: &[Vec<f64>]) -> Vec<(Vec<f64>, Vec
     grads
 }
 
-fn assert_close(what: &str, got: &[f64], want: &[f64], tolerance: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tolerance * (1.0 + w.abs()),
-            "{what}[{k}]: {g} vs {w}"
-        );
-    }
-}
-
 #[test]
 fn autodiff_matches_finite_differences_and_generalised_backprop() {
-    let device = f64_device().autodiff();
+    let device = common::f64_device().autodiff();
     let (params, input, eps) = fixture();
     let net = build(&params, &device);
     let grads = loss(&net, &input, &eps, &device).backward();
@@ -232,7 +214,7 @@ fn autodiff_matches_finite_differences_and_generalised_backprop() {
         let gbp = [&hand[l].0, &hand[l].1, &hand[l].2];
         for (t, name) in ["m", "xi", "pi"].iter().enumerate() {
             let what = format!("layer {l} d{name}");
-            assert_close(
+            assert_close_relative(
                 &format!("{what} autodiff vs gBP"),
                 &autodiff[t],
                 gbp[t],
@@ -253,7 +235,7 @@ fn autodiff_matches_finite_differences_and_generalised_backprop() {
                     (shifted(step) - shifted(-step)) / (2.0 * step)
                 })
                 .collect();
-            assert_close(
+            assert_close_relative(
                 &format!("{what} autodiff vs finite differences"),
                 &autodiff[t],
                 &finite,

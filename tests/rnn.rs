@@ -14,8 +14,8 @@
 mod common;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
-use common::{Lcg, tensor, values};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::{Lcg, assert_close_relative, tensor, values};
 use credit_model::{Noise, RnnDynamics, RnnScaling, Seed, SpikeSlabLinear, SpikeSlabRnn};
 use credit_ops::mean_field::DeltaFloor;
 
@@ -27,20 +27,6 @@ const BATCH: usize = 4;
 const LABELS: [usize; BATCH] = [0, 2, 1, 2];
 const TAU: f64 = 3.0;
 const H0: f64 = 0.1;
-
-/// The CPU device in float64, configured once for this binary's tests.
-fn f64_device() -> Device {
-    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    DEVICE
-        .get_or_init(|| {
-            let mut device = common::device();
-            device
-                .configure(FloatDType::F64)
-                .expect("the CPU backend supports float64");
-            device
-        })
-        .clone()
-}
 
 /// One matrix's parameters, row-major `[d_output, d_input]`.
 #[derive(Clone)]
@@ -312,19 +298,9 @@ fn script_bptt(f: &Fixture) -> [(Vec<f64>, Vec<f64>, Vec<f64>); 3] {
     grads
 }
 
-fn assert_close(what: &str, got: &[f64], want: &[f64], tolerance: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tolerance * (1.0 + w.abs()),
-            "{what}[{k}]: {g} vs {w}"
-        );
-    }
-}
-
 #[test]
 fn bptt_matches_finite_differences_and_the_scripts_hand_derived_gradients() {
-    let device = f64_device().autodiff();
+    let device = common::f64_device().autodiff();
     let f = fixture();
     let net = rnn(&f.net, &device);
     let grads = loss(&net, &f, &device).backward();
@@ -346,7 +322,7 @@ fn bptt_matches_finite_differences_and_the_scripts_hand_derived_gradients() {
                 autodiff[t].iter().any(|g| g.abs() > 1e-6),
                 "{what}: every gradient is zero"
             );
-            assert_close(
+            assert_close_relative(
                 &format!("{what} autodiff vs script"),
                 &autodiff[t],
                 hand[t],
@@ -367,7 +343,7 @@ fn bptt_matches_finite_differences_and_the_scripts_hand_derived_gradients() {
                     (shifted(step) - shifted(-step)) / (2.0 * step)
                 })
                 .collect();
-            assert_close(
+            assert_close_relative(
                 &format!("{what} autodiff vs finite differences"),
                 &autodiff[t],
                 &finite,
@@ -379,19 +355,19 @@ fn bptt_matches_finite_differences_and_the_scripts_hand_derived_gradients() {
 
 #[test]
 fn the_mean_network_is_the_noise_free_forward_and_truncation_cuts_the_sequence() {
-    let device = f64_device();
+    let device = common::f64_device();
     let f = fixture();
     let net = rnn(&f.net, &device);
     let input = tensor(f.input.clone(), [BATCH, STEPS * D], &device);
     let mean = values(net.mean_network().forward(input.clone()));
     let off = values(net.forward(input.clone(), Noise::Off));
-    assert_close("mean network vs Noise::Off", &mean, &off, 1e-12);
+    assert_close_relative("mean network vs Noise::Off", &mean, &off, 1e-12);
     // Cut after t steps = the whole forward of the first t steps' inputs.
     for t in 1..STEPS {
         let cut = values(net.mean_network().forward_truncated(input.clone(), t));
         let first = input.clone().slice([0..BATCH, 0..t * D]);
         let whole = values(net.mean_network().forward(first));
-        assert_close(&format!("cut after {t}"), &cut, &whole, 1e-12);
+        assert_close_relative(&format!("cut after {t}"), &cut, &whole, 1e-12);
     }
     // A sampled network with every pi = 0 and xi = 0 is the mean network.
     let mut exact = f.net.clone();
@@ -402,7 +378,7 @@ fn the_mean_network_is_the_noise_free_forward_and_truncation_cuts_the_sequence()
     let exact = rnn(&exact, &device);
     let sampled = values(exact.sample_network(Seed::new(3)).forward(input.clone()));
     let mean = values(exact.mean_network().forward(input));
-    assert_close("sampled with xi = pi = 0", &sampled, &mean, 1e-6);
+    assert_close_relative("sampled with xi = pi = 0", &sampled, &mean, 1e-6);
 }
 
 #[test]

@@ -15,6 +15,33 @@ pub fn device() -> Device {
         .expect("the default backend has a device")
 }
 
+/// The default CPU device switched to float64, once per test binary (a binary that uses it
+/// computes every float of the default device in float64).
+pub fn f64_device() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let mut device = device();
+            device
+                .configure(burn::tensor::FloatDType::F64)
+                .expect("the CPU backend supports float64");
+            device
+        })
+        .clone()
+}
+
+/// Asserts `|got - want| <= tolerance (1 + |want|)` element by element, naming `what` and
+/// the index.
+pub fn assert_close_relative(what: &str, got: &[f64], want: &[f64], tolerance: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tolerance * (1.0 + w.abs()),
+            "{what}[{k}]: {g} vs {w}"
+        );
+    }
+}
+
 /// A tensor from row-major values.
 pub fn tensor<const D: usize>(values: Vec<f64>, shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), device)

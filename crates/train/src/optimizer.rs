@@ -184,25 +184,12 @@ pub fn optimizer_for(
     let adamw = FusedAdamW::for_epochs(config, steps_per_epoch);
     let decays = |p: DecayedParameter| config.decay.contains(&p);
     let undecayed: Vec<Param<Tensor<2>>> = match model {
-        Classifier::SpikeSlab(net) => net
-            .layers
-            .iter()
-            .flat_map(|l| {
-                [
-                    (DecayedParameter::M, &l.m),
-                    (DecayedParameter::Xi, &l.xi),
-                    (DecayedParameter::Pi, &l.pi),
-                ]
-            })
-            .filter(|(p, _)| !decays(*p))
-            .map(|(_, param)| param.clone())
-            .collect(),
         Classifier::Deterministic(net) if !decays(DecayedParameter::M) => {
             net.layers.iter().map(|l| l.weight.clone()).collect()
         }
         Classifier::Deterministic(_) => Vec::new(),
-        Classifier::SpikeSlabRnn(net) => net
-            .matrices()
+        spike_slab => spike_slab
+            .spike_slab_layers()
             .into_iter()
             .flat_map(|l| {
                 [
