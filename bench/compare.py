@@ -5,6 +5,8 @@ Usage (from the repository root, after `bench/compare.sh` made the virtual envir
     bench/.venv/bin/python bench/compare.py --credit target/release/credit --rounds 5 --epochs 3
     ... --shapes paper,cifar --threads 2
     ... --shapes deep,batch64   (a deeper net, 784-500-500-500-10, and the paper's net at batch 64)
+    ... --shapes rnn            (the recurrent network of configs/smnist-rnn.toml, against
+                                 bench/reference/sas_rnn_torch.py)
 
 Per shape it prints both medians of training images per second with their min-max over the
 rounds, the ratio credit/PyTorch, and the fraction of the machine's float32 matrix-product
@@ -37,8 +39,17 @@ class Shape:
     train: int  # training images per epoch
     batch: int
     note: str
+    recurrent: bool = False  # sizes = [D, n_rec, classes], 784 / D steps
 
     def flops_per_image(self):
+        if self.recurrent:
+            # Per step the six products of a layer of n_rec + D inputs and n_rec units, and
+            # the readout's six once.
+            d, n, classes = self.sizes
+            return (784 // d) * 6 * 2 * (n + d) * n + 6 * 2 * n * classes
+        return self.feed_forward_flops()
+
+    def feed_forward_flops(self):
         """Dense-equivalent matrix-product FLOPs of one training image: per layer two forward
         products (mean and variance), two parameter-gradient products, and two input-gradient
         products above the first layer; a multiply-add is 2 FLOPs."""
@@ -56,6 +67,8 @@ SHAPES = {
     "mnist60k": Shape([784, 100, 100, 10], "mnist", 60000, 500, "paper net, all MNIST images"),
     "deep": Shape([784, 500, 500, 500, 10], "mnist", 10000, 500, "three wide hidden layers"),
     "batch64": Shape([784, 100, 100, 10], "mnist", 10000, 64, "paper net, batches of 64"),
+    "rnn": Shape([28, 100, 10], "mnist", 25600, 128, "recurrent, 28 rows of 28 pixels",
+                 recurrent=True),
 }
 # The shapes run when --shapes is not given (the four of the speed matrix in the README).
 DEFAULT_SHAPES = ["paper", "wide", "cifar", "mnist60k"]
@@ -86,6 +99,9 @@ def data_source(shape, cifar_dir):
 
 
 def run_credit(binary, shape, cifar_dir, epochs, threads):
+    if shape.recurrent:
+        return run_credit_config(binary, "configs/smnist-rnn.toml", {"data.test_size": 1000},
+                                 shape, epochs, threads)
     data_format, folder = data_source(shape, cifar_dir)
     overrides = {
         "model.sizes": "[" + ",".join(map(str, shape.sizes)) + "]",
@@ -97,11 +113,15 @@ def run_credit(binary, shape, cifar_dir, epochs, threads):
         # evaluation that `credit bench` also runs (its analysis is skipped).
         "data.test_size": 1000,
     }
+    return run_credit_config(binary, "configs/mnist.toml", overrides, shape, epochs, threads)
+
+
+def run_credit_config(binary, config, overrides, shape, epochs, threads):
     sets = [a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
         subprocess.run(
-            [binary, "bench", "--config", "configs/mnist.toml", *sets, "--epochs", str(epochs),
+            [binary, "bench", "--config", config, *sets, "--epochs", str(epochs),
              "--eval-repeats", "1", "--no-analysis", "--json", out],
             check=True, stdout=subprocess.DEVNULL,
             env={**os.environ, "RAYON_NUM_THREADS": str(threads)},
@@ -114,11 +134,17 @@ def run_credit(binary, shape, cifar_dir, epochs, threads):
 
 def run_torch(shape, cifar_dir, epochs, threads):
     data_format, folder = data_source(shape, cifar_dir)
+    if shape.recurrent:
+        command = ["bench/reference/sas_rnn_torch.py", "--epochs", str(epochs),
+                   "--batch", str(shape.batch), "--batches", str(shape.train // shape.batch),
+                   "--units", str(shape.sizes[1]), "--data", folder, "--threads", str(threads)]
+    else:
+        command = ["bench/reference/sas_torch.py", "--epochs", str(epochs),
+                   "--sizes", ",".join(map(str, shape.sizes)), "--batch", str(shape.batch),
+                   "--train-size", str(shape.train), "--format", data_format, "--data", folder,
+                   "--threads", str(threads)]
     result = subprocess.run(
-        [sys.executable, "bench/reference/sas_torch.py", "--epochs", str(epochs),
-         "--sizes", ",".join(map(str, shape.sizes)), "--batch", str(shape.batch),
-         "--train-size", str(shape.train), "--format", data_format, "--data", folder,
-         "--threads", str(threads)],
+        [sys.executable, *command],
         check=True, capture_output=True, text=True,
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])

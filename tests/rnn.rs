@@ -128,6 +128,7 @@ fn rnn(net: &Net, device: &Device) -> SpikeSlabRnn {
             tau: TAU,
             h0: H0,
             scaling: RnnScaling::None,
+            input_weights: credit_model::InputWeights::SpikeSlab,
         },
     }
 }
@@ -427,4 +428,39 @@ fn the_preset_initialises_as_the_script() {
     }
     assert_eq!(net.dynamics.tau, 10.0);
     assert_eq!(net.dynamics.h0, 0.1);
+}
+
+#[test]
+fn the_pixel_preset_has_plain_input_weights_that_only_train_their_means() {
+    let config =
+        credit_train::RunConfig::load(std::path::Path::new("configs/smnist-rnn-pixel.toml"), &[])
+            .expect("the preset loads");
+    let device = common::device().autodiff();
+    let model = config.model.init(Seed::new(0), &device);
+    let net = model.spike_slab_rnn().expect("a recurrent network");
+    assert!(values(net.input.xi.val()).iter().all(|&v| v == 0.0));
+    assert!(values(net.input.pi.val()).iter().all(|&v| v == 0.0));
+    assert!(
+        values(net.recurrent.xi.val())
+            .iter()
+            .all(|&v| (0.0..0.01).contains(&v))
+    );
+    let input = Tensor::<2>::ones([2, 784], &device);
+    let grads = model
+        .forward(input, Noise::Sampled(Seed::new(1)))
+        .sum()
+        .backward();
+    assert!(net.input.m.val().grad(&grads).is_some(), "m_in trains");
+    assert!(
+        net.input.xi.val().grad(&grads).is_none(),
+        "xi_in is not trained"
+    );
+    assert!(
+        net.input.pi.val().grad(&grads).is_none(),
+        "pi_in is not trained"
+    );
+    assert!(
+        net.recurrent.xi.val().grad(&grads).is_some(),
+        "xi_rec trains"
+    );
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use credit_model::{Seed, Stream};
 use credit_train::{
@@ -19,7 +19,7 @@ use crate::perturb::{LayerPerturbation, perturb_layer_with};
 use crate::predict::{ModeCalibration, OodScore, calibrations_with};
 use crate::progress::Progress;
 use crate::sparsity::{DEFAULT_THRESHOLDS, SparsityCurve, sparsity_curve};
-use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks_with, mean_sd};
+use crate::subnetworks::{SubnetworkReport, evaluate_model_subnetworks_with, mean_sd};
 
 /// Settings of an analysis (TOML, every key optional).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -301,8 +301,26 @@ pub struct Analysis {
     /// Out-of-distribution detection against `config.ood`.
     #[serde(default)]
     pub ood: Option<OodReport>,
+    /// What is particular to a recurrent run: its self-connections and the accuracy of
+    /// truncated sequences (recurrent runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrent: Option<crate::recurrent::RecurrentReport>,
     /// Wall-clock seconds of the analysis, loading included.
     pub seconds: f64,
+}
+
+impl Analysis {
+    /// The name of layer `layer` (from 1) in words: `layer 2`, or for a recurrent run the
+    /// matrix (`input matrix`, `recurrent matrix`, `readout matrix`).
+    pub fn layer_name(&self, layer: usize) -> String {
+        match (
+            self.model_kind,
+            crate::recurrent::MATRICES.get(layer.wrapping_sub(1)),
+        ) {
+            (credit_train::ModelKind::SpikeSlabRnn, Some(name)) => format!("{name} matrix"),
+            _ => format!("layer {layer}"),
+        }
+    }
 }
 
 /// What an analysis needs beside its numbers to draw figures: the parameters.
@@ -321,6 +339,18 @@ pub struct AnalysedRun {
     /// The Monte Carlo entropy of every connection, per layer, nats (empty for a
     /// deterministic run).
     pub entropies: Vec<Vec<f64>>,
+}
+
+/// The names of a model's spike-and-slab matrices in progress lines and reports: `layer 1`,
+/// `layer 2`, ... of a feed-forward network, `input`, `recurrent`, `readout` of a
+/// recurrent one.
+pub fn layer_names(model: &Classifier) -> Vec<String> {
+    match model {
+        Classifier::SpikeSlabRnn(_) => crate::recurrent::MATRICES.map(String::from).to_vec(),
+        _ => (1..=model.spike_slab_layers().len())
+            .map(|l| format!("layer {l}"))
+            .collect(),
+    }
 }
 
 /// Seconds since 1970-01-01 UTC (0 if the clock is before it).
@@ -371,7 +401,13 @@ fn analyze_here(
     let started = Instant::now();
     progress.stage("loading the run", 1);
     let run_config: RunConfig = run.config()?;
-    crate::recurrent::not_recurrent(run, &run_config, "the feed-forward analysis")?;
+    let recurrent = run_config.model.kind == credit_train::ModelKind::SpikeSlabRnn;
+    if recurrent && config.ood.is_some() {
+        bail!(
+            "{} is a recurrent run: out-of-distribution scores (ood) are for feed-forward runs only",
+            run.path().display()
+        );
+    }
     let device: Device = backend.device()?;
     let analysis_seed = config.seed.unwrap_or(run_config.seed);
     let seed = Seed::new(analysis_seed);
@@ -421,15 +457,16 @@ fn analyze_here(
         sparsity: None,
         calibration: Vec::new(),
         ood: None,
+        recurrent: None,
         seconds: 0.0,
     };
     // The sampled sub-networks first: their probabilities serve the calibration too (the
     // same networks, drawn and run once).
     let mut first_and_ensemble: (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
-    if let Classifier::SpikeSlab(net) = &model {
+    if !matches!(model, Classifier::Deterministic(_)) {
         progress.stage("sampled sub-networks", config.samples);
-        analysis.accuracy.subnetworks = Some(evaluate_subnetworks_with(
-            net,
+        analysis.accuracy.subnetworks = evaluate_model_subnetworks_with(
+            &model,
             &data.test,
             &device,
             config.samples,
@@ -443,7 +480,7 @@ fn analyze_here(
                 }
                 progress.step();
             },
-        ));
+        );
     }
     progress.stage("calibration", 1);
     let members = (!first_and_ensemble.1.is_empty()).then_some((
@@ -476,8 +513,18 @@ fn analyze_here(
     }
 
     let net = match &model {
-        Classifier::SpikeSlab(net) => net,
-        Classifier::SpikeSlabRnn(_) => unreachable!("refused above"),
+        Classifier::SpikeSlab(net) => Some(net),
+        Classifier::SpikeSlabRnn(net) => {
+            progress.stage("recurrent: self-connections and truncated sequences", 1);
+            analysis.recurrent = Some(crate::recurrent::recurrent_report(
+                net,
+                &data.test,
+                config.tolerance,
+                seed.stream(Stream::Evaluation).child(0),
+                &device,
+            ));
+            None
+        }
         Classifier::Deterministic(net) => {
             analysis.seconds = started.elapsed().as_secs_f64();
             analysis.finished_unix_seconds = unix_seconds();
@@ -492,7 +539,7 @@ fn analyze_here(
         }
     };
 
-    let params = LayerParams::of(net);
+    let params = LayerParams::of_layers(&model.spike_slab_layers());
     let nonzero = params.iter().map(LayerParams::nonzero_mean_weights).sum();
     let total = params.iter().map(LayerParams::len).sum();
     analysis.accuracy.pruned = Some(PrunedReport {
@@ -502,8 +549,9 @@ fn analyze_here(
     });
 
     let mut layer_entropy_values = Vec::with_capacity(params.len());
+    let names = layer_names(&model);
     for (l, p) in params.iter().enumerate() {
-        progress.stage(&format!("layer {}: entropy", l + 1), 1);
+        progress.stage(&format!("{}: entropy", names[l]), 1);
         let classes = p.classes(config.tolerance);
         let entropies = layer_entropies(
             p,
@@ -529,6 +577,10 @@ fn analyze_here(
             entropy_sd,
             entropy_closed_form_mean: closed,
         });
+        // The perturbation curves run sampled feed-forward networks split at a layer.
+        let Some(net) = net else {
+            continue;
+        };
         progress.stage(
             &format!("layer {}: perturbation", l + 1),
             config.repetitions,
@@ -545,16 +597,18 @@ fn analyze_here(
             &mut || progress.step(),
         ));
     }
-    progress.stage("pruning curve", 1);
-    analysis.sparsity = Some(sparsity_curve(
-        net,
-        &params,
-        &data.test,
-        &config.pi_thresholds,
-        config.pruning_samples,
-        seed.stream(Stream::Subnetworks),
-        &device,
-    ));
+    if let Some(net) = net {
+        progress.stage("pruning curve", 1);
+        analysis.sparsity = Some(sparsity_curve(
+            net,
+            &params,
+            &data.test,
+            &config.pi_thresholds,
+            config.pruning_samples,
+            seed.stream(Stream::Subnetworks),
+            &device,
+        ));
+    }
     analysis.seconds = started.elapsed().as_secs_f64();
     analysis.finished_unix_seconds = unix_seconds();
     Ok(AnalysedRun {

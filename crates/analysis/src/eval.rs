@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use credit_model::{Seed, Stream};
+use credit_model::{Classifier, Seed, Stream};
 use credit_train::{BackendKind, RunDir, load_data, test_accuracies};
 use serde::{Deserialize, Serialize};
 
 use crate::predict::{ModeCalibration, OodScore, calibrations, ood_scores};
 use crate::progress::Progress;
-use crate::subnetworks::{SubnetworkReport, evaluate_subnetworks_with};
+use crate::subnetworks::{SubnetworkReport, evaluate_model_subnetworks_with};
 
 /// Out-of-distribution detection against one data set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,7 +165,9 @@ fn evaluate_one(
 ) -> Result<EvalReport> {
     progress.stage(&format!("loading {}", run.path().display()), 1);
     let config = run.config()?;
-    crate::recurrent::not_recurrent(run, &config, "credit eval")?;
+    if options.ood.is_some() {
+        crate::recurrent::not_recurrent(run, &config, "out-of-distribution scoring (--ood)")?;
+    }
     let (samples, seed) = (options.samples, options.seed.unwrap_or(config.seed));
     let device = backend.device()?;
     let model = run.load_model(&config, &device, epoch)?;
@@ -190,19 +192,18 @@ fn evaluate_one(
         root.stream(Stream::Evaluation).child(0),
         &device,
     );
-    let subnetworks = match model.spike_slab() {
-        Some(net) if samples > 0 => {
-            progress.stage("sampled sub-networks", samples);
-            Some(evaluate_subnetworks_with(
-                net,
-                &data.test,
-                &device,
-                samples,
-                root.stream(Stream::Subnetworks),
-                &mut |_, _| progress.step(),
-            ))
-        }
-        _ => None,
+    let subnetworks = if samples > 0 && !matches!(model, Classifier::Deterministic(_)) {
+        progress.stage("sampled sub-networks", samples);
+        evaluate_model_subnetworks_with(
+            &model,
+            &data.test,
+            &device,
+            samples,
+            root.stream(Stream::Subnetworks),
+            &mut |_, _| progress.step(),
+        )
+    } else {
+        None
     };
     let ensemble = samples.max(1);
     progress.stage("calibration", 1);

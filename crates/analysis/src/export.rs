@@ -263,7 +263,6 @@ fn export_here(
     let path = out.unwrap_or_else(|| run.file(&format!("{stem}.{extension}")));
     credit_train::files::check_output_file(&path, "--out", &[extension], &[])?;
     let config = run.config()?;
-    crate::recurrent::not_recurrent(run, &config, "credit export")?;
     let device = backend.device()?;
     let model = run.load_model(&config, &device, None)?;
     let mut metadata = HashMap::from([
@@ -304,7 +303,60 @@ fn export_here(
             metadata.insert("model".into(), "deterministic".into());
             weight_tensors(&deterministic_weights(net))
         }
-        (Classifier::SpikeSlabRnn(_), _) => unreachable!("refused above"),
+        (Classifier::SpikeSlabRnn(net), pruned) => {
+            let params = LayerParams::of_layers(&net.matrices());
+            let d = net.dynamics;
+            metadata.insert(
+                "layer".into(),
+                format!(
+                    "u_t = (recurrent.w @ r_(t-1) + input.w @ x_t){}, h_t = h_(t-1) + (u_t - h_(t-1)) / {}, r_t = relu(h_t), h_0 = {}; logits = readout.w @ r_T{}",
+                    match d.scaling {
+                        credit_model::RnnScaling::None => "",
+                        credit_model::RnnScaling::SqrtN => " / sqrt(n_rec + D)",
+                    },
+                    d.tau,
+                    d.h0,
+                    match d.scaling {
+                        credit_model::RnnScaling::None => "",
+                        credit_model::RnnScaling::SqrtN => " / sqrt(n_rec)",
+                    },
+                ),
+            );
+            let tensors = if pruned {
+                let data = load_data(&config)?;
+                let accuracy = set_accuracy_pct(&data.test, &device, |x, _| {
+                    model.forward(x, credit_model::Noise::Off)
+                });
+                let total: usize = params.iter().map(LayerParams::len).sum();
+                let nonzero: usize = params.iter().map(LayerParams::nonzero_mean_weights).sum();
+                metadata.insert(
+                    "model".into(),
+                    "pruned recurrent: weight = (1-pi) m, 0 where pi = 1".into(),
+                );
+                metadata.insert("test_accuracy_pct".into(), format!("{accuracy:.4}"));
+                metadata.insert("nonzero_weights".into(), nonzero.to_string());
+                pruned_report = Some((accuracy, nonzero, total));
+                pruned_tensors(&params)
+            } else {
+                metadata.insert(
+                    "model".into(),
+                    "spike-slab recurrent: w = 0 w.p. pi, else N(m, xi)".into(),
+                );
+                spike_slab_tensors(&params)
+            };
+            // Named by matrix: input.m, recurrent.xi, readout.weight, ...
+            tensors
+                .into_iter()
+                .map(|(name, tensor)| {
+                    let (layer, field) = name.split_once('.').expect("layerL.field");
+                    let l: usize = layer["layer".len()..].parse().expect("a layer number");
+                    (
+                        format!("{}.{field}", crate::recurrent::MATRICES[l - 1]),
+                        tensor,
+                    )
+                })
+                .collect()
+        }
         (Classifier::Deterministic(_), true) => bail!(
             "--pruned needs a spike-and-slab run; {} is deterministic",
             run.path().display()

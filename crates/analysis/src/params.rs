@@ -34,7 +34,13 @@ pub(crate) fn host(tensor: Tensor<2>) -> Vec<f32> {
 impl LayerParams {
     /// Every layer of `net`, input side first.
     pub fn of(net: &SpikeSlabNet) -> Vec<Self> {
-        net.layers
+        Self::of_layers(&net.layers.iter().collect::<Vec<_>>())
+    }
+
+    /// The parameters of each of `layers` (a feed-forward network's layers, or a recurrent
+    /// one's input, recurrent and readout matrices).
+    pub fn of_layers(layers: &[&SpikeSlabLinear]) -> Vec<Self> {
+        layers
             .iter()
             .map(|layer| {
                 let [d_output, d_input] = layer.dims();

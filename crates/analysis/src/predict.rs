@@ -91,29 +91,32 @@ pub fn ensemble(
         on_member(k, &p);
         sums.add(&p);
     };
-    match (model.spike_slab(), mode) {
-        (None, _) => add(
+    let deterministic = matches!(model, Classifier::Deterministic(_));
+    match mode {
+        _ if deterministic => add(
             0,
             probabilities(images, device, &|x, _| model.forward(x, Noise::Off)),
         ),
-        (Some(net), Mode::Ensemble) => {
+        Mode::Ensemble => {
             for k in 0..samples {
-                let sub = net.sample_network(seed.stream(Stream::Subnetworks).child(k as u64));
+                let sub = model
+                    .sample_network(seed.stream(Stream::Subnetworks).child(k as u64))
+                    .expect("a spike-and-slab model");
                 add(k, probabilities(images, device, &|x, _| sub.forward(x)));
             }
         }
-        (Some(net), Mode::MeanField) => {
+        Mode::MeanField => {
             for k in 0..samples {
                 let noise = seed.stream(Stream::Prediction).child(k as u64);
                 let p = probabilities(images, device, &|x, chunk| {
-                    net.forward(x, Noise::Sampled(noise.child(chunk as u64)))
+                    model.forward(x, Noise::Sampled(noise.child(chunk as u64)))
                 });
                 add(k, p);
             }
         }
-        (Some(net), Mode::MeanNetwork) => add(
+        Mode::MeanNetwork => add(
             0,
-            probabilities(images, device, &|x, _| net.forward(x, Noise::Off)),
+            probabilities(images, device, &|x, _| model.forward(x, Noise::Off)),
         ),
     }
     sums
@@ -164,15 +167,15 @@ pub fn calibrations_with(
         mode: mode.to_string(),
         calibration: calibration(p, labels, bins),
     };
-    let Some(net) = model.spike_slab() else {
+    if matches!(model, Classifier::Deterministic(_)) {
         let p = probabilities(test, device, &|x, _| model.forward(x, Noise::Off));
         return vec![of("network", &p)];
-    };
+    }
     let evaluation = seed.stream(Stream::Evaluation).child(0);
     let mean_field = probabilities(test, device, &|x, chunk| {
-        net.forward(x, Noise::Sampled(evaluation.child(chunk as u64)))
+        model.forward(x, Noise::Sampled(evaluation.child(chunk as u64)))
     });
-    let mean_network = probabilities(test, device, &|x, _| net.forward(x, Noise::Off));
+    let mean_network = probabilities(test, device, &|x, _| model.forward(x, Noise::Off));
     let (first, mean) = match members {
         Some((first, mean)) => (first.to_vec(), mean.to_vec()),
         None => {
@@ -248,7 +251,7 @@ pub fn ood_scores(
             1.0 - f64::from(p.probabilities.iter().copied().fold(0.0f32, f32::max))
         }),
     ];
-    if model.spike_slab().is_some() {
+    if !matches!(model, Classifier::Deterministic(_)) {
         scores.insert(1, ("mutual information", |p| p.mutual_information));
     }
     scores
@@ -402,10 +405,15 @@ pub fn predict_run(
     );
     credit_train::compute(|| {
         let config = run.config()?;
-        crate::recurrent::not_recurrent(run, &config, "credit predict")?;
         let device = backend.device()?;
         let model = run.load_model(&config, &device, options.epoch)?;
-        let features = config.model.sizes[0];
+        // A recurrent network reads whole sequences of the width it was trained on (`T D`,
+        // not in its config): its test split says.
+        let features = if config.model.kind == credit_train::ModelKind::SpikeSlabRnn {
+            credit_train::load_data(&config)?.test.features()
+        } else {
+            config.model.sizes[0]
+        };
         let inputs = credit_data::load_inputs(input, features, options.invert)?;
         let pictures = inputs.image_shape.len() == 2 && is_pictures(input);
         if options.invert && !pictures {

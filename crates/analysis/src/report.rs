@@ -290,9 +290,25 @@ fn run_settings(a: &Analysis) -> String {
             format!("lr {} constant", o.lr)
         } else {
             format!(
-                "lr {} times {} every {} epochs",
-                o.lr, o.lr_step_factor, o.lr_step_epochs
+                "lr {} times {} every {} epochs{}",
+                o.lr,
+                o.lr_step_factor,
+                o.lr_step_epochs,
+                match o.lr_step_offset.unwrap_or(0) {
+                    0 => String::new(),
+                    k => format!(" counted from {k} epoch(s) early"),
+                }
             )
+        };
+        let schedule = match o.clip_grad_norm {
+            Some(bound) => format!(
+                "{schedule}, gradients clipped to {} norm {bound}",
+                match o.clip_grad_kind.unwrap_or_default() {
+                    credit_train::ClipNorm::Spectral => "spectral",
+                    credit_train::ClipNorm::Frobenius => "Frobenius",
+                }
+            ),
+            None => schedule,
         };
         let adam = if o.restart_each_epoch {
             "AdamW restarted each epoch"
@@ -306,8 +322,12 @@ fn run_settings(a: &Analysis) -> String {
             .collect();
         let _ = write!(
             text,
-            ", batch {}; {schedule}, {adam}, decay {} on {}; data {} ({}); {}",
+            ", batch {}{}; {schedule}, {adam}, decay {} on {}; data {} ({}); {}",
             c.train.batch_size,
+            match c.train.batches_per_epoch {
+                Some(b) => format!(", {b} batches per epoch"),
+                None => String::new(),
+            },
             o.weight_decay,
             if decay.is_empty() {
                 "nothing".to_string()
@@ -321,6 +341,27 @@ fn run_settings(a: &Analysis) -> String {
                 credit_train::Precision::F64 => "float64",
             }
         );
+        if a.model_kind == credit_train::ModelKind::SpikeSlabRnn {
+            let preset = credit_train::RunConfig::parse(
+                include_str!("../../../configs/smnist-rnn.toml"),
+                &[],
+            )
+            .expect("the recurrent preset parses");
+            let same = credit_train::RunConfig {
+                seed: c.seed,
+                data: c.data.clone(),
+                train: credit_train::TrainConfig {
+                    epochs: c.train.epochs,
+                    ..preset.train.clone()
+                },
+                ..preset
+            };
+            if &same == c {
+                text.push_str(
+                    "; the authors' recurrent protocol (preset configs/smnist-rnn.toml, BPTT-SAS-28by28.py)",
+                );
+            }
+        }
         if a.model_kind == credit_train::ModelKind::SpikeSlab {
             match protocol(c) {
                 Some(words) => {
@@ -379,6 +420,9 @@ pub fn html(a: &Analysis, figures: &[Figure], png: &[bool], warnings: &[String])
     if !a.layers.is_empty() {
         h.push_str(" · <a href=\"#classes\">connection classes</a>");
     }
+    if a.recurrent.is_some() {
+        h.push_str(" · <a href=\"#recurrent\">recurrent connections</a>");
+    }
     h.push_str(" · <a href=\"#figures\">figures</a>");
     contents(&mut h, figures);
     let tables: Vec<String> = tables(a)
@@ -398,7 +442,7 @@ pub fn html(a: &Analysis, figures: &[Figure], png: &[bool], warnings: &[String])
     let mut row = |name: &str, value: String| {
         let _ = writeln!(h, "<tr><td>{name}</td><td>{value}</td></tr>");
     };
-    if a.model_kind == credit_train::ModelKind::SpikeSlab {
+    if a.model_kind != credit_train::ModelKind::Deterministic {
         row(
             "mean-field (noise on)",
             format!("{:.2}", a.accuracy.mean_field_pct),
@@ -506,7 +550,7 @@ pub fn html(a: &Analysis, figures: &[Figure], png: &[bool], warnings: &[String])
                 h,
                 "<tr><td>{} ({}→{})</td><td>{}</td><td>{:.1} [{:.1}]</td><td>{:.1} [{:.1}]</td>\
                  <td>{:.1} [{:.1}]</td><td>{:.3}</td><td>{:.3} ± {:.3}</td></tr>",
-                l.layer,
+                a.layer_name(l.layer),
                 l.d_input,
                 l.d_output,
                 l.classes.total(),
@@ -519,6 +563,39 @@ pub fn html(a: &Analysis, figures: &[Figure], png: &[bool], warnings: &[String])
                 l.mean_pi,
                 l.entropy_mean,
                 l.entropy_sd
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    if let Some(r) = &a.recurrent {
+        let _ = write!(
+            h,
+            "<h2 id=\"recurrent\">Recurrent connections</h2>\n<p>The recurrent matrix's \
+             self-connections (its diagonal, which starts at m = 1) apart from the other \
+             recurrent connections.</p>\n<table><tr><th>connections</th><th>count</th>\
+             <th>very important (%)</th><th>unimportant (%)</th><th>variable (%)</th>\
+             <th>mean m</th></tr>\n"
+        );
+        for (name, c, m) in [
+            (
+                "self-connections",
+                &r.self_connections,
+                format!("{:.3}", r.self_mean_m),
+            ),
+            (
+                "other recurrent",
+                &r.other_recurrent,
+                format!("{:.3} (mean |m|)", r.other_mean_abs_m),
+            ),
+        ] {
+            let pct = |class| 100.0 * c.fraction(class);
+            let _ = writeln!(
+                h,
+                "<tr><td>{name}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{m}</td></tr>",
+                c.total(),
+                pct(ConnectionClass::VeryImportant),
+                pct(ConnectionClass::Unimportant),
+                pct(ConnectionClass::Variable),
             );
         }
         h.push_str("</table>\n");

@@ -3,7 +3,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use credit_data::ImageSet;
-use credit_model::{DeterministicNet, Seed, SpikeSlabNet};
+use credit_model::{Classifier, DeterministicNet, SampledNetwork, Seed, SpikeSlabNet};
 use credit_train::accuracy_pct;
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +38,12 @@ pub struct SubnetworkReport {
 
 /// Fraction of exactly-zero weights over all layers of a network.
 pub fn zero_fraction(net: &DeterministicNet) -> f64 {
-    let (zeros, total) = net.layers.iter().fold((0usize, 0usize), |(z, t), layer| {
-        let w = layer.weight.val();
+    zero_fraction_of(net.layers.iter().map(|l| l.weight.val()))
+}
+
+/// Fraction of exactly-zero weights over all of `weights`.
+fn zero_fraction_of(weights: impl Iterator<Item = Tensor<2>>) -> f64 {
+    let (zeros, total) = weights.fold((0usize, 0usize), |(z, t), w| {
         let n = w.dims().iter().product::<usize>();
         let z_layer: i64 = w.equal_elem(0.0).int().sum().into_scalar();
         (z + z_layer as usize, t + n)
@@ -76,6 +80,40 @@ pub fn evaluate_subnetworks_with(
     seed: Seed,
     on_member: &mut dyn FnMut(usize, &[f32]),
 ) -> SubnetworkReport {
+    let draw = |seed| SampledNetwork::FeedForward(net.sample_network(seed));
+    evaluate_members(&draw, test, device, samples, seed, on_member)
+}
+
+/// [`evaluate_subnetworks_with`] for any spike-and-slab run (the sub-networks of a
+/// recurrent one keep their weights at every step); `None` for a deterministic run.
+///
+/// # Panics
+/// If `samples` is 0.
+pub fn evaluate_model_subnetworks_with(
+    model: &Classifier,
+    test: &ImageSet,
+    device: &Device,
+    samples: usize,
+    seed: Seed,
+    on_member: &mut dyn FnMut(usize, &[f32]),
+) -> Option<SubnetworkReport> {
+    if matches!(model, Classifier::Deterministic(_)) {
+        return None;
+    }
+    let draw = |seed| model.sample_network(seed).expect("a spike-and-slab model");
+    Some(evaluate_members(
+        &draw, test, device, samples, seed, on_member,
+    ))
+}
+
+fn evaluate_members(
+    draw: &dyn Fn(Seed) -> SampledNetwork,
+    test: &ImageSet,
+    device: &Device,
+    samples: usize,
+    seed: Seed,
+    on_member: &mut dyn FnMut(usize, &[f32]),
+) -> SubnetworkReport {
     assert!(samples > 0, "at least one sub-network");
     let batch = test.all(device);
     let mut accuracies = Vec::with_capacity(samples);
@@ -83,8 +121,8 @@ pub fn evaluate_subnetworks_with(
     let mut probabilities: Option<Tensor<2>> = None;
     let (mut by_size, mut nll_by_size) = (Vec::new(), Vec::new());
     for k in 0..samples {
-        let sub = net.sample_network(seed.child(k as u64));
-        zero_fractions.push(zero_fraction(&sub));
+        let sub = draw(seed.child(k as u64));
+        zero_fractions.push(zero_fraction_of(sub.weights().into_iter()));
         let logits = sub.forward(batch.images.clone());
         accuracies.push(accuracy_pct(logits.clone(), batch.targets.clone()));
         let p = softmax(logits, 1);

@@ -324,8 +324,8 @@ pub(crate) fn analysis(a: &Analysis) {
     }
     for l in &a.layers {
         out!(
-            "  layer {}: very important {:5.1}%  unimportant {:5.1}%  variable {:5.1}%  entropy {:.3} ± {:.3}",
-            l.layer,
+            "  {}: very important {:5.1}%  unimportant {:5.1}%  variable {:5.1}%  entropy {:.3} ± {:.3}",
+            a.layer_name(l.layer),
             100.0 * l.classes.fraction(ConnectionClass::VeryImportant),
             100.0 * l.classes.fraction(ConnectionClass::Unimportant),
             100.0 * l.classes.fraction(ConnectionClass::Variable),
@@ -341,6 +341,35 @@ pub(crate) fn analysis(a: &Analysis) {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    if let Some(r) = &a.recurrent {
+        let classes = |c: &credit_analysis::classes::ClassCounts| {
+            format!(
+                "very important {:5.1}%  unimportant {:5.1}%  variable {:5.1}%",
+                100.0 * c.fraction(ConnectionClass::VeryImportant),
+                100.0 * c.fraction(ConnectionClass::Unimportant),
+                100.0 * c.fraction(ConnectionClass::Variable)
+            )
+        };
+        out!(
+            "  self-connections:  {}  mean m {:.3}",
+            classes(&r.self_connections),
+            r.self_mean_m
+        );
+        out!(
+            "  other recurrent:   {}  mean |m| {:.3}",
+            classes(&r.other_recurrent),
+            r.other_mean_abs_m
+        );
+        out!(
+            "  accuracy (%) with the sequence cut after t = 1..{} steps:",
+            r.steps
+        );
+        out!("    mean-field    {}", row(&r.truncated_mean_field_pct, 1));
+        out!(
+            "    mean network  {}",
+            row(&r.truncated_mean_network_pct, 1)
+        );
+    }
     for p in &a.perturbation {
         let fmt = |c: &credit_analysis::perturb::Curve| row(&c.error_mean_pct, 1);
         let fractions = p

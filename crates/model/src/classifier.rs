@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 use crate::network::{DeterministicNet, SpikeSlabNet};
-use crate::rnn::SpikeSlabRnn;
+use crate::rnn::{DeterministicRnn, SpikeSlabRnn};
 use crate::spike_slab::Noise;
 
 /// The network a run trains: the spike-and-slab model, the deterministic baseline, or the
@@ -19,6 +19,39 @@ pub enum Classifier {
     Deterministic(DeterministicNet),
     /// The spike-and-slab recurrent network.
     SpikeSlabRnn(SpikeSlabRnn),
+}
+
+/// One concrete network drawn from a spike-and-slab [`Classifier`].
+#[derive(Debug)]
+pub enum SampledNetwork {
+    /// Drawn from a feed-forward network.
+    FeedForward(DeterministicNet),
+    /// Drawn from a recurrent network: the same weights at every step.
+    Recurrent(Box<DeterministicRnn>),
+}
+
+impl SampledNetwork {
+    /// Logits.
+    ///
+    /// # Shapes
+    /// As [`Classifier::forward`].
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::FeedForward(net) => net.forward(input),
+            Self::Recurrent(net) => net.forward(input),
+        }
+    }
+
+    /// Every weight matrix, `[d_output, d_input]` each.
+    pub fn weights(&self) -> Vec<Tensor<2>> {
+        match self {
+            Self::FeedForward(net) => net.layers.iter().map(|l| l.weight.val()).collect(),
+            Self::Recurrent(net) => [&net.input, &net.recurrent, &net.readout]
+                .iter()
+                .map(|l| l.weight.val())
+                .collect(),
+        }
+    }
 }
 
 impl Classifier {
@@ -40,10 +73,18 @@ impl Classifier {
     /// # Shapes
     /// As [`Self::forward`].
     pub fn sampled_forward(&self, input: Tensor<2>, seed: crate::Seed) -> Option<Tensor<2>> {
+        self.sample_network(seed).map(|net| net.forward(input))
+    }
+
+    /// One concrete network drawn from `seed` (every weight 0 with probability `pi`, else
+    /// from `N(m, xi)`), or `None` for the baseline.
+    pub fn sample_network(&self, seed: crate::Seed) -> Option<SampledNetwork> {
         match self {
-            Self::SpikeSlab(net) => Some(net.sample_network(seed).forward(input)),
+            Self::SpikeSlab(net) => Some(SampledNetwork::FeedForward(net.sample_network(seed))),
             Self::Deterministic(_) => None,
-            Self::SpikeSlabRnn(net) => Some(net.sample_network(seed).forward(input)),
+            Self::SpikeSlabRnn(net) => Some(SampledNetwork::Recurrent(Box::new(
+                net.sample_network(seed),
+            ))),
         }
     }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classifier::Classifier;
 use crate::network::{DeterministicNet, SpikeSlabNet};
-use crate::rnn::{RecurrentInit, RnnDynamics, RnnScaling, SpikeSlabRnn};
+use crate::rnn::{InputWeights, RecurrentInit, RnnDynamics, RnnScaling, SpikeSlabRnn};
 use crate::seed::Seed;
 
 /// Which network, which widths, which initialisation. The defaults are those of the
@@ -48,6 +48,10 @@ pub struct ModelConfig {
     /// (`N(0, m_init_std²)`). Default `identity`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recurrent_init: Option<RecurrentInit>,
+    /// Recurrent networks only: `spike-slab` input weights (the 28x28 script, the default)
+    /// or `deterministic` ones (`xi = pi = 0`, never trained: the pixel-by-pixel script).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_weights: Option<InputWeights>,
 }
 
 /// `tau` of the authors' recurrent scripts.
@@ -103,6 +107,7 @@ impl Default for ModelConfig {
             h0: None,
             scaling: None,
             recurrent_init: None,
+            input_weights: None,
         }
     }
 }
@@ -144,6 +149,7 @@ impl ModelConfig {
             tau: self.tau.unwrap_or(DEFAULT_TAU),
             h0: self.h0.unwrap_or(DEFAULT_H0),
             scaling: self.scaling.unwrap_or_default(),
+            input_weights: self.input_weights.unwrap_or_default(),
         }
     }
 
@@ -159,6 +165,7 @@ impl ModelConfig {
             ("model.h0", self.h0.is_some()),
             ("model.scaling", self.scaling.is_some()),
             ("model.recurrent_init", self.recurrent_init.is_some()),
+            ("model.input_weights", self.input_weights.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))

@@ -21,10 +21,12 @@ mod seed;
 mod spike_slab;
 mod step;
 
-pub use classifier::Classifier;
+pub use classifier::{Classifier, SampledNetwork};
 pub use config::{DEFAULT_H0, DEFAULT_TAU, FloorModeName, ModelConfig, ModelKind};
 pub use network::{DeterministicLinear, DeterministicNet, SpikeSlabNet};
-pub use rnn::{DeterministicRnn, RecurrentInit, RnnDynamics, RnnScaling, SpikeSlabRnn};
+pub use rnn::{
+    DeterministicRnn, InputWeights, RecurrentInit, RnnDynamics, RnnScaling, SpikeSlabRnn,
+};
 pub use seed::{Seed, Stream};
 pub use spike_slab::{
     Noise, SpikeSlabLinear, preactivation_moments, reference_preactivation, weight_moments,

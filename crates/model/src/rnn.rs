@@ -55,6 +55,18 @@ pub enum RecurrentInit {
     Gaussian,
 }
 
+/// What the input weights are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputWeights {
+    /// Spike-and-slab, as the other matrices (the 28x28 script).
+    #[default]
+    SpikeSlab,
+    /// Plain weights `m`: `xi = 0` and `pi = 0` at the start and never trained (the
+    /// pixel-by-pixel script, whose input has no noise and no spike).
+    Deterministic,
+}
+
 /// The settings of the dynamics, not parameters (not saved in records).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RnnDynamics {
@@ -64,6 +76,8 @@ pub struct RnnDynamics {
     pub h0: f64,
     /// Scaling of the pre-activations.
     pub scaling: RnnScaling,
+    /// What the input weights are.
+    pub input_weights: InputWeights,
 }
 
 impl RnnDynamics {
@@ -134,7 +148,12 @@ impl SpikeSlabRnn {
         let [d, n_rec, classes] = config.sizes[..] else {
             panic!("a recurrent network has sizes [D, n_rec, classes]")
         };
-        let input = SpikeSlabLinear::init(d, n_rec, config, seed.child(0), device);
+        let mut input = SpikeSlabLinear::init(d, n_rec, config, seed.child(0), device);
+        if config.dynamics().input_weights == InputWeights::Deterministic {
+            let zeros = || Tensor::zeros([n_rec, d], device);
+            input = SpikeSlabLinear::from_tensors(input.m.val(), zeros(), zeros())
+                .with_floor(input.floor);
+        }
         let mut recurrent = SpikeSlabLinear::init(n_rec, n_rec, config, seed.child(1), device);
         if config.recurrent_init() == RecurrentInit::Identity {
             let eye: Vec<f32> = (0..n_rec * n_rec)
@@ -167,13 +186,18 @@ impl SpikeSlabRnn {
     }
 
     /// `[m_rec | m_in]`, `[xi_rec | xi_in]` and `[pi_rec | pi_in]`: the matrices of one
-    /// step, `[n_rec, n_rec + D]`.
+    /// step, `[n_rec, n_rec + D]`. Deterministic input weights give `xi_in` and `pi_in` no
+    /// gradient (detached), so that no optimizer step moves them from 0.
     fn step_params(&self) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
         let cat = |a: Tensor<2>, b: Tensor<2>| Tensor::cat(vec![a, b], 1);
+        let frozen = |t: Tensor<2>| match self.dynamics.input_weights {
+            InputWeights::SpikeSlab => t,
+            InputWeights::Deterministic => t.detach(),
+        };
         (
             cat(self.recurrent.m.val(), self.input.m.val()),
-            cat(self.recurrent.xi.val(), self.input.xi.val()),
-            cat(self.recurrent.pi.val(), self.input.pi.val()),
+            cat(self.recurrent.xi.val(), frozen(self.input.xi.val())),
+            cat(self.recurrent.pi.val(), frozen(self.input.pi.val())),
         )
     }
 
@@ -200,7 +224,23 @@ impl SpikeSlabRnn {
             Noise::Sampled(seed) => StepNoise::Seeded(seed),
             Noise::Off => StepNoise::Off,
         };
-        self.unroll(input, noise, t_max)
+        let mut logits = self.unroll(input, noise, t_max, false);
+        logits.pop().expect("the readout after the last step")
+    }
+
+    /// The logits of the readout after every step: element `t - 1` is
+    /// [`Self::forward_truncated`] after `t` steps, the same draws included (the readout's
+    /// noise is the same at every step).
+    ///
+    /// # Shapes
+    /// - input: `[batch, T D]`
+    /// - output: `T` tensors `[batch, classes]`
+    pub fn forward_every_step(&self, input: Tensor<2>, noise: Noise) -> Vec<Tensor<2>> {
+        let noise = match noise {
+            Noise::Sampled(seed) => StepNoise::Seeded(seed),
+            Noise::Off => StepNoise::Off,
+        };
+        self.unroll(input, noise, usize::MAX, true)
     }
 
     /// Logits with given standard-normal draws: `eps[t]` for step `t`, `eps_readout` for
@@ -222,10 +262,24 @@ impl SpikeSlabRnn {
     ) -> Tensor<2> {
         let steps = input.dims()[1] / self.input.dims()[1].max(1);
         assert_eq!(eps.len(), steps, "one eps tensor per step");
-        self.unroll(input, StepNoise::Given(eps, &eps_readout), usize::MAX)
+        let mut logits = self.unroll(
+            input,
+            StepNoise::Given(eps, &eps_readout),
+            usize::MAX,
+            false,
+        );
+        logits.pop().expect("the readout after the last step")
     }
 
-    fn unroll(&self, input: Tensor<2>, noise: StepNoise<'_>, t_max: usize) -> Tensor<2> {
+    /// The readout's logits after the first `t_max` steps, or after each of them if
+    /// `every_step`.
+    fn unroll(
+        &self,
+        input: Tensor<2>,
+        noise: StepNoise<'_>,
+        t_max: usize,
+        every_step: bool,
+    ) -> Vec<Tensor<2>> {
         let [n_rec, d] = self.input.dims();
         let batch = input.dims()[0];
         let device = input.device();
@@ -238,6 +292,15 @@ impl SpikeSlabRnn {
             (keep * m.clone()).transpose()
         });
         let mean_scale = rescale / ((n_rec + d) as f64).sqrt();
+        let readout = |r: Tensor<2>| {
+            let logits = match &noise {
+                StepNoise::Seeded(seed) => self.readout.forward(r, Noise::Sampled(seed.child(1))),
+                StepNoise::Given(_, eps) => self.readout.forward_with_eps(r, (*eps).clone()),
+                StepNoise::Off => self.readout.forward(r, Noise::Off),
+            };
+            logits.mul_scalar(self.dynamics.rescale(n_rec))
+        };
+        let mut outputs = Vec::new();
         let mut h = Tensor::full([batch, n_rec], self.dynamics.h0, &device);
         let mut r = relu(h.clone());
         for (t, x) in steps(&input, d).take(t_max).enumerate() {
@@ -260,13 +323,14 @@ impl SpikeSlabRnn {
             };
             h = self.dynamics.integrate(h, u);
             r = relu(h.clone());
+            if every_step {
+                outputs.push(readout(r.clone()));
+            }
         }
-        let logits = match noise {
-            StepNoise::Seeded(seed) => self.readout.forward(r, Noise::Sampled(seed.child(1))),
-            StepNoise::Given(_, eps) => self.readout.forward_with_eps(r, (*eps).clone()),
-            StepNoise::Off => self.readout.forward(r, Noise::Off),
-        };
-        logits.mul_scalar(self.dynamics.rescale(n_rec))
+        if !every_step {
+            outputs.push(readout(r));
+        }
+        outputs
     }
 
     /// Every `pi` clamped into `[0, 1]` and every `xi` to `>= 0`.

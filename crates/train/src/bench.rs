@@ -96,10 +96,10 @@ fn bench_here(
     Ok(BenchReport {
         backend: backend.name().to_string(),
         device: format!("{device:?}"),
-        train_images: data.train.len(),
+        train_images: config.images_per_epoch(data.train.len()),
         epoch_seconds,
         epoch_seconds_median: epoch_median,
-        train_images_per_second: data.train.len() as f64 / epoch_median,
+        train_images_per_second: config.images_per_epoch(data.train.len()) as f64 / epoch_median,
         test_images: data.test.len(),
         eval_seconds,
         eval_seconds_median: eval_median,

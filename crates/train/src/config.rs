@@ -482,12 +482,29 @@ impl RunConfig {
         let bytes = self.train.precision.bytes();
         if self.model.kind == ModelKind::SpikeSlabRnn {
             let features = splits.train.features();
+            let batch = self.train.batch_size.min(splits.train.len());
+            let eval_rows = EVAL_ROWS.min(splits.test.len());
             crate::memory::check_fits(
-                crate::memory::recurrent_training_bytes(sizes, features, rows, bytes),
+                crate::memory::recurrent_training_bytes(sizes, features, batch, eval_rows, bytes),
                 &what,
             )
         } else {
             crate::memory::check_training_fits(sizes, rows, bytes, &what)
+        }
+    }
+
+    /// The images one epoch trains on, of `n` training images: all, less a last partial
+    /// batch that `train.drop_last` leaves out, at most `train.batches_per_epoch` batches.
+    pub fn images_per_epoch(&self, n: usize) -> usize {
+        let batch = self.train.batch_size.max(1);
+        let kept = if self.train.drop_last {
+            n / batch * batch
+        } else {
+            n
+        };
+        match self.train.batches_per_epoch {
+            Some(batches) => kept.min(batches.saturating_mul(batch)),
+            None => kept,
         }
     }
 

@@ -29,8 +29,8 @@ mod workers;
 pub use backend::{BackendError, BackendKind};
 pub use bench::{BenchReport, bench, median};
 pub use config::{
-    DataConfig, DecayedParameter, EVAL_ROWS, MAX_WIDTH, OptimizerConfig, Precision, RunConfig,
-    TrainConfig, split_override,
+    ClipNorm, DataConfig, DecayedParameter, EVAL_ROWS, MAX_WIDTH, OptimizerConfig, Precision,
+    RunConfig, TrainConfig, split_override,
 };
 pub use credit_model::{Classifier, ModelConfig, ModelKind};
 pub use display::{Display, epoch_line};

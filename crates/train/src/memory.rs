@@ -31,30 +31,34 @@ pub fn training_bytes(sizes: &[usize], rows: usize, float_bytes: u128) -> u128 {
 }
 
 /// [`training_bytes`] of a recurrent network of `sizes = [D, n_rec, classes]` on sequences
-/// of `features` values (`T = features / D` steps): its three matrices, and per step the
-/// activations of the concatenation `[r, x]` and of the `n_rec` units, which BPTT keeps
-/// for every step.
+/// of `features` values (`T = features / D` steps): its three matrices; for a training
+/// batch of `batch` rows, per step the activations of the concatenation `[r, x]` and of
+/// the `n_rec` units, which BPTT keeps for every step; for an evaluation chunk of
+/// `eval_rows` rows (no gradient: nothing kept from step to step), one step's. The larger
+/// of the two passes counts.
 pub fn recurrent_training_bytes(
     sizes: &[usize],
     features: usize,
-    rows: usize,
+    batch: usize,
+    eval_rows: usize,
     float_bytes: u128,
 ) -> u128 {
     let [d, n_rec, classes] = sizes[..] else {
-        return training_bytes(sizes, rows, float_bytes);
+        return training_bytes(sizes, batch.max(eval_rows), float_bytes);
     };
     let (d, n_rec, classes) = (d as u128, n_rec as u128, classes as u128);
     let steps = features as u128 / d.max(1);
     let parameters = n_rec * (d + n_rec + classes);
-    let units = (features as u128)
-        .saturating_add(steps.saturating_mul(2 * n_rec + d))
-        .saturating_add(classes);
+    let per_step = 2 * n_rec + d;
+    let trained = (features as u128)
+        .saturating_add(steps.saturating_mul(per_step))
+        .saturating_add(classes)
+        .saturating_mul(batch as u128);
+    let evaluated = (features as u128 + per_step + classes).saturating_mul(eval_rows as u128);
     float_bytes.saturating_mul(
         VALUES_PER_PARAMETER
             .saturating_mul(parameters)
-            .saturating_add(
-                VALUES_PER_ACTIVATION.saturating_mul(units.saturating_mul(rows as u128)),
-            ),
+            .saturating_add(VALUES_PER_ACTIVATION.saturating_mul(trained.max(evaluated))),
     )
 }
 
@@ -176,6 +180,24 @@ pub fn check_fits(needed: u128, what: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recurrent_run_counts_every_step_of_its_batch_and_one_of_its_evaluation() {
+        let rows = |d: usize| recurrent_training_bytes(&[d, 100, 10], 784, 128, 10_000, 4);
+        // Pixel by pixel: 784 steps of 201 values for 128 sequences dominate.
+        let pixel = rows(1);
+        let per_step = 12 * 4 * 128 * 201;
+        assert!(
+            pixel > 784 * per_step && pixel < 2 * 784 * per_step,
+            "{pixel}"
+        );
+        assert!(pixel < 2 << 30, "under 2 GiB: {pixel}");
+        // 28 rows: the evaluation chunk of 10,000 sequences is the larger pass.
+        assert_eq!(
+            rows(28),
+            4 * (20 * 100 * 138 + 12 * (784 + 228 + 10) * 10_000)
+        );
+    }
 
     #[test]
     fn the_cgroup_limit_is_that_of_the_process_own_group_and_its_parents() {

@@ -196,7 +196,10 @@ fn learning_curves(
 /// The percentages of very important and unimportant connections of every layer against
 /// the epoch, from `metrics.csv` (runs of earlier versions have none): one panel per layer
 /// on one `y` axis.
-fn classes_through_training(metrics: &[credit_train::EpochMetrics]) -> Result<Option<Figure>> {
+fn classes_through_training(
+    metrics: &[credit_train::EpochMetrics],
+    a: &Analysis,
+) -> Result<Option<Figure>> {
     // Rows of an earlier version have no classes (a run resumed across versions): the rows
     // that have them are drawn.
     let layers = metrics.iter().map(|m| m.layers.len()).max().unwrap_or(0);
@@ -227,29 +230,33 @@ fn classes_through_training(metrics: &[credit_train::EpochMetrics]) -> Result<Op
         * 100.0;
     let panels = (0..layers)
         .map(|l| {
-            let mut p =
-                Panel::new(format!("Layer {}", l + 1), "epoch", "connections (%)").with(vec![
-                    Series::line(
-                        "very important (pi = 0, xi = 0)",
-                        class_colour(ConnectionClass::VeryImportant),
-                        style,
-                        epochs.clone(),
-                        metrics
-                            .iter()
-                            .map(|m| 100.0 * m.layers[l].very_important)
-                            .collect(),
-                    ),
-                    Series::line(
-                        "unimportant (pi = 1)",
-                        class_colour(ConnectionClass::Unimportant),
-                        style,
-                        epochs.clone(),
-                        metrics
-                            .iter()
-                            .map(|m| 100.0 * m.layers[l].unimportant)
-                            .collect(),
-                    ),
-                ]);
+            let mut p = Panel::new(
+                capitalised(&a.layer_name(l + 1)),
+                "epoch",
+                "connections (%)",
+            )
+            .with(vec![
+                Series::line(
+                    "very important (pi = 0, xi = 0)",
+                    class_colour(ConnectionClass::VeryImportant),
+                    style,
+                    epochs.clone(),
+                    metrics
+                        .iter()
+                        .map(|m| 100.0 * m.layers[l].very_important)
+                        .collect(),
+                ),
+                Series::line(
+                    "unimportant (pi = 1)",
+                    class_colour(ConnectionClass::Unimportant),
+                    style,
+                    epochs.clone(),
+                    metrics
+                        .iter()
+                        .map(|m| 100.0 * m.layers[l].unimportant)
+                        .collect(),
+                ),
+            ]);
             p.y_range = Some((0.0, (top * 1.06).max(1.0)));
             p.marks.clone_from(&marks);
             p.x_ticks = epoch_ticks(&epochs);
@@ -346,12 +353,13 @@ fn layer_row(
 ) -> Result<Vec<Figure>> {
     let bins = a.config.bins;
     let total = p.len();
-    let group = format!("Layer {n} ({} → {} units)", p.d_input, p.d_output);
+    let name = capitalised(&a.layer_name(n));
+    let group = format!("{name} ({} → {} units)", p.d_input, p.d_output);
     let pct = |k: usize| 100.0 * k as f64 / total.max(1) as f64;
     let mut figures = Vec::new();
 
     let (pi_panel, exact) = with_exact_masses(
-        format!("Layer {n}: pi"),
+        format!("{name}: pi"),
         "spike probability pi",
         &p.pi,
         &[0.0, 1.0],
@@ -361,7 +369,7 @@ fn layer_row(
         &format!("layer{n}-pi"),
         &group,
         format!(
-            "Layer {n}: distribution of the spike probability pi of its {} connections; the \
+            "{name}: distribution of the spike probability pi of its {} connections; the \
              exact masses at pi = 0 and pi = 1 as separate dark bars with their counts.",
             thousands(total)
         ),
@@ -382,7 +390,7 @@ fn layer_row(
     )?);
 
     let (xi_panel, exact) = with_exact_masses(
-        format!("Layer {n}: xi"),
+        format!("{name}: xi"),
         "slab variance xi",
         &p.xi,
         &[0.0],
@@ -392,7 +400,7 @@ fn layer_row(
         &format!("layer{n}-xi"),
         &group,
         format!(
-            "Layer {n}: distribution of the slab variance xi; the exact mass at xi = 0 as a \
+            "{name}: distribution of the slab variance xi; the exact mass at xi = 0 as a \
              separate dark bar with its count."
         ),
         &Plot::single(xi_panel, LAYER_PANEL)
@@ -405,7 +413,7 @@ fn layer_row(
     )?);
 
     let mut m_panel = histogram_panel(
-        &format!("Layer {n}: m"),
+        &format!("{name}: m"),
         "slab mean m",
         "connections",
         &[HistogramSeries {
@@ -421,7 +429,7 @@ fn layer_row(
     figures.push(Figure::new(
         &format!("layer{n}-m"),
         &group,
-        format!("Layer {n}: distribution of the slab mean m (all connections)."),
+        format!("{name}: distribution of the slab mean m (all connections)."),
         &Plot::single(m_panel, LAYER_PANEL)
             .band(LAYER_BAND)
             .notes(vec![
@@ -441,7 +449,7 @@ fn layer_row(
 
     let classes = p.classes(a.config.tolerance);
     let mut by_class = Panel::new(
-        format!("Layer {n}: m by class"),
+        format!("{name}: m by class"),
         "slab mean m",
         "connections (log scale)",
     )
@@ -462,7 +470,7 @@ fn layer_row(
         &format!("layer{n}-m-by-class"),
         &group,
         format!(
-            "Layer {n}: the slab mean m within each class of connection, as outlines so that \
+            "{name}: the slab mean m within each class of connection, as outlines so that \
              no class hides another (very important: pi = 0 and xi = 0; unimportant: pi = 1; \
              variable: the rest)."
         ),
@@ -481,7 +489,7 @@ fn layer_row(
             )
         };
         let mut panel = Panel::new(
-            format!("Layer {n}: perturbation"),
+            format!("{name}: perturbation"),
             "fraction f perturbed",
             "test error (%)",
         )
@@ -512,7 +520,7 @@ fn layer_row(
             &format!("layer{n}-perturbation"),
             &group,
             format!(
-                "Layer {n}: test error of sampled networks against the perturbed fraction f \
+                "{name}: test error of sampled networks against the perturbed fraction f \
                  (mean and sd over {} sampled networks), on the same y axis for every layer: a \
                  fraction f of the very important connections removed, as many variable or \
                  random ones removed, a fraction f of the unimportant ones given N(0, 1) \
@@ -533,11 +541,7 @@ fn entropy_figure(run: &AnalysedRun) -> Result<Option<Figure>> {
     if a.layers.is_empty() {
         return Ok(None);
     }
-    let names: Vec<String> = a
-        .layers
-        .iter()
-        .map(|l| format!("layer {}", l.layer))
-        .collect();
+    let names: Vec<String> = a.layers.iter().map(|l| a.layer_name(l.layer)).collect();
     let x: Vec<f64> = (1..=a.layers.len()).map(|l| l as f64).collect();
     // Drawn beside each layer's name, written at it in the data.
     let beside = |offset: f64, mut series: Series| {
@@ -600,7 +604,7 @@ fn entropy_figure(run: &AnalysedRun) -> Result<Option<Figure>> {
         .log();
         for (l, values) in per_connection.iter().enumerate() {
             spread.series.push(Series::bins(
-                format!("layer {}", l + 1),
+                a.layer_name(l + 1),
                 layer_colour(l),
                 Style::Steps,
                 bin_values(values, lo, hi, a.config.bins),
@@ -996,15 +1000,63 @@ pub fn figures(run: &AnalysedRun) -> Result<Vec<Figure>> {
     for (l, p) in run.params.iter().enumerate() {
         figures.extend(layer_row(a, l + 1, p, perturbation_top.min(100.0))?);
     }
-    let spike_slab = a.model_kind == credit_train::ModelKind::SpikeSlab;
+    let spike_slab = a.model_kind != credit_train::ModelKind::Deterministic;
     figures.extend(learning_curves(&run.metrics, spike_slab)?);
-    figures.extend(classes_through_training(&run.metrics)?);
+    figures.extend(classes_through_training(&run.metrics, a)?);
+    figures.extend(truncation_figure(a)?);
     figures.extend(entropy_figure(run)?);
     figures.extend(ensemble_figures(a)?);
     figures.extend(sparsity_figure(a)?);
     figures.extend(calibration_figure(a)?);
     figures.extend(ood_figures(run)?);
     Ok(figures)
+}
+
+/// `text` with its first letter in capitals.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// A recurrent run's test accuracy against the steps read before the readout.
+fn truncation_figure(a: &Analysis) -> Result<Option<Figure>> {
+    let Some(r) = &a.recurrent else {
+        return Ok(None);
+    };
+    let t: Vec<f64> = (1..=r.steps).map(|t| t as f64).collect();
+    let series = |label: &str, y: &[f64]| crate::figures::CurveSeries {
+        label: label.to_string(),
+        x: t.clone(),
+        y: y.to_vec(),
+        error: Vec::new(),
+    };
+    let panel = crate::figures::curves_panel(
+        "Sequences cut after t steps",
+        "steps read (t)",
+        "test accuracy (%)",
+        &[
+            series("mean-field (noise on)", &r.truncated_mean_field_pct),
+            series("mean network", &r.truncated_mean_network_pct),
+        ],
+        true,
+    );
+    Ok(Some(Figure::new(
+        "recurrent-truncation",
+        "Recurrence",
+        format!(
+            "Test accuracy when the readout reads the state after the first t of the {} \
+             steps ({} inputs per step), for the mean-field network (noise on, the draws of \
+             the mean-field accuracy) and the mean network; at t = {} the accuracies of the \
+             table.",
+            r.steps,
+            a.sizes.first().copied().unwrap_or(0),
+            r.steps
+        ),
+        &Plot::single(panel, crate::figures::SINGLE),
+    )?))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use super::*;
 use proptest::prelude::*;
 
 /// Every leaf key of a run configuration.
-const KEYS: [&str; 39] = [
+const KEYS: [&str; 40] = [
     "seed",
     "data.path",
     "data.label_offset",
@@ -40,6 +40,7 @@ const KEYS: [&str; 39] = [
     "model.h0",
     "model.scaling",
     "model.recurrent_init",
+    "model.input_weights",
     "train.batches_per_epoch",
     "optimizer.lr_step_offset",
     "optimizer.clip_grad_norm",
