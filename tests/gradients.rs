@@ -220,21 +220,16 @@ fn autodiff_matches_finite_differences_and_generalised_backprop() {
                 gbp[t],
                 1e-9,
             );
-            let finite: Vec<f64> = (0..autodiff[t].len())
-                .map(|k| {
-                    let shifted = |delta: f64| {
-                        let mut p = params.to_vec();
-                        let v = match t {
-                            0 => &mut p[l].m,
-                            1 => &mut p[l].xi,
-                            _ => &mut p[l].pi,
-                        };
-                        v[k] += delta;
-                        loss_at(&p)
-                    };
-                    (shifted(step) - shifted(-step)) / (2.0 * step)
-                })
-                .collect();
+            let finite = common::central_differences(autodiff[t].len(), step, |k, delta| {
+                let mut p = params.to_vec();
+                let v = match t {
+                    0 => &mut p[l].m,
+                    1 => &mut p[l].xi,
+                    _ => &mut p[l].pi,
+                };
+                v[k] += delta;
+                loss_at(&p)
+            });
             assert_close_relative(
                 &format!("{what} autodiff vs finite differences"),
                 &autodiff[t],

@@ -329,21 +329,16 @@ fn bptt_matches_finite_differences_and_the_scripts_hand_derived_gradients() {
                 hand[t],
                 1e-12,
             );
-            let finite: Vec<f64> = (0..autodiff[t].len())
-                .map(|k| {
-                    let shifted = |delta: f64| {
-                        let mut p = f.net.clone();
-                        let v = match t {
-                            0 => &mut p[l].m,
-                            1 => &mut p[l].xi,
-                            _ => &mut p[l].pi,
-                        };
-                        v[k] += delta;
-                        loss_at(&p)
-                    };
-                    (shifted(step) - shifted(-step)) / (2.0 * step)
-                })
-                .collect();
+            let finite = common::central_differences(autodiff[t].len(), step, |k, delta| {
+                let mut p = f.net.clone();
+                let v = match t {
+                    0 => &mut p[l].m,
+                    1 => &mut p[l].xi,
+                    _ => &mut p[l].pi,
+                };
+                v[k] += delta;
+                loss_at(&p)
+            });
             assert_close_relative(
                 &format!("{what} autodiff vs finite differences"),
                 &autodiff[t],

@@ -42,6 +42,14 @@ pub fn assert_close_relative(what: &str, got: &[f64], want: &[f64], tolerance: f
     }
 }
 
+/// Central finite differences `(f(k, +step) - f(k, -step)) / (2 step)` for `k` in `0..n`,
+/// where `f(k, delta)` is the loss with parameter `k` shifted by `delta`.
+pub fn central_differences(n: usize, step: f64, f: impl Fn(usize, f64) -> f64) -> Vec<f64> {
+    (0..n)
+        .map(|k| (f(k, step) - f(k, -step)) / (2.0 * step))
+        .collect()
+}
+
 /// A tensor from row-major values.
 pub fn tensor<const D: usize>(values: Vec<f64>, shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), device)
