@@ -498,4 +498,20 @@ fn a_recurrent_run_trains_and_is_analysed_per_matrix_with_its_truncated_sequence
     )
     .unwrap();
     assert_eq!(pruned.pruned.unwrap().0, a.accuracy.mean_network_pct);
+    // Each matrix under its own name: (1 - pi) m of that matrix, 0 where pi = 1.
+    let tensors = credit_analysis::export::decode(&pruned.path).unwrap();
+    let model = run.load_model(&config, &common::device(), None).unwrap();
+    let params = LayerParams::of_layers(&model.spike_slab_layers());
+    for (name, p) in ["input", "recurrent", "readout"].iter().zip(&params) {
+        let w = &tensors[&format!("{name}.weight")];
+        assert_eq!(w.shape, vec![p.d_output, p.d_input], "{name}");
+        for k in 0..p.len() {
+            let expected = if p.pi[k] >= 1.0 {
+                0.0
+            } else {
+                (1.0 - p.pi[k]) * p.m[k]
+            };
+            assert_eq!(w.values[k], expected, "{name}[{k}]");
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! through time against central finite differences, and against the gradients of the
 //! authors' hand-derived BPTT (`run_bptt` of `BPTT-SAS-28by28.py` in
 //! ZouWenXuan/Spike-and-Slab-RNN), written out here from its formulas; the mean network
-//! against the noise-free forward; the spectral norm of the gradient clipping.
+//! against the noise-free forward; the presets' initialisation. (The spectral norm and the
+//! clipping are tested in `crates/train/src/config/tests.rs`.)
 //!
 //! The recurrent layer (17 units, above a vector's width) goes through flex's kernels, the
 //! readout (3 classes) through the composed operations. This file is its own test binary

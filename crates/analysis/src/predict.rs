@@ -410,7 +410,12 @@ pub fn predict_run(
         // A recurrent network reads whole sequences of the width it was trained on (`T D`,
         // not in its config): its test split says.
         let features = if config.model.kind == credit_train::ModelKind::SpikeSlabRnn {
-            credit_train::load_data(&config)?.test.features()
+            anyhow::Context::context(
+                credit_train::load_data(&config),
+                "credit predict reads a recurrent run's sequence length from its data",
+            )?
+            .test
+            .features()
         } else {
             config.model.sizes[0]
         };

@@ -399,6 +399,10 @@ impl RunConfig {
             o.lr_step_offset.unwrap_or(0) <= MAX_EPOCHS,
             "optimizer.lr_step_offset must be at most {MAX_EPOCHS}"
         );
+        ensure!(
+            o.lr_step_offset.is_none() || o.lr_step_epochs > 0,
+            "optimizer.lr_step_offset needs optimizer.lr_step_epochs > 0 (a constant rate has no steps to move)"
+        );
         let mut decay = o.decay.clone();
         decay.sort_by_key(|p| *p as u8);
         decay.dedup();
@@ -453,6 +457,12 @@ impl RunConfig {
                 set.classes()
             );
         }
+        ensure!(
+            splits.train.features() == splits.test.features(),
+            "the training sequences in {dir} have {} values but the test sequences {}: both splits need the same length",
+            splits.train.features(),
+            splits.test.features()
+        );
         let devices = self.train.devices.max(1);
         ensure!(
             devices <= splits.train.len(),
@@ -493,19 +503,20 @@ impl RunConfig {
         }
     }
 
-    /// The images one epoch trains on, of `n` training images: all, less a last partial
-    /// batch that `train.drop_last` leaves out, at most `train.batches_per_epoch` batches.
+    /// The images one epoch trains on, of `n` training images: all of them, or with
+    /// `train.batches_per_epoch` (one device) that many batches at most, less a last
+    /// partial batch that `train.drop_last` leaves out.
     pub fn images_per_epoch(&self, n: usize) -> usize {
+        let Some(batches) = self.train.batches_per_epoch else {
+            return n;
+        };
         let batch = self.train.batch_size.max(1);
         let kept = if self.train.drop_last {
             n / batch * batch
         } else {
             n
         };
-        match self.train.batches_per_epoch {
-            Some(batches) => kept.min(batches.saturating_mul(batch)),
-            None => kept,
-        }
+        kept.min(batches.saturating_mul(batch))
     }
 
     /// Where the configured data is and how to read it.

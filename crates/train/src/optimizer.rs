@@ -18,7 +18,11 @@ use crate::config::{ClipNorm, DecayedParameter, OptimizerConfig};
 /// recurrent scripts' `grad_clip`, which scales at equality too: the same values). The
 /// spectral norm of a matrix is the root of the largest eigenvalue of `gᵀg`, by power
 /// iteration in float64 on the host; a tensor of another rank takes its Frobenius norm.
-fn clip_to_norm<const D: usize>(grad: Tensor<D>, bound: f64, norm: ClipNorm) -> Tensor<D> {
+pub(crate) fn clip_to_norm<const D: usize>(
+    grad: Tensor<D>,
+    bound: f64,
+    norm: ClipNorm,
+) -> Tensor<D> {
     let dims = grad.dims();
     let values: Vec<f64> = grad
         .clone()
@@ -38,9 +42,8 @@ fn clip_to_norm<const D: usize>(grad: Tensor<D>, bound: f64, norm: ClipNorm) -> 
 }
 
 /// The largest singular value of the row-major `[rows, cols]` matrix `a`: the root of the
-/// largest eigenvalue of the `[k, k]` Gram matrix (`k` the smaller side), by power
-/// iteration from a vector of ones until the estimate changes by less than 1e-12
-/// relative (at most 1,000 iterations; the estimate approaches the value from below).
+/// largest eigenvalue of the `[k, k]` Gram matrix (`k` the smaller side), by
+/// [`power_iteration`].
 pub fn spectral_norm(a: &[f64], rows: usize, cols: usize) -> f64 {
     let k = rows.min(cols);
     if k == 0 {
@@ -59,7 +62,28 @@ pub fn spectral_norm(a: &[f64], rows: usize, cols: usize) -> f64 {
             gram[j * k + i] = dot;
         }
     }
-    let mut v = vec![1.0 / (k as f64).sqrt(); k];
+    // Power iteration from a start with no special structure (the ones vector can lie in
+    // the Gram matrix's null space: the readout's gradient rows sum to about zero), then
+    // from each unit vector in turn while the start gives zero.
+    let starts = std::iter::once(
+        (0..k)
+            .map(|i| 1.0 + 0.618_033_988_75 * i as f64 % 1.0)
+            .collect(),
+    )
+    .chain((0..k).map(|j| (0..k).map(|i| f64::from(u8::from(i == j))).collect()));
+    for start in starts {
+        let estimate = power_iteration(&gram, k, start);
+        if estimate > 0.0 {
+            return estimate.sqrt();
+        }
+    }
+    0.0
+}
+
+/// The largest eigenvalue of the symmetric positive semi-definite `[k, k]` matrix `gram`
+/// by power iteration from `v`, until the estimate changes by less than 1e-12 relative (at
+/// most 1,000 iterations; it approaches the value from below); 0 if `gram v = 0`.
+fn power_iteration(gram: &[f64], k: usize, mut v: Vec<f64>) -> f64 {
     let mut estimate = 0.0;
     for _ in 0..1_000 {
         let w: Vec<f64> = (0..k)
@@ -69,14 +93,16 @@ pub fn spectral_norm(a: &[f64], rows: usize, cols: usize) -> f64 {
         if length == 0.0 {
             return 0.0;
         }
-        let converged = (length - estimate).abs() <= 1e-12 * length;
-        estimate = length;
+        let norm_v = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let value = length / norm_v;
+        let converged = (value - estimate).abs() <= 1e-12 * value;
+        estimate = value;
         v = w.into_iter().map(|x| x / length).collect();
         if converged {
             break;
         }
     }
-    estimate.sqrt()
+    estimate
 }
 
 /// AdamW with decoupled weight decay: with `g` the gradient and `t` the step number,

@@ -292,8 +292,13 @@ impl SweepPlan {
 }
 
 /// `config` with `overrides`, `data.dir` and `data.path` made absolute.
-pub(crate) fn resolved(config: &Path, overrides: &[String]) -> Result<RunConfig> {
-    let mut config = RunConfig::load(config, overrides)?;
+pub(crate) fn resolved(config_path: &Path, overrides: &[String]) -> Result<RunConfig> {
+    let mut config = RunConfig::load(config_path, overrides)?;
+    anyhow::ensure!(
+        config.model.kind != credit_train::ModelKind::SpikeSlabRnn,
+        "{}: sweeps and reproductions train feed-forward networks and their baseline; train recurrent runs (model.kind = \"spike-slab-rnn\") one by one with credit train",
+        config_path.display()
+    );
     config.data.dir = absolute(&config.data.dir);
     config.data.path = config.data.path.as_deref().map(absolute);
     Ok(config)

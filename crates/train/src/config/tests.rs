@@ -274,6 +274,10 @@ fn recurrent_settings_are_checked_and_name_their_key() {
         with(&["optimizer.clip_grad_kind=\"frobenius\""])
             .contains("needs optimizer.clip_grad_norm")
     );
+    assert!(
+        with(&["optimizer.lr_step_offset=1", "optimizer.lr_step_epochs=0"])
+            .contains("lr_step_offset needs")
+    );
     // The preset validates, and an unset key is not written back.
     let preset = RunConfig::load(Path::new("../../configs/smnist-rnn.toml"), &[]).unwrap();
     assert_eq!(preset.model.dynamics().tau, 10.0);
@@ -316,4 +320,38 @@ fn the_spectral_norm_is_the_largest_singular_value() {
     let golden = (1.0 + 5f64.sqrt()) / 2.0;
     assert!((spectral_norm(&[1.0, 1.0, 0.0, 1.0], 2, 2) - golden).abs() < 1e-9);
     assert_eq!(spectral_norm(&[0.0; 4], 2, 2), 0.0);
+    // Rows that sum to zero, as a softmax error's: the ones vector is in the null space of
+    // a aᵀ, and the norm is still found.
+    assert!((spectral_norm(&[1.0, 0.0, -1.0, 0.0], 2, 2) - 2f64.sqrt()).abs() < 1e-12);
+    assert!((spectral_norm(&[1.0, -1.0], 1, 2) - 2f64.sqrt()).abs() < 1e-12);
+}
+
+#[test]
+fn clipping_scales_a_gradient_above_the_bound_to_it_and_leaves_the_rest() {
+    use crate::optimizer::clip_to_norm;
+    let device = crate::BackendKind::default_available()
+        .unwrap()
+        .device()
+        .unwrap();
+    let grad = |v: Vec<f32>| {
+        burn::tensor::Tensor::<2>::from_data(burn::tensor::TensorData::new(v, [2, 2]), &device)
+    };
+    let values = |t: burn::tensor::Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    // diag(3, 1): spectral norm 3, Frobenius sqrt(10).
+    let g = vec![3.0, 0.0, 0.0, 1.0];
+    let spectral = values(clip_to_norm(grad(g.clone()), 1.5, ClipNorm::Spectral));
+    assert_eq!(spectral, vec![1.5, 0.0, 0.0, 0.5]);
+    let frobenius = values(clip_to_norm(grad(g.clone()), 1.0, ClipNorm::Frobenius));
+    let scale = 1.0 / 10f32.sqrt();
+    for (got, want) in frobenius.iter().zip(&g) {
+        assert!(
+            (got - want * scale).abs() < 1e-6,
+            "{got} vs {}",
+            want * scale
+        );
+    }
+    assert_eq!(
+        values(clip_to_norm(grad(g.clone()), 3.5, ClipNorm::Spectral)),
+        g
+    );
 }
