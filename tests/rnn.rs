@@ -309,44 +309,21 @@ fn bptt_matches_finite_differences_and_the_scripts_hand_derived_gradients() {
     let script = script_bptt(&f);
     let plain = device.clone().inner();
     let loss_at = |params: &Net| -> f64 { values(loss(&rnn(params, &plain), &f, &plain))[0] };
-    let step = 1e-6;
     let names = ["input", "recurrent", "readout"];
     for (l, layer) in net.matrices().into_iter().enumerate() {
-        let autodiff = [
-            values(layer.m.val().grad(&grads).expect("grad of m")),
-            values(layer.xi.val().grad(&grads).expect("grad of xi")),
-            values(layer.pi.val().grad(&grads).expect("grad of pi")),
-        ];
-        let hand = [&script[l].0, &script[l].1, &script[l].2];
-        for (t, name) in ["m", "xi", "pi"].iter().enumerate() {
-            let what = format!("{} d{name}", names[l]);
-            assert!(
-                autodiff[t].iter().any(|g| g.abs() > 1e-6),
-                "{what}: every gradient is zero"
-            );
-            assert_close_relative(
-                &format!("{what} autodiff vs script"),
-                &autodiff[t],
-                hand[t],
-                1e-12,
-            );
-            let finite = common::central_differences(autodiff[t].len(), step, |k, delta| {
+        let hand = [&script[l].0[..], &script[l].1, &script[l].2];
+        common::check_layer_gradients(
+            names[l],
+            layer,
+            &grads,
+            ("script", hand, 1e-12),
+            |t, k, delta| {
                 let mut p = f.net.clone();
-                let v = match t {
-                    0 => &mut p[l].m,
-                    1 => &mut p[l].xi,
-                    _ => &mut p[l].pi,
-                };
-                v[k] += delta;
+                let q = &mut p[l];
+                [&mut q.m, &mut q.xi, &mut q.pi][t][k] += delta;
                 loss_at(&p)
-            });
-            assert_close_relative(
-                &format!("{what} autodiff vs finite differences"),
-                &autodiff[t],
-                &finite,
-                1e-7,
-            );
-        }
+            },
+        );
     }
 }
 

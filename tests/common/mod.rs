@@ -50,6 +50,43 @@ pub fn central_differences(n: usize, step: f64, f: impl Fn(usize, f64) -> f64) -
         .collect()
 }
 
+/// Checks the autodiff gradients of one spike-and-slab layer's `m`, `xi` and `pi` (`what`
+/// names the layer): against `hand` (`hand_name`, a hand-derived backprop) to `hand_tolerance`,
+/// and against central finite differences of `loss_shifted(t, k, delta)`, the loss with
+/// entry `k` of parameter `t` (0 `m`, 1 `xi`, 2 `pi`) shifted by `delta`, to 1e-7.
+pub fn check_layer_gradients(
+    what: &str,
+    layer: &credit_model::SpikeSlabLinear,
+    grads: &burn::tensor::Gradients,
+    (hand_name, hand, hand_tolerance): (&str, [&[f64]; 3], f64),
+    loss_shifted: impl Fn(usize, usize, f64) -> f64,
+) {
+    let autodiff =
+        [&layer.m, &layer.xi, &layer.pi].map(|p| values(p.val().grad(grads).expect("a gradient")));
+    for (t, name) in ["m", "xi", "pi"].iter().enumerate() {
+        let what = format!("{what} d{name}");
+        assert!(
+            autodiff[t].iter().any(|g| g.abs() > 1e-6),
+            "{what}: every gradient is zero"
+        );
+        assert_close_relative(
+            &format!("{what} autodiff vs {hand_name}"),
+            &autodiff[t],
+            hand[t],
+            hand_tolerance,
+        );
+        let finite = central_differences(autodiff[t].len(), 1e-6, |k, delta| {
+            loss_shifted(t, k, delta)
+        });
+        assert_close_relative(
+            &format!("{what} autodiff vs finite differences"),
+            &autodiff[t],
+            &finite,
+            1e-7,
+        );
+    }
+}
+
 /// A tensor from row-major values.
 pub fn tensor<const D: usize>(values: Vec<f64>, shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), device)

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use credit_model::{Seed, Stream};
 use credit_train::{
@@ -313,13 +313,7 @@ impl Analysis {
     /// The name of layer `layer` (from 1) in words: `layer 2`, or for a recurrent run the
     /// matrix (`input matrix`, `recurrent matrix`, `readout matrix`).
     pub fn layer_name(&self, layer: usize) -> String {
-        match (
-            self.model_kind,
-            crate::recurrent::MATRICES.get(layer.wrapping_sub(1)),
-        ) {
-            (credit_train::ModelKind::SpikeSlabRnn, Some(name)) => format!("{name} matrix"),
-            _ => format!("layer {layer}"),
-        }
+        layer_name(self.model_kind, layer)
     }
 }
 
@@ -341,15 +335,13 @@ pub struct AnalysedRun {
     pub entropies: Vec<Vec<f64>>,
 }
 
-/// The names of a model's spike-and-slab matrices in progress lines and reports: `layer 1`,
-/// `layer 2`, ... of a feed-forward network, `input`, `recurrent`, `readout` of a
-/// recurrent one.
-pub fn layer_names(model: &Classifier) -> Vec<String> {
-    match model {
-        Classifier::SpikeSlabRnn(_) => crate::recurrent::MATRICES.map(String::from).to_vec(),
-        _ => (1..=model.spike_slab_layers().len())
-            .map(|l| format!("layer {l}"))
-            .collect(),
+/// The name of layer `layer` (from 1) of a network of `kind` in progress lines and
+/// reports: `layer 2`, or for a recurrent network its matrix (`input matrix`, `recurrent
+/// matrix`, `readout matrix`).
+pub fn layer_name(kind: credit_train::ModelKind, layer: usize) -> String {
+    match (kind, crate::recurrent::MATRICES.get(layer.wrapping_sub(1))) {
+        (credit_train::ModelKind::SpikeSlabRnn, Some(name)) => format!("{name} matrix"),
+        _ => format!("layer {layer}"),
     }
 }
 
@@ -401,12 +393,8 @@ fn analyze_here(
     let started = Instant::now();
     progress.stage("loading the run", 1);
     let run_config: RunConfig = run.config()?;
-    let recurrent = run_config.model.kind == credit_train::ModelKind::SpikeSlabRnn;
-    if recurrent && config.ood.is_some() {
-        bail!(
-            "{} is a recurrent run: out-of-distribution scores (ood) are for feed-forward runs only",
-            run.path().display()
-        );
+    if config.ood.is_some() {
+        crate::recurrent::not_recurrent(run, &run_config, "out-of-distribution scoring (ood)")?;
     }
     let device: Device = backend.device()?;
     let analysis_seed = config.seed.unwrap_or(run_config.seed);
@@ -549,9 +537,9 @@ fn analyze_here(
     });
 
     let mut layer_entropy_values = Vec::with_capacity(params.len());
-    let names = layer_names(&model);
     for (l, p) in params.iter().enumerate() {
-        progress.stage(&format!("{}: entropy", names[l]), 1);
+        let name = layer_name(run_config.model.kind, l + 1);
+        progress.stage(&format!("{name}: entropy"), 1);
         let classes = p.classes(config.tolerance);
         let entropies = layer_entropies(
             p,
