@@ -17,6 +17,7 @@ fn the_committed_mnist_parses_completely() {
     assert_eq!(splits.train.len(), 60_000);
     assert_eq!(splits.test.len(), 10_000);
     assert_eq!(splits.train.features(), 784);
+    assert_eq!(splits.train.shape(), [28, 28]);
     assert_eq!(
         &splits.train.labels()[..10],
         &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
@@ -138,6 +139,7 @@ fn cifar10_binary_batches_read_back() {
     assert_eq!(splits.train.len(), 3);
     assert_eq!(splits.train.labels(), &[3, 9, 0]);
     assert_eq!(splits.train.features(), 3072);
+    assert_eq!(splits.train.shape(), [3, 32, 32]);
     assert_eq!(splits.train.pixels(1)[3071], 20.0 / 255.0);
     assert_eq!(splits.test.labels(), &[7]);
 

@@ -78,14 +78,41 @@ impl Params {
 /// Input, recurrent, readout.
 type Net = [Params; 3];
 
-struct Fixture {
-    net: Net,
+/// The sizes and dynamics of the script's network.
+#[derive(Clone, Copy)]
+struct Shape {
+    d: usize,
+    n_rec: usize,
+    classes: usize,
+    steps: usize,
+    tau: f64,
+    h0: f64,
+}
+
+const SHAPE: Shape = Shape {
+    d: D,
+    n_rec: N_REC,
+    classes: CLASSES,
+    steps: STEPS,
+    tau: TAU,
+    h0: H0,
+};
+
+/// One batch of sequences with its noise.
+#[derive(Clone)]
+struct ScriptBatch {
     /// `[batch][t D + i]`.
     input: Vec<f64>,
+    labels: Vec<usize>,
     /// `[t][batch][unit]`.
     eps: Vec<Vec<f64>>,
     /// `[batch][class]`.
     eps_out: Vec<f64>,
+}
+
+struct Fixture {
+    net: Net,
+    batch: ScriptBatch,
 }
 
 fn fixture() -> Fixture {
@@ -114,9 +141,12 @@ fn fixture() -> Fixture {
     let eps_out = normal(&mut rng, BATCH * CLASSES);
     Fixture {
         net,
-        input,
-        eps,
-        eps_out,
+        batch: ScriptBatch {
+            input,
+            labels: LABELS.to_vec(),
+            eps,
+            eps_out,
+        },
     }
 }
 
@@ -135,13 +165,14 @@ fn rnn(net: &Net, device: &Device) -> SpikeSlabRnn {
 }
 
 fn loss(net: &SpikeSlabRnn, f: &Fixture, device: &Device) -> Tensor<1> {
-    let input = tensor(f.input.clone(), [BATCH, STEPS * D], device);
+    let input = tensor(f.batch.input.clone(), [BATCH, STEPS * D], device);
     let eps: Vec<Tensor<2>> = f
+        .batch
         .eps
         .iter()
         .map(|e| tensor(e.clone(), [BATCH, N_REC], device))
         .collect();
-    let eps_out = tensor(f.eps_out.clone(), [BATCH, CLASSES], device);
+    let eps_out = tensor(f.batch.eps_out.clone(), [BATCH, CLASSES], device);
     let logits = net.forward_with_eps(input, &eps, eps_out);
     let labels: Vec<i64> = LABELS.iter().map(|&l| l as i64).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [BATCH]), device);
@@ -162,32 +193,45 @@ fn loss(net: &SpikeSlabRnn, f: &Fixture, device: &Device) -> Tensor<1> {
 ///
 /// with `a_t = r_{t-1}` for the recurrent matrix and `x_t` for the input one, and the
 /// readout's as a feed-forward layer on `r_T`; all divided by the batch size.
-fn script_bptt(f: &Fixture) -> [(Vec<f64>, Vec<f64>, Vec<f64>); 3] {
-    let [inp, rec, out] = &f.net;
-    let x = |t: usize, b: usize, i: usize| f.input[b * STEPS * D + t * D + i];
+fn script_bptt(
+    net: &Net,
+    shape: &Shape,
+    batch: &ScriptBatch,
+) -> [(Vec<f64>, Vec<f64>, Vec<f64>); 3] {
+    let [inp, rec, out] = net;
+    let Shape {
+        d,
+        n_rec,
+        classes,
+        steps,
+        tau,
+        h0,
+    } = *shape;
+    let size = batch.labels.len();
+    let x = |t: usize, b: usize, i: usize| batch.input[b * steps * d + t * d + i];
     // Forward, [t][b][unit]; r[0] = relu(h0), h[t + 1] after step t.
-    let mut h = vec![vec![vec![H0; N_REC]; BATCH]];
-    let mut r = vec![vec![vec![H0.max(0.0); N_REC]; BATCH]];
+    let mut h = vec![vec![vec![h0; n_rec]; size]];
+    let mut r = vec![vec![vec![h0.max(0.0); n_rec]; size]];
     let mut delta = Vec::new();
-    for t in 0..STEPS {
-        let mut h_t = vec![vec![0.0; N_REC]; BATCH];
-        let mut d_t = vec![vec![0.0; N_REC]; BATCH];
-        for b in 0..BATCH {
-            for i in 0..N_REC {
+    for t in 0..steps {
+        let mut h_t = vec![vec![0.0; n_rec]; size];
+        let mut d_t = vec![vec![0.0; n_rec]; size];
+        for b in 0..size {
+            for i in 0..n_rec {
                 let (mut g, mut var) = (0.0, 0.0);
-                for j in 0..N_REC {
+                for j in 0..n_rec {
                     let a = r[t][b][j];
-                    g += rec.mu(i * N_REC + j) * a;
-                    var += rec.var(i * N_REC + j) * a * a;
+                    g += rec.mu(i * n_rec + j) * a;
+                    var += rec.var(i * n_rec + j) * a * a;
                 }
-                for j in 0..D {
+                for j in 0..d {
                     let a = x(t, b, j);
-                    g += inp.mu(i * D + j) * a;
-                    var += inp.var(i * D + j) * a * a;
+                    g += inp.mu(i * d + j) * a;
+                    var += inp.var(i * d + j) * a * a;
                 }
                 let dl = var.sqrt();
-                let u = g + dl * f.eps[t][b * N_REC + i];
-                h_t[b][i] = h[t][b][i] + (u - h[t][b][i]) / TAU;
+                let u = g + dl * batch.eps[t][b * n_rec + i];
+                h_t[b][i] = h[t][b][i] + (u - h[t][b][i]) / tau;
                 d_t[b][i] = dl;
             }
         }
@@ -200,27 +244,27 @@ fn script_bptt(f: &Fixture) -> [(Vec<f64>, Vec<f64>, Vec<f64>); 3] {
         delta.push(d_t);
     }
     // Readout and err = softmax(y) - y_.
-    let r_last = &r[STEPS];
-    let mut err = vec![vec![0.0; CLASSES]; BATCH];
-    let mut e_out = vec![vec![0.0; CLASSES]; BATCH];
-    for b in 0..BATCH {
-        let mut y = [0.0; CLASSES];
-        let mut d_out = [0.0; CLASSES];
-        for c in 0..CLASSES {
+    let r_last = &r[steps];
+    let mut err = vec![vec![0.0; classes]; size];
+    let mut e_out = vec![vec![0.0; classes]; size];
+    for b in 0..size {
+        let mut y = vec![0.0; classes];
+        let mut d_out = vec![0.0; classes];
+        for c in 0..classes {
             let (mut g, mut var) = (0.0, 0.0);
-            for j in 0..N_REC {
-                g += out.mu(c * N_REC + j) * r_last[b][j];
-                var += out.var(c * N_REC + j) * r_last[b][j] * r_last[b][j];
+            for j in 0..n_rec {
+                g += out.mu(c * n_rec + j) * r_last[b][j];
+                var += out.var(c * n_rec + j) * r_last[b][j] * r_last[b][j];
             }
             d_out[c] = var.sqrt();
-            y[c] = g + d_out[c] * f.eps_out[b * CLASSES + c];
+            y[c] = g + d_out[c] * batch.eps_out[b * classes + c];
         }
         let top = y.iter().cloned().fold(f64::MIN, f64::max);
         let sum: f64 = y.iter().map(|v| (v - top).exp()).sum();
-        for c in 0..CLASSES {
-            err[b][c] = (y[c] - top).exp() / sum - if LABELS[b] == c { 1.0 } else { 0.0 };
+        for c in 0..classes {
+            err[b][c] = (y[c] - top).exp() / sum - if batch.labels[b] == c { 1.0 } else { 0.0 };
             e_out[b][c] = if d_out[c] > 0.0 {
-                err[b][c] * f.eps_out[b * CLASSES + c] / d_out[c]
+                err[b][c] * batch.eps_out[b * classes + c] / d_out[c]
             } else {
                 0.0
             };
@@ -249,44 +293,44 @@ fn script_bptt(f: &Fixture) -> [(Vec<f64>, Vec<f64>, Vec<f64>); 3] {
             }
         }
     };
-    for b in 0..BATCH {
+    for b in 0..size {
         accumulate(&mut grads[2], out, &err[b], &e_out[b], &r_last[b], 1.0);
         // z_T = f'(h_T) [mu_outᵀ err + r_T (var_outᵀ e_out)].
-        let mut z: Vec<f64> = (0..N_REC)
+        let mut z: Vec<f64> = (0..n_rec)
             .map(|j| {
-                let on = if h[STEPS][b][j] > 0.0 { 1.0 } else { 0.0 };
+                let on = if h[steps][b][j] > 0.0 { 1.0 } else { 0.0 };
                 let (mut back, mut back_var) = (0.0, 0.0);
-                for c in 0..CLASSES {
-                    back += out.mu(c * N_REC + j) * err[b][c];
-                    back_var += out.var(c * N_REC + j) * e_out[b][c];
+                for c in 0..classes {
+                    back += out.mu(c * n_rec + j) * err[b][c];
+                    back_var += out.var(c * n_rec + j) * e_out[b][c];
                 }
                 on * (back + r_last[b][j] * back_var)
             })
             .collect();
-        for t in (0..STEPS).rev() {
-            let e: Vec<f64> = (0..N_REC)
+        for t in (0..steps).rev() {
+            let e: Vec<f64> = (0..n_rec)
                 .map(|i| {
                     let dl = delta[t][b][i];
                     if dl > 0.0 {
-                        z[i] * f.eps[t][b * N_REC + i] / dl
+                        z[i] * batch.eps[t][b * n_rec + i] / dl
                     } else {
                         0.0
                     }
                 })
                 .collect();
-            let xs: Vec<f64> = (0..D).map(|j| x(t, b, j)).collect();
-            accumulate(&mut grads[1], rec, &z, &e, &r[t][b], 1.0 / TAU);
-            accumulate(&mut grads[0], inp, &z, &e, &xs, 1.0 / TAU);
+            let xs: Vec<f64> = (0..d).map(|j| x(t, b, j)).collect();
+            accumulate(&mut grads[1], rec, &z, &e, &r[t][b], 1.0 / tau);
+            accumulate(&mut grads[0], inp, &z, &e, &xs, 1.0 / tau);
             if t > 0 {
-                z = (0..N_REC)
+                z = (0..n_rec)
                     .map(|j| {
                         let on = if h[t][b][j] > 0.0 { 1.0 } else { 0.0 };
                         let (mut back, mut back_var) = (0.0, 0.0);
-                        for i in 0..N_REC {
-                            back += rec.mu(i * N_REC + j) * z[i];
-                            back_var += rec.var(i * N_REC + j) * e[i];
+                        for i in 0..n_rec {
+                            back += rec.mu(i * n_rec + j) * z[i];
+                            back_var += rec.var(i * n_rec + j) * e[i];
                         }
-                        (1.0 - 1.0 / TAU) * z[j] + on / TAU * (back + r[t][b][j] * back_var)
+                        (1.0 - 1.0 / tau) * z[j] + on / tau * (back + r[t][b][j] * back_var)
                     })
                     .collect();
             }
@@ -294,7 +338,7 @@ fn script_bptt(f: &Fixture) -> [(Vec<f64>, Vec<f64>, Vec<f64>); 3] {
     }
     for g in &mut grads {
         for v in [&mut g.0, &mut g.1, &mut g.2] {
-            v.iter_mut().for_each(|x| *x /= BATCH as f64);
+            v.iter_mut().for_each(|x| *x /= size as f64);
         }
     }
     grads
@@ -306,7 +350,7 @@ fn bptt_matches_finite_differences_and_the_scripts_hand_derived_gradients() {
     let f = fixture();
     let net = rnn(&f.net, &device);
     let grads = loss(&net, &f, &device).backward();
-    let script = script_bptt(&f);
+    let script = script_bptt(&f.net, &SHAPE, &f.batch);
     let plain = device.clone().inner();
     let loss_at = |params: &Net| -> f64 { values(loss(&rnn(params, &plain), &f, &plain))[0] };
     let names = ["input", "recurrent", "readout"];
@@ -332,7 +376,7 @@ fn the_mean_network_is_the_noise_free_forward_and_truncation_cuts_the_sequence()
     let device = common::f64_device();
     let f = fixture();
     let net = rnn(&f.net, &device);
-    let input = tensor(f.input.clone(), [BATCH, STEPS * D], &device);
+    let input = tensor(f.batch.input.clone(), [BATCH, STEPS * D], &device);
     let mean = values(net.mean_network().forward(input.clone()));
     let off = values(net.forward(input.clone(), Noise::Off));
     assert_close_relative("mean network vs Noise::Off", &mean, &off, 1e-12);
@@ -343,6 +387,13 @@ fn the_mean_network_is_the_noise_free_forward_and_truncation_cuts_the_sequence()
         let whole = values(net.mean_network().forward(first));
         assert_close_relative(&format!("cut after {t}"), &cut, &whole, 1e-12);
     }
+    // The readout of the final rates is the forward (the perturbation of the readout
+    // matrix reads them once).
+    let sampled = net.sample_network(Seed::new(5));
+    let whole = values(sampled.forward(input.clone()));
+    let rates = sampled.final_state(input.clone(), usize::MAX);
+    assert_eq!(rates.dims(), [BATCH, N_REC]);
+    assert_eq!(values(sampled.readout_logits(rates)), whole);
     // A sampled network with every pi = 0 and xi = 0 is the mean network.
     let mut exact = f.net.clone();
     for p in &mut exact {
@@ -351,8 +402,20 @@ fn the_mean_network_is_the_noise_free_forward_and_truncation_cuts_the_sequence()
     }
     let exact = rnn(&exact, &device);
     let sampled = values(exact.sample_network(Seed::new(3)).forward(input.clone()));
-    let mean = values(exact.mean_network().forward(input));
+    let redrawn = values(exact.forward_redrawn(input.clone(), Seed::new(4)));
+    let mean = values(exact.mean_network().forward(input.clone()));
     assert_close_relative("sampled with xi = pi = 0", &sampled, &mean, 1e-6);
+    assert_close_relative("redrawn with xi = pi = 0", &redrawn, &mean, 1e-6);
+    // With noise the redrawn weights differ at every step: neither the mean network nor
+    // one fixed draw.
+    let redrawn = values(net.forward_redrawn(input.clone(), Seed::new(4)));
+    let fixed = values(net.sample_network(Seed::new(4)).forward(input));
+    assert!(
+        redrawn
+            .iter()
+            .zip(&fixed)
+            .any(|(a, b)| (a - b).abs() > 1e-3)
+    );
 }
 
 #[test]
@@ -436,4 +499,294 @@ fn the_pixel_preset_has_plain_input_weights_that_only_train_their_means() {
         net.recurrent.xi.val().grad(&grads).is_some(),
         "xi_rec trains"
     );
+}
+
+/// One matrix of a layer as oracle parameters.
+fn params_of(layer: &SpikeSlabLinear) -> Params {
+    let [rows, cols] = layer.dims();
+    Params {
+        rows,
+        cols,
+        m: values(layer.m.val()),
+        xi: values(layer.xi.val()),
+        pi: values(layer.pi.val()),
+    }
+}
+
+fn net_of(model: &credit_model::Classifier) -> Net {
+    let net = model.spike_slab_rnn().expect("a recurrent network");
+    net.matrices().map(params_of)
+}
+
+/// The largest singular value of the row-major `[rows, cols]` matrix `g` (numpy's
+/// `norm(g, ord=2)`), by power iteration on `gᵀ g` to convergence.
+fn largest_singular_value(g: &[f64], rows: usize, cols: usize) -> f64 {
+    let mut v = vec![1.0; cols];
+    let mut sigma = 0.0;
+    for _ in 0..10_000 {
+        let u: Vec<f64> = (0..rows)
+            .map(|i| (0..cols).map(|j| g[i * cols + j] * v[j]).sum())
+            .collect();
+        let w: Vec<f64> = (0..cols)
+            .map(|j| (0..rows).map(|i| g[i * cols + j] * u[i]).sum())
+            .collect();
+        let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return 0.0;
+        }
+        let next = norm.sqrt();
+        v = w.iter().map(|x| x / norm).collect();
+        if (next - sigma).abs() <= 1e-15 * next {
+            return next;
+        }
+        sigma = next;
+    }
+    sigma
+}
+
+/// The script's optimizer state: one `Adam` per `m` and `xi` tensor (decoupled decay
+/// `lr * 1e-4 * theta`), one `Adam2` per `pi` tensor (no decay), all nine stepped together.
+struct ScriptAdam {
+    first: Vec<[Vec<f64>; 3]>,
+    second: Vec<[Vec<f64>; 3]>,
+    t: i32,
+}
+
+/// One step of `run_bptt` after its BPTT: each of the nine gradients clipped to spectral
+/// norm 10 (`grad_clip`), the Adam updates at rate `lr`, then `pi` clipped into `[0, 1]` and
+/// `xi` to `>= 0`.
+fn script_update(
+    net: &mut Net,
+    adam: &mut ScriptAdam,
+    grads: [(Vec<f64>, Vec<f64>, Vec<f64>); 3],
+    lr: f64,
+) {
+    const DECAY: f64 = 1e-4;
+    let (beta1, beta2, epsilon) = (0.9f64, 0.999f64, 1e-8);
+    adam.t += 1;
+    let (c1, c2) = (1.0 - beta1.powi(adam.t), 1.0 - beta2.powi(adam.t));
+    for (l, (gm, gxi, gpi)) in grads.into_iter().enumerate() {
+        let p = &mut net[l];
+        let (rows, cols) = (p.rows, p.cols);
+        for (w, (theta, mut g)) in [(&mut p.m, gm), (&mut p.xi, gxi), (&mut p.pi, gpi)]
+            .into_iter()
+            .enumerate()
+        {
+            let norm = largest_singular_value(&g, rows, cols);
+            if norm >= 10.0 {
+                g.iter_mut().for_each(|x| *x *= 10.0 / norm);
+            }
+            let decay = if w < 2 { DECAY } else { 0.0 };
+            let (first, second) = (&mut adam.first[l][w], &mut adam.second[l][w]);
+            for k in 0..theta.len() {
+                first[k] = beta1 * first[k] + (1.0 - beta1) * g[k];
+                second[k] = beta2 * second[k] + (1.0 - beta2) * g[k] * g[k];
+                let (m_hat, s_hat) = (first[k] / c1, second[k] / c2);
+                theta[k] -= lr * (m_hat / (s_hat.sqrt() + epsilon) + decay * theta[k]);
+            }
+        }
+        p.pi.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        p.xi.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+}
+
+/// The largest absolute difference over the nine tensors, and where it is.
+fn largest_difference(a: &Net, b: &Net) -> (f64, &'static str) {
+    let names = [
+        ["m_in", "xi_in", "pi_in"],
+        ["m_rec", "xi_rec", "pi_rec"],
+        ["m_out", "xi_out", "pi_out"],
+    ];
+    let mut worst = (0.0, names[0][0]);
+    for l in 0..3 {
+        let pairs = [
+            (&a[l].m, &b[l].m),
+            (&a[l].xi, &b[l].xi),
+            (&a[l].pi, &b[l].pi),
+        ];
+        for (w, (x, y)) in pairs.into_iter().enumerate() {
+            for (p, q) in x.iter().zip(y) {
+                if (p - q).abs() > worst.0 {
+                    worst = ((p - q).abs(), names[l][w]);
+                }
+            }
+        }
+    }
+    worst
+}
+
+/// The steps compared (`CREDIT_TRAJECTORY_STEPS`, default 6).
+fn trajectory_steps() -> usize {
+    std::env::var("CREDIT_TRAJECTORY_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
+        .max(1)
+}
+
+#[test]
+fn credit_takes_the_steps_of_the_28_by_28_script() {
+    // The preset in float64 from credit's initial parameters, batches and noise: credit's
+    // training step (the Learner's `TrainStep::step` and `optimize`) against the script's
+    // forward, BPTT, clipping, Adam and clamps, step by step. With
+    // `CREDIT_TRAJECTORY_DUMP=DIR` the inputs and the oracle's parameters after each step
+    // are written for `bench/reference/authors_rnn.py trajectory`, which runs the script's
+    // own `run_bptt` on them.
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let overrides = [
+        format!("data.dir={}", manifest.join("data/mnist").display()),
+        "train.precision=\"f64\"".to_string(),
+    ];
+    let config =
+        credit_train::RunConfig::load(&manifest.join("configs/smnist-rnn.toml"), &overrides)
+            .expect("the preset loads");
+    let device = common::f64_device().autodiff();
+    let data = credit_train::load_data(&config).expect("the committed MNIST");
+    let root = Seed::new(config.seed);
+    let mut model = config
+        .model
+        .init(root.stream(credit_model::Stream::Init), &device);
+    let mut oracle = net_of(&model);
+    let initial = oracle.clone();
+    let zeros = |net: &Net| -> Vec<[Vec<f64>; 3]> {
+        net.iter()
+            .map(|p| std::array::from_fn(|_| vec![0.0; p.rows * p.cols]))
+            .collect()
+    };
+    let mut adam = ScriptAdam {
+        first: zeros(&oracle),
+        second: zeros(&oracle),
+        t: 0,
+    };
+    let batches = common::epoch_batches(&config, data.train.len(), 1);
+    let mut optimizer = credit_train::optimizer_for(&config.optimizer, batches.len(), &model);
+    let lr = credit_train::learning_rate(&config.optimizer, 1);
+    let shape = Shape {
+        d: 28,
+        n_rec: 100,
+        classes: 10,
+        steps: 28,
+        tau: 10.0,
+        h0: 0.1,
+    };
+    let (mut inputs, mut after, mut distances) = (vec![], vec![], vec![]);
+    for (b, (indices, noise)) in batches.into_iter().take(trajectory_steps()).enumerate() {
+        let rows = indices.len();
+        let batch = ScriptBatch {
+            input: indices
+                .iter()
+                .flat_map(|&i| data.train.pixels(i).into_iter().map(f64::from))
+                .collect(),
+            labels: indices
+                .iter()
+                .map(|&i| data.train.labels()[i] as usize)
+                .collect(),
+            eps: (0..shape.steps)
+                .map(|t| {
+                    let key = noise.child(0).child(t as u64).value();
+                    credit_ops::noise::standard_normal_values(rows * shape.n_rec, key)
+                        .into_iter()
+                        .map(f64::from)
+                        .collect()
+                })
+                .collect(),
+            eps_out: credit_ops::noise::standard_normal_values(
+                rows * shape.classes,
+                noise.child(1).value(),
+            )
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        };
+        let images = data.train.batch(indices.iter().copied(), &device);
+        model = common::credit_step(model, &mut optimizer, images, noise, b, lr);
+        let grads = script_bptt(&oracle, &shape, &batch);
+        script_update(&mut oracle, &mut adam, grads, lr);
+        let (distance, at) = largest_difference(&net_of(&model), &oracle);
+        eprintln!("step {}: largest distance {distance:.2e} ({at})", b + 1);
+        distances.push(distance);
+        inputs.push(batch);
+        after.push(oracle.clone());
+    }
+    if let Some(dir) = std::env::var_os("CREDIT_TRAJECTORY_DUMP") {
+        dump_trajectory(
+            std::path::Path::new(&dir),
+            &initial,
+            &inputs,
+            &after,
+            lr,
+            &shape,
+        );
+    }
+    // Parameters are of order 0.01-1; float64 rounding of two summation orders stays near
+    // 1e-15 over these steps, a difference of maths (a factor, a term, a clip) shows above
+    // 1e-6 at once.
+    for (s, d) in distances.iter().enumerate() {
+        assert!(
+            *d < 1e-11,
+            "step {}: credit is {d:.2e} from the script's maths",
+            s + 1
+        );
+    }
+}
+
+/// The inputs, the initial parameters and the oracle's parameters after every step, as
+/// `.npy` files in `dir`: `initial_{m,xi,pi}_{in,rec,out}` (`[rows, cols]`),
+/// `after_*` (`[steps, rows, cols]`), `x` (`[steps, batch, T D]`), `labels`
+/// (`[steps, batch]`), `eps` (`[steps, T, batch, n_rec]`), `eps_out`
+/// (`[steps, batch, classes]`), `lr` (`[steps]`).
+fn dump_trajectory(
+    dir: &std::path::Path,
+    initial: &Net,
+    inputs: &[ScriptBatch],
+    after: &[Net],
+    lr: f64,
+    shape: &Shape,
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    let steps = inputs.len() as u64;
+    let rows = inputs[0].labels.len() as u64;
+    for (l, matrix) in ["in", "rec", "out"].iter().enumerate() {
+        let p = &initial[l];
+        let dims = [p.rows as u64, p.cols as u64];
+        let tensors =
+            |net: &Net, w: usize| -> Vec<f64> { [&net[l].m, &net[l].xi, &net[l].pi][w].clone() };
+        for (w, name) in ["m", "xi", "pi"].iter().enumerate() {
+            common::write_npy(
+                &dir.join(format!("initial_{name}_{matrix}.npy")),
+                &tensors(initial, w),
+                &dims,
+            );
+            let all: Vec<f64> = after.iter().flat_map(|net| tensors(net, w)).collect();
+            common::write_npy(
+                &dir.join(format!("after_{name}_{matrix}.npy")),
+                &all,
+                &[steps, dims[0], dims[1]],
+            );
+        }
+    }
+    let flat =
+        |f: &dyn Fn(&ScriptBatch) -> Vec<f64>| -> Vec<f64> { inputs.iter().flat_map(f).collect() };
+    let (t, width) = (shape.steps as u64, (shape.steps * shape.d) as u64);
+    common::write_npy(
+        &dir.join("x.npy"),
+        &flat(&|b| b.input.clone()),
+        &[steps, rows, width],
+    );
+    common::write_npy(
+        &dir.join("labels.npy"),
+        &flat(&|b| b.labels.iter().map(|&l| l as f64).collect()),
+        &[steps, rows],
+    );
+    common::write_npy(
+        &dir.join("eps.npy"),
+        &flat(&|b| b.eps.concat()),
+        &[steps, t, rows, shape.n_rec as u64],
+    );
+    common::write_npy(
+        &dir.join("eps_out.npy"),
+        &flat(&|b| b.eps_out.clone()),
+        &[steps, rows, shape.classes as u64],
+    );
+    common::write_npy(&dir.join("lr.npy"), &vec![lr; inputs.len()], &[steps]);
 }

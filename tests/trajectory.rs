@@ -33,14 +33,12 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
-use burn::train::TrainStep;
-use credit_model::{Classifier, NoisyBatch, Seed, Stream};
+use credit_model::{Classifier, Seed, Stream};
 use credit_ops::noise::standard_normal_values;
 use credit_train::{RunConfig, RunDir, learning_rate, load_data, optimizer_for, train};
-use rand::seq::SliceRandom;
 
 use common::runs::options;
-use common::values;
+use common::{credit_step, epoch_batches, values, write_npy};
 
 /// The update rules of one of the authors' scripts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -404,52 +402,6 @@ fn layers_of(model: &Classifier) -> Vec<Layer> {
         .collect()
 }
 
-/// The training batches of epoch `epoch` (from 1) as credit's loader cuts them: dataset
-/// indices and the seed of each batch's noise.
-fn epoch_batches(config: &RunConfig, n: usize, epoch: usize) -> Vec<(Vec<usize>, Seed)> {
-    let root = Seed::new(config.seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut root.stream(Stream::Shuffle).child(epoch as u64).rng());
-    let mut batches: Vec<(Vec<usize>, Seed)> = order
-        .chunks(config.train.batch_size)
-        .enumerate()
-        .map(|(b, indices)| {
-            let noise = root
-                .stream(Stream::Noise)
-                .child(epoch as u64)
-                .child(b as u64);
-            (indices.to_vec(), noise)
-        })
-        .collect();
-    if config.train.drop_last && batches.last().unwrap().0.len() < config.train.batch_size {
-        batches.pop();
-    }
-    batches
-}
-
-/// One training step of credit, the one burn's Learner takes: `TrainStep::step` on batch
-/// `b` with its noise seed, then `optimize` (AdamW and the clamps) at learning rate `lr`.
-fn credit_step(
-    model: Classifier,
-    optimizer: &mut burn::optim::ModuleOptimizer,
-    images: credit_data::ImageBatch,
-    noise: Seed,
-    b: usize,
-    lr: f64,
-) -> Classifier {
-    let output = TrainStep::step(
-        &model,
-        NoisyBatch {
-            images: images.images,
-            targets: images.targets,
-            noise,
-            key: b as u64,
-            network: None,
-        },
-    );
-    model.optimize(optimizer, lr.into(), output.grads)
-}
-
 /// The largest absolute difference per layer and tensor.
 fn differences(a: &[Layer], b: &[Layer]) -> Vec<[f64; 3]> {
     a.iter()
@@ -593,19 +545,6 @@ struct Dump {
     batches: Vec<Batch>,
     after: Vec<Vec<Layer>>,
     lr: Vec<f64>,
-}
-
-fn write_npy(path: &Path, values: &[f64], shape: &[u64]) {
-    use npyz::WriterBuilder as _;
-    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut writer = npyz::WriteOptions::<f64>::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(file)
-        .begin_nd()
-        .unwrap();
-    writer.extend(values.iter().copied()).unwrap();
-    writer.finish().unwrap();
 }
 
 impl Dump {

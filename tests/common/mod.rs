@@ -5,7 +5,10 @@
 pub mod runs;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use credit_train::BackendKind;
+use burn::train::TrainStep;
+use credit_model::{Classifier, NoisyBatch, Seed, Stream};
+use credit_train::{BackendKind, RunConfig};
+use rand::seq::SliceRandom;
 
 /// The default backend's device (flex in the default build).
 pub fn device() -> Device {
@@ -117,4 +120,68 @@ impl Lcg {
     pub fn uniform(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
         (0..n).map(|_| lo + (hi - lo) * self.next()).collect()
     }
+}
+
+/// The training batches of epoch `epoch` (from 1) as credit's loader cuts them: dataset
+/// indices and the seed of each batch's noise, at most `train.batches_per_epoch`.
+pub fn epoch_batches(config: &RunConfig, n: usize, epoch: usize) -> Vec<(Vec<usize>, Seed)> {
+    let root = Seed::new(config.seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut root.stream(Stream::Shuffle).child(epoch as u64).rng());
+    let mut batches: Vec<(Vec<usize>, Seed)> = order
+        .chunks(config.train.batch_size)
+        .enumerate()
+        .map(|(b, indices)| {
+            let noise = root
+                .stream(Stream::Noise)
+                .child(epoch as u64)
+                .child(b as u64);
+            (indices.to_vec(), noise)
+        })
+        .collect();
+    if config.train.drop_last && batches.last().unwrap().0.len() < config.train.batch_size {
+        batches.pop();
+    }
+    batches.truncate(config.train.batches_per_epoch.unwrap_or(usize::MAX));
+    batches
+}
+
+/// One training step of credit, the one burn's Learner takes: `TrainStep::step` on batch
+/// `b` with its noise seed, then `optimize` (AdamW and the clamps) at learning rate `lr`.
+pub fn credit_step(
+    model: Classifier,
+    optimizer: &mut burn::optim::ModuleOptimizer,
+    images: credit_data::ImageBatch,
+    noise: Seed,
+    b: usize,
+    lr: f64,
+) -> Classifier {
+    let output = TrainStep::step(
+        &model,
+        NoisyBatch {
+            images: images.images,
+            targets: images.targets,
+            noise,
+            key: b as u64,
+            network: None,
+        },
+    );
+    model.optimize(optimizer, lr.into(), output.grads)
+}
+
+/// Writes `values` (row-major, `shape`) as a float64 `.npy` file.
+///
+/// # Panics
+/// If the file cannot be written.
+pub fn write_npy(path: &std::path::Path, values: &[f64], shape: &[u64]) {
+    use npyz::WriterBuilder as _;
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut writer = npyz::WriteOptions::<f64>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(file)
+        .begin_nd()
+        .unwrap();
+    writer.extend(values.iter().copied()).unwrap();
+    writer.finish().unwrap();
 }

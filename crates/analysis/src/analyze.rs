@@ -15,7 +15,7 @@ use crate::classes::{ClassCounts, Tolerance, count_classes};
 use crate::entropy::{entropy_closed_form, layer_entropies};
 use crate::eval::{OodReport, ood_report};
 use crate::params::{LayerParams, deterministic_weights};
-use crate::perturb::{LayerPerturbation, perturb_layer_with};
+use crate::perturb::{LayerPerturbation, perturb_layer_with, perturb_recurrent_matrix_with};
 use crate::predict::{ModeCalibration, OodScore, calibrations_with};
 use crate::progress::Progress;
 use crate::sparsity::{DEFAULT_THRESHOLDS, SparsityCurve, sparsity_curve};
@@ -509,6 +509,7 @@ fn analyze_here(
                 &data.test,
                 config.tolerance,
                 seed.stream(Stream::Evaluation).child(0),
+                seed.stream(Stream::Sampling),
                 &device,
             ));
             None
@@ -565,25 +566,34 @@ fn analyze_here(
             entropy_sd,
             entropy_closed_form_mean: closed,
         });
-        // The perturbation curves run sampled feed-forward networks split at a layer.
-        let Some(net) = net else {
-            continue;
+        progress.stage(&format!("{name}: perturbation"), config.repetitions);
+        let perturbation_seed = seed.stream(Stream::Perturbation).child(l as u64);
+        let curves = match (&model, net) {
+            (_, Some(net)) => perturb_layer_with(
+                net,
+                &classes,
+                l,
+                &data.test,
+                &config.fractions,
+                config.repetitions,
+                perturbation_seed,
+                &device,
+                &mut || progress.step(),
+            ),
+            (Classifier::SpikeSlabRnn(rnn), None) => perturb_recurrent_matrix_with(
+                rnn,
+                &classes,
+                l,
+                &data.test,
+                &config.fractions,
+                config.repetitions,
+                perturbation_seed,
+                &device,
+                &mut || progress.step(),
+            ),
+            _ => continue,
         };
-        progress.stage(
-            &format!("layer {}: perturbation", l + 1),
-            config.repetitions,
-        );
-        analysis.perturbation.push(perturb_layer_with(
-            net,
-            &classes,
-            l,
-            &data.test,
-            &config.fractions,
-            config.repetitions,
-            seed.stream(Stream::Perturbation).child(l as u64),
-            &device,
-            &mut || progress.step(),
-        ));
+        analysis.perturbation.push(curves);
     }
     if let Some(net) = net {
         progress.stage("pruning curve", 1);

@@ -11,11 +11,15 @@
 //!
 //! Repetition `r` draws its network from `seed.child(r)` ([`SpikeSlabNet::sample_network`]);
 //! the chosen orders and new weights come from `seed`'s generator.
+//!
+//! The matrices of a recurrent network are perturbed the same way
+//! ([`perturb_recurrent_matrix_with`]), each perturbed network run through the whole
+//! sequence.
 
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use credit_data::ImageSet;
-use credit_model::{DeterministicNet, Seed, SpikeSlabNet};
+use credit_model::{DeterministicLinear, DeterministicNet, Seed, SpikeSlabNet, SpikeSlabRnn};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha12Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -245,28 +249,8 @@ pub fn perturb_layer_with(
     device: &Device,
     done: &mut dyn FnMut(),
 ) -> LayerPerturbation {
-    let mut rng = seed.rng();
-    let mut control_rng = seed.child(u64::MAX).rng();
-    let members = |class| -> Vec<usize> {
-        (0..classes.len())
-            .filter(|&k| classes[k] == class)
-            .collect()
-    };
-    let very_important = members(ConnectionClass::VeryImportant);
-    let variable = members(ConnectionClass::Variable);
-    let unimportant = members(ConnectionClass::Unimportant);
-    let counts_of = |total: usize, available: usize| -> Vec<usize> {
-        fractions
-            .iter()
-            .map(|f| ((f * total as f64).round() as usize).min(available))
-            .collect()
-    };
-    let counts_a = counts_of(very_important.len(), very_important.len());
-    let counts_b = counts_of(very_important.len(), variable.len());
-    let counts_c = counts_of(unimportant.len(), unimportant.len());
-    let everyone: Vec<usize> = (0..classes.len()).collect();
-    let counts_d = counts_of(very_important.len(), everyone.len());
-
+    let plan = Plan::new(classes, fractions);
+    let (mut rng, mut control_rng) = (seed.rng(), seed.child(u64::MAX).rng());
     let batch = test.all(device);
     let targets = test.labels();
     let images_t = if layer == 0 {
@@ -280,25 +264,22 @@ pub fn perturb_layer_with(
         let split = SplitNetwork::new(&sampled, layer, &batch.images, &images_t);
         let w = &host(sampled.layers[layer].weight.val());
         let d_input = split.input_t.len() / split.images;
-        let curves = [
-            (&very_important, &counts_a, Change::Remove),
-            (&variable, &counts_b, Change::Remove),
-            (&unimportant, &counts_c, Change::Randomise),
-            (&everyone, &counts_d, Change::Remove),
-        ];
         // The network unperturbed, measured once for the four curves.
         let unperturbed = split.error_pct(&split.preactivation_t, targets, device);
-        for (c, (set, counts, change)) in curves.into_iter().enumerate() {
-            let rng = if c == 3 { &mut control_rng } else { &mut rng };
-            let mut order = set.clone();
-            order.shuffle(rng);
+        for c in 0..CHANGES.len() {
+            let rng = if c == CONTROL {
+                &mut control_rng
+            } else {
+                &mut rng
+            };
+            let order = plan.order(c, rng);
             errors[c].push(curve_errors(
                 &split,
                 w,
                 d_input,
                 &order,
-                counts,
-                change,
+                &plan.counts[c],
+                CHANGES[c],
                 targets,
                 unperturbed,
                 rng,
@@ -307,24 +288,181 @@ pub fn perturb_layer_with(
         }
         done();
     }
-    let curve = |runs: &[Vec<f64>], changed: &[usize]| {
-        let (mean, sd): (Vec<f64>, Vec<f64>) = (0..fractions.len())
-            .map(|f| mean_sd(&runs.iter().map(|r| r[f]).collect::<Vec<_>>()))
-            .unzip();
-        Curve {
-            fractions: fractions.to_vec(),
-            changed: changed.to_vec(),
-            error_mean_pct: mean,
-            error_sd_pct: sd,
+    plan.summary(layer, fractions, &errors)
+}
+
+/// The change of each curve: (a) very important removed, (b) variable removed, (c)
+/// unimportant randomised, (d) the control, removed at random.
+const CHANGES: [Change; 4] = [
+    Change::Remove,
+    Change::Remove,
+    Change::Randomise,
+    Change::Remove,
+];
+
+/// The index of the random-deletion control among the curves.
+const CONTROL: usize = 3;
+
+/// The connections each of the four curves may change and how many it changes at each
+/// fraction: (a) `f` of the very important ones, (b) as many variable ones, (c) `f` of the
+/// unimportant ones, (d) as many as (a) from the whole matrix.
+struct Plan {
+    sets: [Vec<usize>; 4],
+    counts: [Vec<usize>; 4],
+}
+
+impl Plan {
+    fn new(classes: &[ConnectionClass], fractions: &[f64]) -> Self {
+        let members = |class| -> Vec<usize> {
+            (0..classes.len())
+                .filter(|&k| classes[k] == class)
+                .collect()
+        };
+        let very_important = members(ConnectionClass::VeryImportant);
+        let variable = members(ConnectionClass::Variable);
+        let unimportant = members(ConnectionClass::Unimportant);
+        let everyone: Vec<usize> = (0..classes.len()).collect();
+        let counts_of = |total: usize, available: usize| -> Vec<usize> {
+            fractions
+                .iter()
+                .map(|f| ((f * total as f64).round() as usize).min(available))
+                .collect()
+        };
+        let counts = [
+            counts_of(very_important.len(), very_important.len()),
+            counts_of(very_important.len(), variable.len()),
+            counts_of(unimportant.len(), unimportant.len()),
+            counts_of(very_important.len(), everyone.len()),
+        ];
+        Self {
+            sets: [very_important, variable, unimportant, everyone],
+            counts,
         }
-    };
-    LayerPerturbation {
-        layer: layer + 1,
-        very_important_removed: curve(&errors[0], &counts_a),
-        variable_removed: curve(&errors[1], &counts_b),
-        unimportant_randomised: curve(&errors[2], &counts_c),
-        random_removed: curve(&errors[3], &counts_d),
     }
+
+    /// The order in which curve `c` changes its connections in one repetition: its set
+    /// shuffled by `rng` (each curve's new weights are drawn from the same generator right
+    /// after its order).
+    fn order(&self, c: usize, rng: &mut ChaCha12Rng) -> Vec<usize> {
+        let mut order = self.sets[c].clone();
+        order.shuffle(rng);
+        order
+    }
+
+    /// The four curves of matrix or layer index `layer` from the errors of each repetition
+    /// at each fraction.
+    fn summary(
+        &self,
+        layer: usize,
+        fractions: &[f64],
+        errors: &[Vec<Vec<f64>>; 4],
+    ) -> LayerPerturbation {
+        let curve = |c: usize| {
+            let (mean, sd): (Vec<f64>, Vec<f64>) = (0..fractions.len())
+                .map(|f| mean_sd(&errors[c].iter().map(|r| r[f]).collect::<Vec<_>>()))
+                .unzip();
+            Curve {
+                fractions: fractions.to_vec(),
+                changed: self.counts[c].clone(),
+                error_mean_pct: mean,
+                error_sd_pct: sd,
+            }
+        };
+        LayerPerturbation {
+            layer: layer + 1,
+            very_important_removed: curve(0),
+            variable_removed: curve(1),
+            unimportant_randomised: curve(2),
+            random_removed: curve(CONTROL),
+        }
+    }
+}
+
+/// The four perturbation curves of matrix `matrix` (input 0, recurrent 1, readout 2) of a
+/// recurrent network, with `repetitions` sampled recurrent networks each (their weights
+/// drawn once and used at every step); `classes` are that matrix's. The curves, their
+/// orders and new weights are drawn as [`perturb_layer`] draws them. A change of the input
+/// or recurrent matrix reaches every step, so each perturbed network is run through the
+/// whole sequence; the readout's reads the final rates, computed once per repetition.
+#[allow(clippy::too_many_arguments)]
+pub fn perturb_recurrent_matrix_with(
+    net: &SpikeSlabRnn,
+    classes: &[ConnectionClass],
+    matrix: usize,
+    test: &ImageSet,
+    fractions: &[f64],
+    repetitions: usize,
+    seed: Seed,
+    device: &Device,
+    done: &mut dyn FnMut(),
+) -> LayerPerturbation {
+    let plan = Plan::new(classes, fractions);
+    let (mut rng, mut control_rng) = (seed.rng(), seed.child(u64::MAX).rng());
+    let batch = test.all(device);
+    let error_pct =
+        |logits: Tensor<2>| 100.0 - credit_train::accuracy_pct(logits, batch.targets.clone());
+    let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
+    for r in 0..repetitions {
+        let sampled = net.sample_network(seed.child(r as u64));
+        let original = [&sampled.input, &sampled.recurrent, &sampled.readout][matrix]
+            .weight
+            .val();
+        let shape = original.dims();
+        let weights = host(original);
+        let final_rates =
+            (matrix == 2).then(|| sampled.final_state(batch.images.clone(), usize::MAX));
+        // The error of the sampled network with `w` in place of the matrix.
+        let error_with = |w: &[f32]| -> f64 {
+            let w = DeterministicLinear::new(Tensor::from_data(
+                TensorData::new(w.to_vec(), shape),
+                device,
+            ));
+            let mut perturbed = sampled.clone();
+            match matrix {
+                0 => perturbed.input = w,
+                1 => perturbed.recurrent = w,
+                _ => perturbed.readout = w,
+            }
+            let logits = match &final_rates {
+                Some(rates) => perturbed.readout_logits(rates.clone()),
+                None => perturbed.forward(batch.images.clone()),
+            };
+            error_pct(logits)
+        };
+        let unperturbed = error_pct(sampled.forward(batch.images.clone()));
+        for c in 0..CHANGES.len() {
+            let rng = if c == CONTROL {
+                &mut control_rng
+            } else {
+                &mut rng
+            };
+            let order = plan.order(c, rng);
+            let mut w = weights.clone();
+            let (mut changed, mut last) = (0, unperturbed);
+            let curve = plan.counts[c]
+                .iter()
+                .map(|&count| {
+                    let mut moved = false;
+                    for &k in &order[changed..count] {
+                        let new_weight = match CHANGES[c] {
+                            Change::Remove => 0.0,
+                            Change::Randomise => StandardNormal.sample(rng),
+                        };
+                        moved |= new_weight != w[k];
+                        w[k] = new_weight;
+                    }
+                    changed = count;
+                    if moved {
+                        last = error_with(&w);
+                    }
+                    last
+                })
+                .collect();
+            errors[c].push(curve);
+        }
+        done();
+    }
+    plan.summary(matrix, fractions, &errors)
 }
 
 /// The error (percent) of `repetitions` unperturbed sampled networks, drawn as

@@ -38,16 +38,24 @@ pub struct RecurrentReport {
     pub truncated_mean_field_pct: Vec<f64>,
     /// The same for the mean network (the last value is its accuracy).
     pub truncated_mean_network_pct: Vec<f64>,
+    /// Test accuracy (percent) with the weights redrawn at every step
+    /// ([`SpikeSlabRnn::forward_redrawn`]): the sampled accuracy the authors' script reports,
+    /// beside the analysis' sub-networks, whose weights are drawn once (absent in analyses
+    /// written before it was recorded).
+    #[serde(default)]
+    pub redrawn_sampled_pct: Option<f64>,
 }
 
 /// The recurrent report of `net` on `test`: classes at `tolerance`, and the accuracies of
 /// truncated sequences, the mean-field noise of chunk `c` from `evaluation.child(c)` (the
-/// noise of the analysis' mean-field accuracy).
+/// noise of the analysis' mean-field accuracy); the accuracy with the weights redrawn at
+/// every step, chunk `c` from `redrawn.child(c)`.
 pub fn recurrent_report(
     net: &SpikeSlabRnn,
     test: &ImageSet,
     tolerance: Tolerance,
     evaluation: Seed,
+    redrawn: Seed,
     device: &Device,
 ) -> RecurrentReport {
     let [n, _] = net.recurrent.dims();
@@ -68,8 +76,11 @@ pub fn recurrent_report(
     };
     let steps = test.features() / net.input.dims()[1].max(1);
     let mut right = [vec![0usize; steps], vec![0usize; steps]];
+    let mut right_redrawn = 0;
     for (chunk, start) in (0..test.len()).step_by(EVAL_ROWS).enumerate() {
         let batch = test.batch(start..(start + EVAL_ROWS).min(test.len()), device);
+        let logits = net.forward_redrawn(batch.images.clone(), redrawn.child(chunk as u64));
+        right_redrawn += right_rows(logits, batch.targets.clone());
         let noisy = Noise::Sampled(evaluation.child(chunk as u64));
         for (sums, noise) in right.iter_mut().zip([noisy, Noise::Off]) {
             let logits = net.forward_every_step(batch.images.clone(), noise);
@@ -91,6 +102,7 @@ pub fn recurrent_report(
         other_mean_abs_m: mean(&other, &|v| v.abs()),
         truncated_mean_field_pct: pct(&right[0]),
         truncated_mean_network_pct: pct(&right[1]),
+        redrawn_sampled_pct: Some(100.0 * right_redrawn as f64 / test.len().max(1) as f64),
     }
 }
 

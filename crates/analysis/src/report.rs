@@ -599,6 +599,14 @@ pub fn html(a: &Analysis, figures: &[Figure], png: &[bool], warnings: &[String])
             );
         }
         h.push_str("</table>\n");
+        if let Some(redrawn) = r.redrawn_sampled_pct {
+            let _ = writeln!(
+                h,
+                "<p>Test accuracy with the weights redrawn at every step (the authors' \
+                 <code>sample_forward</code>, which samples no single network): {redrawn:.2}%; \
+                 the sampled sub-networks above keep one draw for the whole sequence.</p>"
+            );
+        }
     }
     h.push_str("<h2 id=\"figures\">Figures</h2>\n");
     for w in warnings {

@@ -60,6 +60,9 @@ impl<'de> Deserialize<'de> for PixelScale {
 #[derive(Debug, Clone)]
 pub struct ImageSet {
     features: usize,
+    /// The shape of one image as stored (`[28, 28]`, `[3, 32, 32]`, a sequence's `[T, D]`);
+    /// its product is `features`.
+    shape: Arc<[usize]>,
     pixels: Pixels,
     scale: PixelScale,
     labels: Arc<[u32]>,
@@ -93,6 +96,7 @@ impl ImageSet {
         );
         Self {
             features,
+            shape: vec![features].into(),
             pixels,
             scale: PixelScale::Auto,
             labels: labels.into(),
@@ -111,6 +115,31 @@ impl ImageSet {
     /// The set with its pixels scaled by `scale`.
     pub fn with_scale(self, scale: PixelScale) -> Self {
         Self { scale, ..self }
+    }
+
+    /// The set with `shape` as the shape of one image as stored (row-major, the last axis
+    /// fastest): `[rows, cols]` of an idx file, `[3, 32, 32]` of CIFAR-10, `[T, D]` of a
+    /// sequence. Only the readers' validation uses it (a recurrent network's steps must cut
+    /// along it); the flattened pixels are what the networks read.
+    ///
+    /// # Panics
+    /// If the product of `shape` is not [`ImageSet::features`].
+    pub fn with_shape(self, shape: Vec<usize>) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            self.features,
+            "the shape of one image holds its pixels"
+        );
+        Self {
+            shape: shape.into(),
+            ..self
+        }
+    }
+
+    /// The shape of one image as stored (see [`ImageSet::with_shape`]); `[features]` where
+    /// the reader knows no other.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
     }
 
     /// Number of images.
@@ -189,6 +218,7 @@ impl ImageSet {
         let rows = count * self.features;
         Self {
             features: self.features,
+            shape: self.shape.clone(),
             pixels: match &self.pixels {
                 Pixels::Bytes(p) => Pixels::Bytes(p[..rows].into()),
                 Pixels::Floats(p) => Pixels::Floats(p[..rows].into()),

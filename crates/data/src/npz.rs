@@ -228,7 +228,7 @@ pub fn load_npz(
             member(&mut archive, y).map_err(|m| DataError::invalid(path, m))?;
         let labels = labels(&y_shape, y_values, n, classes, label_offset, y)
             .map_err(|m| DataError::invalid(path, m))?;
-        Ok(ImageSet::new(features, pixels, labels, classes))
+        Ok(ImageSet::new(features, pixels, labels, classes).with_shape(x_shape[1..].to_vec()))
     };
     let train = split("x_train", "y_train")?;
     let test = split("x_test", "y_test")?;

@@ -107,7 +107,8 @@ fn load_idx_pair(
     }
     let labels = check_labels(&labels_path, &labels.data, classes, offset)?;
     let features = images.dims[1] * images.dims[2];
-    Ok(ImageSet::from_bytes(features, images.data, labels, classes))
+    Ok(ImageSet::from_bytes(features, images.data, labels, classes)
+        .with_shape(vec![images.dims[1], images.dims[2]]))
 }
 
 /// `dir/name.gz` if it exists, else `dir/name` if that exists.
@@ -157,8 +158,10 @@ fn check_labels(
         .collect()
 }
 
+/// The side of one CIFAR-10 image (3 colour planes of 32 x 32).
+const CIFAR_SIDE: usize = 32;
 /// Pixels of one CIFAR-10 image.
-const CIFAR_FEATURES: usize = 3 * 32 * 32;
+const CIFAR_FEATURES: usize = 3 * CIFAR_SIDE * CIFAR_SIDE;
 
 /// Loads a CIFAR-10 binary folder of 10 classes (see [`Format::Cifar10`]); training batches
 /// in name order.
@@ -208,12 +211,10 @@ pub fn read_cifar10(files: &[PathBuf], classes: usize, offset: i64) -> Result<Im
             .map_err(|message| DataError::invalid(path, message))?;
         labels.extend(check_labels(path, &raw, classes, offset)?);
     }
-    Ok(ImageSet::from_bytes(
-        CIFAR_FEATURES,
-        pixels,
-        labels,
-        classes,
-    ))
+    Ok(
+        ImageSet::from_bytes(CIFAR_FEATURES, pixels, labels, classes)
+            .with_shape(vec![3, CIFAR_SIDE, CIFAR_SIDE]),
+    )
 }
 
 /// Appends the records of one CIFAR-10 batch to `labels` and `pixels`; the error is a message

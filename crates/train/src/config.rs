@@ -436,11 +436,17 @@ impl RunConfig {
                 "the {name} images of {dir} are empty (data.train_size / data.test_size)"
             );
             if self.model.kind == ModelKind::SpikeSlabRnn {
+                let steps_cut = step_widths(set.shape());
                 ensure!(
-                    set.features() % sizes[0] == 0,
-                    "model.sizes starts with {} inputs per step, but the {name} sequences in {dir} have {} values, not a whole number of steps",
+                    steps_cut.contains(&sizes[0]),
+                    "model.sizes starts with {} inputs per step, but each of the {name} sequences in {dir} has shape {:?}: a step reads 1 value or whole trailing axes ({})",
                     sizes[0],
-                    set.features()
+                    set.shape(),
+                    steps_cut
+                        .iter()
+                        .map(|w| format!("{w} inputs, {} steps", set.features() / w))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 );
             } else {
                 ensure!(
@@ -631,3 +637,18 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// The widths `D` a recurrent network's step may read from samples of `shape` (row-major):
+/// one value per step, or whole trailing axes, `shape[k] * ... * shape[last]` for each `k`
+/// (a sequence `[T, D]`: `D` or `T D`; an image `[28, 28]`: 1, 28 or 784).
+fn step_widths(shape: &[usize]) -> Vec<usize> {
+    let mut widths = vec![1];
+    let mut width = 1;
+    for &axis in shape.iter().rev() {
+        width *= axis;
+        if !widths.contains(&width) {
+            widths.push(width);
+        }
+    }
+    widths
+}

@@ -106,6 +106,12 @@ fn generated_arrays_read_back() {
     let path = archive(dir.path(), &good());
     let splits = load_npz(&path, 27, 0).unwrap();
     assert_eq!((splits.train.len(), splits.train.features()), (3, 4));
+    // The shape of one sample as stored: x_train [3, 2, 2], x_test [1, 4].
+    assert_eq!(
+        (splits.train.shape(), splits.test.shape()),
+        (&[2, 2][..], &[4][..])
+    );
+    assert_eq!(splits.train.first(2).shape(), [2, 2]);
     assert_eq!(splits.train.labels(), &[1, 26, 5]);
     assert_eq!(
         splits.train.pixels(0),
