@@ -672,15 +672,10 @@ fn credit_takes_the_steps_of_the_28_by_28_script() {
     let (mut inputs, mut after, mut distances) = (vec![], vec![], vec![]);
     for (b, (indices, noise)) in batches.into_iter().take(trajectory_steps()).enumerate() {
         let rows = indices.len();
+        let (input, labels) = common::host_batch(&data.train, &indices);
         let batch = ScriptBatch {
-            input: indices
-                .iter()
-                .flat_map(|&i| data.train.pixels(i).into_iter().map(f64::from))
-                .collect(),
-            labels: indices
-                .iter()
-                .map(|&i| data.train.labels()[i] as usize)
-                .collect(),
+            input,
+            labels,
             eps: (0..shape.steps)
                 .map(|t| {
                     let key = noise.child(0).child(t as u64).value();

@@ -298,7 +298,6 @@ fn two_devices_train_through_burns_multi_device_strategy() {
 /// sequences `[N, 12, 3]` of noise in `[0, 0.3)` with one pulse of 1 on channel `label` at a
 /// step among the first four; the label has to be held for at least eight steps.
 fn pulse_sequences(dir: &Path, train: usize, test: usize) -> std::path::PathBuf {
-    use npyz::WriterBuilder as _;
     use std::io::Write as _;
     const T: usize = 12;
     const D: usize = 3;
@@ -323,31 +322,8 @@ fn pulse_sequences(dir: &Path, train: usize, test: usize) -> std::path::PathBuf 
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
     for (name, n) in [("train", train), ("test", test)] {
         let (x, y) = split(n);
-        let npy = |shape: &[u64], write: &mut dyn FnMut(&mut Vec<u8>, &[u64])| {
-            let mut bytes = Vec::new();
-            write(&mut bytes, shape);
-            bytes
-        };
-        let xs = npy(&[n as u64, T as u64, D as u64], &mut |b, shape| {
-            let mut w = npyz::WriteOptions::<f32>::new()
-                .default_dtype()
-                .shape(shape)
-                .writer(b)
-                .begin_nd()
-                .unwrap();
-            w.extend(x.iter().copied()).unwrap();
-            w.finish().unwrap();
-        });
-        let ys = npy(&[n as u64], &mut |b, shape| {
-            let mut w = npyz::WriteOptions::<i64>::new()
-                .default_dtype()
-                .shape(shape)
-                .writer(b)
-                .begin_nd()
-                .unwrap();
-            w.extend(y.iter().copied()).unwrap();
-            w.finish().unwrap();
-        });
+        let xs = common::npy_bytes(&x, &[n as u64, T as u64, D as u64]);
+        let ys = common::npy_bytes(&y, &[n as u64]);
         for (member, bytes) in [(format!("x_{name}.npy"), xs), (format!("y_{name}.npy"), ys)] {
             zip.start_file(member, zip::write::SimpleFileOptions::default())
                 .unwrap();

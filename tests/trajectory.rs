@@ -481,15 +481,10 @@ fn compare(config: &RunConfig, rules: Rules, steps: usize) -> Trajectory {
                 break 'epochs;
             }
             let images = data.train.batch(indices.iter().copied(), &device);
+            let (x, labels) = common::host_batch(&data.train, &indices);
             let batch = Batch {
-                x: indices
-                    .iter()
-                    .flat_map(|&i| data.train.pixels(i).into_iter().map(f64::from))
-                    .collect(),
-                labels: indices
-                    .iter()
-                    .map(|&i| data.train.labels()[i] as usize)
-                    .collect(),
+                x,
+                labels,
                 eps: (1..sizes.len())
                     .map(|l| {
                         let key = noise.child(l as u64 - 1).value();

@@ -169,19 +169,39 @@ pub fn credit_step(
     model.optimize(optimizer, lr.into(), output.grads)
 }
 
+/// The bytes of a `.npy` of `values` (row-major, `shape`).
+///
+/// # Panics
+/// If `values` do not fill `shape`.
+pub fn npy_bytes<T: npyz::AutoSerialize + Copy>(values: &[T], shape: &[u64]) -> Vec<u8> {
+    use npyz::WriterBuilder as _;
+    let mut bytes = Vec::new();
+    let mut writer = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    writer.extend(values.iter().copied()).unwrap();
+    writer.finish().unwrap();
+    bytes
+}
+
 /// Writes `values` (row-major, `shape`) as a float64 `.npy` file.
 ///
 /// # Panics
 /// If the file cannot be written.
 pub fn write_npy(path: &std::path::Path, values: &[f64], shape: &[u64]) {
-    use npyz::WriterBuilder as _;
-    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut writer = npyz::WriteOptions::<f64>::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(file)
-        .begin_nd()
-        .unwrap();
-    writer.extend(values.iter().copied()).unwrap();
-    writer.finish().unwrap();
+    std::fs::write(path, npy_bytes(values, shape)).unwrap();
+}
+
+/// The pixels (row-major, in float64) and the labels of images `indices` of `set`: a
+/// batch as the tests' float64 oracles read it.
+pub fn host_batch(set: &credit_data::ImageSet, indices: &[usize]) -> (Vec<f64>, Vec<usize>) {
+    let x = indices
+        .iter()
+        .flat_map(|&i| set.pixels(i).into_iter().map(f64::from))
+        .collect();
+    let labels = indices.iter().map(|&i| set.labels()[i] as usize).collect();
+    (x, labels)
 }

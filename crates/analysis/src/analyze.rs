@@ -15,7 +15,7 @@ use crate::classes::{ClassCounts, Tolerance, count_classes};
 use crate::entropy::{entropy_closed_form, layer_entropies};
 use crate::eval::{OodReport, ood_report};
 use crate::params::{LayerParams, deterministic_weights};
-use crate::perturb::{LayerPerturbation, perturb_layer_with, perturb_recurrent_matrix_with};
+use crate::perturb::{LayerPerturbation, Perturbed, perturb_with};
 use crate::predict::{ModeCalibration, OodScore, calibrations_with};
 use crate::progress::Progress;
 use crate::sparsity::{DEFAULT_THRESHOLDS, SparsityCurve, sparsity_curve};
@@ -568,31 +568,22 @@ fn analyze_here(
         });
         progress.stage(&format!("{name}: perturbation"), config.repetitions);
         let perturbation_seed = seed.stream(Stream::Perturbation).child(l as u64);
-        let curves = match (&model, net) {
-            (_, Some(net)) => perturb_layer_with(
-                net,
-                &classes,
-                l,
-                &data.test,
-                &config.fractions,
-                config.repetitions,
-                perturbation_seed,
-                &device,
-                &mut || progress.step(),
-            ),
-            (Classifier::SpikeSlabRnn(rnn), None) => perturb_recurrent_matrix_with(
-                rnn,
-                &classes,
-                l,
-                &data.test,
-                &config.fractions,
-                config.repetitions,
-                perturbation_seed,
-                &device,
-                &mut || progress.step(),
-            ),
+        let network = match (&model, net) {
+            (_, Some(net)) => Perturbed::FeedForward(net),
+            (Classifier::SpikeSlabRnn(rnn), None) => Perturbed::Recurrent(rnn),
             _ => continue,
         };
+        let curves = perturb_with(
+            network,
+            &classes,
+            l,
+            &data.test,
+            &config.fractions,
+            config.repetitions,
+            perturbation_seed,
+            &device,
+            &mut || progress.step(),
+        );
         analysis.perturbation.push(curves);
     }
     if let Some(net) = net {

@@ -12,9 +12,8 @@
 //! Repetition `r` draws its network from `seed.child(r)` ([`SpikeSlabNet::sample_network`]);
 //! the chosen orders and new weights come from `seed`'s generator.
 //!
-//! The matrices of a recurrent network are perturbed the same way
-//! ([`perturb_recurrent_matrix_with`]), each perturbed network run through the whole
-//! sequence.
+//! The matrices of a recurrent network are perturbed the same way ([`perturb_with`] of a
+//! [`Perturbed::Recurrent`]), each perturbed network run through the whole sequence.
 
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -223,8 +222,8 @@ pub fn perturb_layer(
     seed: Seed,
     device: &Device,
 ) -> LayerPerturbation {
-    perturb_layer_with(
-        net,
+    perturb_with(
+        Perturbed::FeedForward(net),
         classes,
         layer,
         test,
@@ -236,12 +235,23 @@ pub fn perturb_layer(
     )
 }
 
-/// [`perturb_layer`], calling `done` after each repetition.
+/// The network whose layer or matrix a perturbation changes.
+#[derive(Clone, Copy)]
+pub enum Perturbed<'a> {
+    /// A feed-forward network; the index is a layer's (0 for the weights on the input).
+    FeedForward(&'a SpikeSlabNet),
+    /// A recurrent network; the index is a matrix's (input 0, recurrent 1, readout 2).
+    Recurrent(&'a SpikeSlabRnn),
+}
+
+/// The four perturbation curves of layer or matrix index `index` of `network`, as
+/// [`perturb_layer`] runs them (a recurrent network's matrices see
+/// [`Curves::recurrent`]), calling `done` after each repetition.
 #[allow(clippy::too_many_arguments)]
-pub fn perturb_layer_with(
-    net: &SpikeSlabNet,
+pub fn perturb_with(
+    network: Perturbed,
     classes: &[ConnectionClass],
-    layer: usize,
+    index: usize,
     test: &ImageSet,
     fractions: &[f64],
     repetitions: usize,
@@ -249,46 +259,91 @@ pub fn perturb_layer_with(
     device: &Device,
     done: &mut dyn FnMut(),
 ) -> LayerPerturbation {
-    let plan = Plan::new(classes, fractions);
-    let (mut rng, mut control_rng) = (seed.rng(), seed.child(u64::MAX).rng());
-    let batch = test.all(device);
-    let targets = test.labels();
-    let images_t = if layer == 0 {
-        transpose(&host(batch.images.clone()), test.len(), test.features())
-    } else {
-        Vec::new()
+    let curves = Curves {
+        plan: Plan::new(classes, fractions),
+        test,
+        fractions,
+        repetitions,
+        seed,
+        device,
     };
-    let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
-    for r in 0..repetitions {
-        let sampled = net.sample_network(seed.child(r as u64));
-        let split = SplitNetwork::new(&sampled, layer, &batch.images, &images_t);
-        let w = &host(sampled.layers[layer].weight.val());
-        let d_input = split.input_t.len() / split.images;
-        // The network unperturbed, measured once for the four curves.
-        let unperturbed = split.error_pct(&split.preactivation_t, targets, device);
-        for c in 0..CHANGES.len() {
-            let rng = if c == CONTROL {
-                &mut control_rng
-            } else {
-                &mut rng
-            };
-            let order = plan.order(c, rng);
-            errors[c].push(curve_errors(
-                &split,
-                w,
-                d_input,
-                &order,
-                &plan.counts[c],
-                CHANGES[c],
-                targets,
-                unperturbed,
-                rng,
-                device,
-            ));
-        }
-        done();
+    match network {
+        Perturbed::FeedForward(net) => curves.feed_forward(net, index, done),
+        Perturbed::Recurrent(net) => curves.recurrent(net, index, done),
     }
-    plan.summary(layer, fractions, &errors)
+}
+
+/// What every perturbation takes beside the network: the curves' plan, the test images,
+/// the fractions, the sampled networks per point and the seed.
+struct Curves<'a> {
+    plan: Plan,
+    test: &'a ImageSet,
+    fractions: &'a [f64],
+    repetitions: usize,
+    seed: Seed,
+    device: &'a Device,
+}
+
+impl Curves<'_> {
+    /// The generators of the orders and new weights: the three curves' from the seed, the
+    /// random-deletion control's its own (`seed.child(u64::MAX)`), so that the other three
+    /// are those of a version without it.
+    fn generators(&self) -> (ChaCha12Rng, ChaCha12Rng) {
+        (self.seed.rng(), self.seed.child(u64::MAX).rng())
+    }
+
+    /// The curves of layer index `layer` of a feed-forward network: each sampled network split
+    /// at the layer, its pre-activations updated per changed connection.
+    fn feed_forward(
+        &self,
+        net: &SpikeSlabNet,
+        layer: usize,
+        done: &mut dyn FnMut(),
+    ) -> LayerPerturbation {
+        let (mut rng, mut control_rng) = self.generators();
+        let batch = self.test.all(self.device);
+        let targets = self.test.labels();
+        let images_t = if layer == 0 {
+            transpose(
+                &host(batch.images.clone()),
+                self.test.len(),
+                self.test.features(),
+            )
+        } else {
+            Vec::new()
+        };
+        let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
+        for r in 0..self.repetitions {
+            let sampled = net.sample_network(self.seed.child(r as u64));
+            let split = SplitNetwork::new(&sampled, layer, &batch.images, &images_t);
+            let w = &host(sampled.layers[layer].weight.val());
+            let d_input = split.input_t.len() / split.images;
+            // The network unperturbed, measured once for the four curves.
+            let unperturbed = split.error_pct(&split.preactivation_t, targets, self.device);
+            for c in 0..CHANGES.len() {
+                let rng = if c == CONTROL {
+                    &mut control_rng
+                } else {
+                    &mut rng
+                };
+                let order = self.plan.order(c, rng);
+                errors[c].push(curve_errors(
+                    &split,
+                    w,
+                    d_input,
+                    &order,
+                    &self.plan.counts[c],
+                    CHANGES[c],
+                    targets,
+                    unperturbed,
+                    rng,
+                    self.device,
+                ));
+            }
+            done();
+        }
+        self.plan.summary(layer, self.fractions, &errors)
+    }
 }
 
 /// The change of each curve: (a) very important removed, (b) variable removed, (c)
@@ -378,91 +433,85 @@ impl Plan {
     }
 }
 
-/// The four perturbation curves of matrix `matrix` (input 0, recurrent 1, readout 2) of a
-/// recurrent network, with `repetitions` sampled recurrent networks each (their weights
-/// drawn once and used at every step); `classes` are that matrix's. The curves, their
-/// orders and new weights are drawn as [`perturb_layer`] draws them. A change of the input
-/// or recurrent matrix reaches every step, so each perturbed network is run through the
-/// whole sequence; the readout's reads the final rates, computed once per repetition.
-#[allow(clippy::too_many_arguments)]
-pub fn perturb_recurrent_matrix_with(
-    net: &SpikeSlabRnn,
-    classes: &[ConnectionClass],
-    matrix: usize,
-    test: &ImageSet,
-    fractions: &[f64],
-    repetitions: usize,
-    seed: Seed,
-    device: &Device,
-    done: &mut dyn FnMut(),
-) -> LayerPerturbation {
-    let plan = Plan::new(classes, fractions);
-    let (mut rng, mut control_rng) = (seed.rng(), seed.child(u64::MAX).rng());
-    let batch = test.all(device);
-    let error_pct =
-        |logits: Tensor<2>| 100.0 - credit_train::accuracy_pct(logits, batch.targets.clone());
-    let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
-    for r in 0..repetitions {
-        let sampled = net.sample_network(seed.child(r as u64));
-        let original = [&sampled.input, &sampled.recurrent, &sampled.readout][matrix]
-            .weight
-            .val();
-        let shape = original.dims();
-        let weights = host(original);
-        let final_rates =
-            (matrix == 2).then(|| sampled.final_state(batch.images.clone(), usize::MAX));
-        // The error of the sampled network with `w` in place of the matrix.
-        let error_with = |w: &[f32]| -> f64 {
-            let w = DeterministicLinear::new(Tensor::from_data(
-                TensorData::new(w.to_vec(), shape),
-                device,
-            ));
-            let mut perturbed = sampled.clone();
-            match matrix {
-                0 => perturbed.input = w,
-                1 => perturbed.recurrent = w,
-                _ => perturbed.readout = w,
+impl Curves<'_> {
+    /// The curves of matrix `matrix` (input 0, recurrent 1, readout 2) of a recurrent
+    /// network, its sampled networks' weights drawn once and used at every step; the orders and
+    /// new weights are drawn as for a feed-forward layer. A change of the input or recurrent
+    /// matrix reaches every step, so each perturbed network is run through the whole
+    /// sequence; the readout's reads the final rates, computed once per repetition.
+    fn recurrent(
+        &self,
+        net: &SpikeSlabRnn,
+        matrix: usize,
+        done: &mut dyn FnMut(),
+    ) -> LayerPerturbation {
+        let (mut rng, mut control_rng) = self.generators();
+        let batch = self.test.all(self.device);
+        let error_pct =
+            |logits: Tensor<2>| 100.0 - credit_train::accuracy_pct(logits, batch.targets.clone());
+        let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
+        for r in 0..self.repetitions {
+            let sampled = net.sample_network(self.seed.child(r as u64));
+            let original = [&sampled.input, &sampled.recurrent, &sampled.readout][matrix]
+                .weight
+                .val();
+            let shape = original.dims();
+            let weights = host(original);
+            let final_rates =
+                (matrix == 2).then(|| sampled.final_state(batch.images.clone(), usize::MAX));
+            // The error of the sampled network with `w` in place of the matrix.
+            let error_with = |w: &[f32]| -> f64 {
+                let w = DeterministicLinear::new(Tensor::from_data(
+                    TensorData::new(w.to_vec(), shape),
+                    self.device,
+                ));
+                let mut perturbed = sampled.clone();
+                match matrix {
+                    0 => perturbed.input = w,
+                    1 => perturbed.recurrent = w,
+                    _ => perturbed.readout = w,
+                }
+                let logits = match &final_rates {
+                    Some(rates) => perturbed.readout_logits(rates.clone()),
+                    None => perturbed.forward(batch.images.clone()),
+                };
+                error_pct(logits)
+            };
+            let unperturbed = error_pct(sampled.forward(batch.images.clone()));
+            for c in 0..CHANGES.len() {
+                let rng = if c == CONTROL {
+                    &mut control_rng
+                } else {
+                    &mut rng
+                };
+                let order = self.plan.order(c, rng);
+                let mut w = weights.clone();
+                let (mut changed, mut last) = (0, unperturbed);
+                let curve = self.plan.counts[c]
+                    .iter()
+                    .map(|&count| {
+                        let mut moved = false;
+                        for &k in &order[changed..count] {
+                            let new_weight = match CHANGES[c] {
+                                Change::Remove => 0.0,
+                                Change::Randomise => StandardNormal.sample(rng),
+                            };
+                            moved |= new_weight != w[k];
+                            w[k] = new_weight;
+                        }
+                        changed = count;
+                        if moved {
+                            last = error_with(&w);
+                        }
+                        last
+                    })
+                    .collect();
+                errors[c].push(curve);
             }
-            let logits = match &final_rates {
-                Some(rates) => perturbed.readout_logits(rates.clone()),
-                None => perturbed.forward(batch.images.clone()),
-            };
-            error_pct(logits)
-        };
-        let unperturbed = error_pct(sampled.forward(batch.images.clone()));
-        for c in 0..CHANGES.len() {
-            let rng = if c == CONTROL {
-                &mut control_rng
-            } else {
-                &mut rng
-            };
-            let order = plan.order(c, rng);
-            let mut w = weights.clone();
-            let (mut changed, mut last) = (0, unperturbed);
-            let curve = plan.counts[c]
-                .iter()
-                .map(|&count| {
-                    let mut moved = false;
-                    for &k in &order[changed..count] {
-                        let new_weight = match CHANGES[c] {
-                            Change::Remove => 0.0,
-                            Change::Randomise => StandardNormal.sample(rng),
-                        };
-                        moved |= new_weight != w[k];
-                        w[k] = new_weight;
-                    }
-                    changed = count;
-                    if moved {
-                        last = error_with(&w);
-                    }
-                    last
-                })
-                .collect();
-            errors[c].push(curve);
+            done();
         }
-        done();
+        self.plan.summary(matrix, self.fractions, &errors)
     }
-    plan.summary(matrix, fractions, &errors)
 }
 
 /// The error (percent) of `repetitions` unperturbed sampled networks, drawn as
