@@ -632,14 +632,7 @@ fn credit_takes_the_steps_of_the_28_by_28_script() {
     // `CREDIT_TRAJECTORY_DUMP=DIR` the inputs and the oracle's parameters after each step
     // are written for `bench/reference/authors_rnn.py trajectory`, which runs the script's
     // own `run_bptt` on them.
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let overrides = [
-        format!("data.dir={}", manifest.join("data/mnist").display()),
-        "train.precision=\"f64\"".to_string(),
-    ];
-    let config =
-        credit_train::RunConfig::load(&manifest.join("configs/smnist-rnn.toml"), &overrides)
-            .expect("the preset loads");
+    let config = float64_preset(&[]);
     let device = common::f64_device().autodiff();
     let data = credit_train::load_data(&config).expect("the committed MNIST");
     let root = Seed::new(config.seed);
@@ -784,4 +777,57 @@ fn dump_trajectory(
         &[steps, rows, shape.classes as u64],
     );
     common::write_npy(&dir.join("lr.npy"), &vec![lr; inputs.len()], &[steps]);
+}
+
+/// `configs/smnist-rnn.toml` in float64 on the committed MNIST, with `overrides`.
+fn float64_preset(overrides: &[&str]) -> credit_train::RunConfig {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut all = vec![
+        format!("data.dir={}", manifest.join("data/mnist").display()),
+        "train.precision=\"f64\"".to_string(),
+    ];
+    all.extend(overrides.iter().map(|o| o.to_string()));
+    credit_train::RunConfig::load(&manifest.join("configs/smnist-rnn.toml"), &all)
+        .expect("the preset loads")
+}
+
+#[test]
+fn the_steps_compared_are_the_steps_credit_train_takes() {
+    // Two epochs of 3 batches through `credit train` (burn's Learner, the loader's order
+    // and noise, `batches_per_epoch`) end where the step loop of the trajectory check
+    // ends: bit for bit.
+    use burn::module::Module as _;
+    let config = float64_preset(&[
+        "train.epochs=2",
+        "train.batches_per_epoch=3",
+        "data.test_size=200",
+    ]);
+    let root = tempfile::tempdir().unwrap();
+    let run = credit_train::RunDir::new(root.path().join("run"));
+    credit_train::train(&config, &run, &common::runs::options())
+        .unwrap()
+        .finished()
+        .unwrap();
+    let plain = common::f64_device();
+    let trained = run.load_model(&config, &plain, None).unwrap();
+    let device = plain.autodiff();
+    let data = credit_train::load_data(&config).unwrap();
+    let mut model = config.model.init(
+        Seed::new(config.seed).stream(credit_model::Stream::Init),
+        &device,
+    );
+    let mut optimizer = credit_train::optimizer_for(&config.optimizer, 3, &model);
+    for epoch in 1..=2 {
+        let lr = credit_train::learning_rate(&config.optimizer, epoch);
+        let batches = common::epoch_batches(&config, data.train.len(), epoch);
+        assert_eq!(batches.len(), 3);
+        for (b, (indices, noise)) in batches.into_iter().enumerate() {
+            let images = data.train.batch(indices, &device);
+            model = common::credit_step(model, &mut optimizer, images, noise, b, lr);
+        }
+    }
+    assert_eq!(
+        net_of(&model.valid()).map(|p| [p.m, p.xi, p.pi]),
+        net_of(&trained).map(|p| [p.m, p.xi, p.pi])
+    );
 }

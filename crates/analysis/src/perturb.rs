@@ -344,6 +344,85 @@ impl Curves<'_> {
         }
         self.plan.summary(layer, self.fractions, &errors)
     }
+
+    /// The curves of matrix `matrix` (input 0, recurrent 1, readout 2) of a recurrent
+    /// network, its sampled networks' weights drawn once and used at every step; the orders and
+    /// new weights are drawn as for a feed-forward layer. A change of the input or recurrent
+    /// matrix reaches every step, so each perturbed network is run through the whole
+    /// sequence; the readout's reads the final rates, computed once per repetition.
+    fn recurrent(
+        &self,
+        net: &SpikeSlabRnn,
+        matrix: usize,
+        done: &mut dyn FnMut(),
+    ) -> LayerPerturbation {
+        let (mut rng, mut control_rng) = self.generators();
+        let batch = self.test.all(self.device);
+        let error_pct =
+            |logits: Tensor<2>| 100.0 - credit_train::accuracy_pct(logits, batch.targets.clone());
+        let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
+        for r in 0..self.repetitions {
+            let sampled = net.sample_network(self.seed.child(r as u64));
+            let original = [&sampled.input, &sampled.recurrent, &sampled.readout][matrix]
+                .weight
+                .val();
+            let shape = original.dims();
+            let weights = host(original);
+            let final_rates =
+                (matrix == 2).then(|| sampled.final_state(batch.images.clone(), usize::MAX));
+            // The error of the sampled network with `w` in place of the matrix.
+            let error_with = |w: &[f32]| -> f64 {
+                let w = DeterministicLinear::new(Tensor::from_data(
+                    TensorData::new(w.to_vec(), shape),
+                    self.device,
+                ));
+                let mut perturbed = sampled.clone();
+                match matrix {
+                    0 => perturbed.input = w,
+                    1 => perturbed.recurrent = w,
+                    _ => perturbed.readout = w,
+                }
+                let logits = match &final_rates {
+                    Some(rates) => perturbed.readout_logits(rates.clone()),
+                    None => perturbed.forward(batch.images.clone()),
+                };
+                error_pct(logits)
+            };
+            let unperturbed = error_pct(sampled.forward(batch.images.clone()));
+            for c in 0..CHANGES.len() {
+                let rng = if c == CONTROL {
+                    &mut control_rng
+                } else {
+                    &mut rng
+                };
+                let order = self.plan.order(c, rng);
+                let mut w = weights.clone();
+                let (mut changed, mut last) = (0, unperturbed);
+                let curve = self.plan.counts[c]
+                    .iter()
+                    .map(|&count| {
+                        let mut moved = false;
+                        for &k in &order[changed..count] {
+                            let new_weight = match CHANGES[c] {
+                                Change::Remove => 0.0,
+                                Change::Randomise => StandardNormal.sample(rng),
+                            };
+                            moved |= new_weight != w[k];
+                            w[k] = new_weight;
+                        }
+                        changed = count;
+                        if moved {
+                            last = error_with(&w);
+                        }
+                        last
+                    })
+                    .collect();
+                errors[c].push(curve);
+            }
+            done();
+        }
+        self.plan.summary(matrix, self.fractions, &errors)
+    }
 }
 
 /// The change of each curve: (a) very important removed, (b) variable removed, (c)
@@ -430,87 +509,6 @@ impl Plan {
             unimportant_randomised: curve(2),
             random_removed: curve(CONTROL),
         }
-    }
-}
-
-impl Curves<'_> {
-    /// The curves of matrix `matrix` (input 0, recurrent 1, readout 2) of a recurrent
-    /// network, its sampled networks' weights drawn once and used at every step; the orders and
-    /// new weights are drawn as for a feed-forward layer. A change of the input or recurrent
-    /// matrix reaches every step, so each perturbed network is run through the whole
-    /// sequence; the readout's reads the final rates, computed once per repetition.
-    fn recurrent(
-        &self,
-        net: &SpikeSlabRnn,
-        matrix: usize,
-        done: &mut dyn FnMut(),
-    ) -> LayerPerturbation {
-        let (mut rng, mut control_rng) = self.generators();
-        let batch = self.test.all(self.device);
-        let error_pct =
-            |logits: Tensor<2>| 100.0 - credit_train::accuracy_pct(logits, batch.targets.clone());
-        let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
-        for r in 0..self.repetitions {
-            let sampled = net.sample_network(self.seed.child(r as u64));
-            let original = [&sampled.input, &sampled.recurrent, &sampled.readout][matrix]
-                .weight
-                .val();
-            let shape = original.dims();
-            let weights = host(original);
-            let final_rates =
-                (matrix == 2).then(|| sampled.final_state(batch.images.clone(), usize::MAX));
-            // The error of the sampled network with `w` in place of the matrix.
-            let error_with = |w: &[f32]| -> f64 {
-                let w = DeterministicLinear::new(Tensor::from_data(
-                    TensorData::new(w.to_vec(), shape),
-                    self.device,
-                ));
-                let mut perturbed = sampled.clone();
-                match matrix {
-                    0 => perturbed.input = w,
-                    1 => perturbed.recurrent = w,
-                    _ => perturbed.readout = w,
-                }
-                let logits = match &final_rates {
-                    Some(rates) => perturbed.readout_logits(rates.clone()),
-                    None => perturbed.forward(batch.images.clone()),
-                };
-                error_pct(logits)
-            };
-            let unperturbed = error_pct(sampled.forward(batch.images.clone()));
-            for c in 0..CHANGES.len() {
-                let rng = if c == CONTROL {
-                    &mut control_rng
-                } else {
-                    &mut rng
-                };
-                let order = self.plan.order(c, rng);
-                let mut w = weights.clone();
-                let (mut changed, mut last) = (0, unperturbed);
-                let curve = self.plan.counts[c]
-                    .iter()
-                    .map(|&count| {
-                        let mut moved = false;
-                        for &k in &order[changed..count] {
-                            let new_weight = match CHANGES[c] {
-                                Change::Remove => 0.0,
-                                Change::Randomise => StandardNormal.sample(rng),
-                            };
-                            moved |= new_weight != w[k];
-                            w[k] = new_weight;
-                        }
-                        changed = count;
-                        if moved {
-                            last = error_with(&w);
-                        }
-                        last
-                    })
-                    .collect();
-                errors[c].push(curve);
-            }
-            done();
-        }
-        self.plan.summary(matrix, self.fractions, &errors)
     }
 }
 

@@ -97,6 +97,31 @@ impl RnnDynamics {
     fn integrate(&self, h: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
         h.clone() + (u - h).mul_scalar(self.tau.recip())
     }
+
+    /// The rates after the first `t_max` steps of `input` (`[batch, T d]`) through fixed
+    /// weights: step `t` with `weights(t) = (w_inᵀ [d, n_rec], w_recᵀ [n_rec, n_rec])`.
+    ///
+    /// # Panics
+    /// If the input width is not a multiple of `d`.
+    fn deterministic_rates(
+        &self,
+        input: &Tensor<2>,
+        d: usize,
+        n_rec: usize,
+        t_max: usize,
+        mut weights: impl FnMut(usize) -> (Tensor<2>, Tensor<2>),
+    ) -> Tensor<2> {
+        let scale = self.rescale(n_rec + d) / ((n_rec + d) as f64).sqrt();
+        let mut h = Tensor::full([input.dims()[0], n_rec], self.h0, &input.device());
+        let mut r = relu(h.clone());
+        for (t, x) in steps(input, d).take(t_max).enumerate() {
+            let (w_in, w_rec) = weights(t);
+            let u = (r.matmul(w_rec) + x.matmul(w_in)).mul_scalar(scale);
+            h = self.integrate(h, u);
+            r = relu(h.clone());
+        }
+        r
+    }
 }
 
 /// The spike-and-slab recurrent network: input, recurrent and readout matrices.
@@ -380,26 +405,23 @@ impl SpikeSlabRnn {
     /// If the input width is not a multiple of `D`.
     pub fn forward_redrawn(&self, input: Tensor<2>, seed: Seed) -> Tensor<2> {
         let [n_rec, d] = self.input.dims();
-        let batch = input.dims()[0];
-        let scale = self.dynamics.rescale(n_rec + d) / ((n_rec + d) as f64).sqrt();
-        let mut h = Tensor::full([batch, n_rec], self.dynamics.h0, &input.device());
-        let mut r = relu(h.clone());
-        let mut t_max = 0;
-        for (t, x) in steps(&input, d).enumerate() {
-            let draws = seed.child(t as u64);
-            let w_in = self.input.sample_weights(draws.child(0)).transpose();
-            let w_rec = self.recurrent.sample_weights(draws.child(1)).transpose();
-            let u = (r.matmul(w_rec) + x.matmul(w_in)).mul_scalar(scale);
-            h = self.dynamics.integrate(h, u);
-            r = relu(h.clone());
-            t_max = t + 1;
-        }
-        let readout = DeterministicLinear::new(
-            self.readout
-                .sample_weights(seed.child(t_max as u64).child(2)),
-        );
+        let steps = input.dims()[1] / d.max(1);
+        let r = self
+            .dynamics
+            .deterministic_rates(&input, d, n_rec, usize::MAX, |t| {
+                let draws = seed.child(t as u64);
+                (
+                    self.input.sample_weights(draws.child(0)).transpose(),
+                    self.recurrent.sample_weights(draws.child(1)).transpose(),
+                )
+            });
+        let readout = self
+            .readout
+            .sample_weights(seed.child(steps as u64).child(2));
         // `DeterministicLinear` divides by `sqrt(n_rec)`.
-        readout.forward(r).mul_scalar(self.dynamics.rescale(n_rec))
+        DeterministicLinear::new(readout)
+            .forward(r)
+            .mul_scalar(self.dynamics.rescale(n_rec))
     }
 
     /// The network of expected weights `(1 - pi) m`: `forward(x, Noise::Off)`.
@@ -462,18 +484,10 @@ impl DeterministicRnn {
     /// If the input width is not a multiple of `D`.
     pub fn final_state(&self, input: Tensor<2>, t_max: usize) -> Tensor<2> {
         let [n_rec, d] = self.input.weight.val().dims();
-        let batch = input.dims()[0];
-        let scale = self.dynamics.rescale(n_rec + d) / ((n_rec + d) as f64).sqrt();
         let w_in = self.input.weight.val().transpose();
         let w_rec = self.recurrent.weight.val().transpose();
-        let mut h = Tensor::full([batch, n_rec], self.dynamics.h0, &input.device());
-        let mut r = relu(h.clone());
-        for x in steps(&input, d).take(t_max) {
-            let u = (r.matmul(w_rec.clone()) + x.matmul(w_in.clone())).mul_scalar(scale);
-            h = self.dynamics.integrate(h, u);
-            r = relu(h.clone());
-        }
-        r
+        self.dynamics
+            .deterministic_rates(&input, d, n_rec, t_max, |_| (w_in.clone(), w_rec.clone()))
     }
 
     /// The readout's logits of the rates `r` (`[batch, n_rec]` to `[batch, classes]`).
