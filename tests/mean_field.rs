@@ -13,13 +13,16 @@ use credit_ops::mean_field::{DeltaFloor, FloorMode, spike_slab_linear};
 use credit_train::BackendKind;
 
 /// Layer shapes `(batch, d_input, d_output)`: column tiles with and without a partial vector,
-/// two tiles, exactly one vector, and an output layer narrower than a vector (composed path).
-const SHAPES: [(usize, usize, usize); 5] = [
+/// two tiles, exactly one vector, an output layer narrower than a vector (composed path), and
+/// one whose moments exceed the kernels' 1 MiB (`SPARSE_MOMENTS_MAX_BYTES`), so that on flex
+/// its sparse input goes through the dense products (`dense.rs`), as every dense input does.
+const SHAPES: [(usize, usize, usize); 6] = [
     (9, 37, 100),
     (5, 100, 200),
     (7, 20, 16),
     (6, 130, 33),
     (8, 50, 10),
+    (3, 520, 260),
 ];
 
 /// A layer fixture with exact zeros in the input and in the incoming gradient, `pi` at both

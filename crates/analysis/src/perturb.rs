@@ -7,7 +7,11 @@
 //! other weights keep their distribution, so a perturbed network is sampled by drawing the
 //! unperturbed one and zeroing (or re-drawing) the chosen weights. The chosen sets grow by
 //! nesting (the first `f n` of one random order), so each repetition updates the layer's
-//! pre-activations incrementally instead of recomputing the layer for every `f`.
+//! pre-activations incrementally instead of recomputing the layer for every `f`, and carries
+//! the change up through the next layer by the columns of the units whose `relu` changed
+//! (the whole product once half of them did); a fraction that changes no `relu` keeps the
+//! last error. The layers above the split run on the host, through `gemm`'s products
+//! ([`credit_ops::host_product`]), whatever the device.
 //!
 //! Repetition `r` draws its network from `seed.child(r)` ([`SpikeSlabNet::sample_network`]);
 //! the chosen orders and new weights come from `seed`'s generator.
@@ -19,9 +23,11 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use credit_data::ImageSet;
 use credit_model::{DeterministicLinear, DeterministicNet, Seed, SpikeSlabNet, SpikeSlabRnn};
+use credit_ops::host_product::{Operand, product_into};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha12Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::classes::ConnectionClass;
@@ -71,15 +77,55 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// A sampled network split at one layer: the input of that layer and its pre-activation
-/// (both transposed, one contiguous row per unit) and the layers above it.
+/// (both transposed, one contiguous row per unit) and the layers above it, on the host.
 struct SplitNetwork<'a> {
     /// Layer input, `[d_input][images]`.
     input_t: std::borrow::Cow<'a, [f32]>,
+    /// Whether row `j` of `input_t` holds a nonzero value: a connection from an input that is
+    /// zero on every image changes no pre-activation (MNIST's border pixels).
+    input_active: Vec<bool>,
     /// Layer pre-activation, `[d_output][images]`.
     preactivation_t: Vec<f32>,
-    /// The layers above, empty for the last layer.
-    above: DeterministicNet,
+    /// The weights of the layers above, `[d_output, d_input]` row-major, input side first;
+    /// empty for the last layer.
+    above: Vec<HostLayer>,
     images: usize,
+}
+
+/// The weights of one layer above the split, on the host.
+struct HostLayer {
+    /// `[d_output, d_input]`, row-major.
+    weight: Vec<f32>,
+    d_output: usize,
+    d_input: usize,
+}
+
+/// What the layers above the split computed for one perturbed network, kept from one
+/// fraction to the next: once a few units' pre-activations change, only those units'
+/// columns of the next layer's weights are multiplied again (see [`SplitNetwork::carry`]).
+#[derive(Clone)]
+struct AboveState {
+    /// `relu(h)` at the split as last carried up, `[units][images]` (empty for the last
+    /// layer, whose pre-activations are the logits).
+    rectified: Vec<f32>,
+    /// The first layer above's pre-activation, `[d_output][images]` (empty for the last
+    /// layer).
+    next: Vec<f32>,
+}
+
+/// The fraction of a layer's units from which a change is carried up by the whole product
+/// again instead of by the changed units' columns: the two cost the same multiply-adds per
+/// unit, and the columns are gathered first.
+const FULL_PRODUCT_FROM: f64 = 0.5;
+
+/// Images per block of the pre-activation updates: a block's rows of the layer's input and
+/// pre-activation (1 kB each) stay in a core's cache while every change of a fraction is
+/// applied, and the blocks are shared among threads.
+const IMAGE_BLOCK: usize = 256;
+
+/// `x / sqrt(width)`'s factor.
+fn inverse_sqrt(width: usize) -> f32 {
+    (width as f32).sqrt().recip()
 }
 
 impl<'a> SplitNetwork<'a> {
@@ -96,44 +142,193 @@ impl<'a> SplitNetwork<'a> {
         } else {
             std::borrow::Cow::Owned(transpose(&host(x), n, d_input))
         };
+        let input_active = if n == 0 {
+            vec![false; d_input]
+        } else {
+            input_t
+                .chunks(n)
+                .map(|row| row.iter().any(|&a| a != 0.0))
+                .collect()
+        };
+        let above = net.layers[layer + 1..]
+            .iter()
+            .map(|l| {
+                let [d_output, d_input] = l.weight.val().dims();
+                HostLayer {
+                    weight: host(l.weight.val()),
+                    d_output,
+                    d_input,
+                }
+            })
+            .collect();
         Self {
             input_t,
+            input_active,
             preactivation_t: transpose(&host(h), n, d_output),
-            above: DeterministicNet {
-                layers: net.layers[layer + 1..].to_vec(),
-            },
+            above,
             images: n,
         }
     }
 
-    /// Test error (percent) of the network with the pre-activations `preactivation_t` at the
-    /// split (`[units][images]`). The layers above run in the same transposed layout
-    /// (`h' = w · relu(h) / sqrt(units)`), so that nothing is transposed; on ties the last
-    /// maximum wins. (Evaluating several fractions in one product was measured slower here:
-    /// the larger operands leave the cache.)
-    fn error_pct(&self, preactivation_t: &[f32], targets: &[u32], device: &Device) -> f64 {
+    /// Applies `changes` `(unit, input, Δw / sqrt(d_input))` to the pre-activations
+    /// `preactivation_t` (`h[unit] += Δ · input_t[input]`), in blocks of [`IMAGE_BLOCK`]
+    /// images shared among threads; each entry adds the changes in their order, so the sums
+    /// are those of one change at a time.
+    fn apply(&self, preactivation_t: &mut [f32], changes: &[(usize, usize, f32)]) {
         let n = self.images;
-        let units = preactivation_t.len() / n.max(1);
-        let computed;
-        let (logits, classes) = if self.above.layers.is_empty() {
-            (preactivation_t, units)
-        } else {
-            let mut h: Tensor<2> = Tensor::from_data(
-                TensorData::new(preactivation_t.to_vec(), [units, n]),
-                device,
-            );
-            for layer in &self.above.layers {
-                let width = h.dims()[0];
-                h = layer
-                    .weight
-                    .val()
-                    .matmul(relu(h))
-                    .mul_scalar((width as f64).sqrt().recip());
-            }
-            let classes = h.dims()[0];
-            computed = host(h);
-            (computed.as_slice(), classes)
+        if changes.is_empty() || n == 0 {
+            return;
+        }
+        let h = SharedRows(preactivation_t.as_mut_ptr(), preactivation_t.len());
+        let input = &self.input_t;
+        (0..n.div_ceil(IMAGE_BLOCK))
+            .into_par_iter()
+            .for_each(|block| {
+                let start = block * IMAGE_BLOCK;
+                let end = (start + IMAGE_BLOCK).min(n);
+                for &(i, j, delta) in changes {
+                    let a = &input[j * n + start..j * n + end];
+                    // SAFETY: blocks are disjoint column ranges `start..end` of the rows, so no
+                    // two threads touch the same entry, and `i * n + end <= len` as `i` is a
+                    // unit of the layer.
+                    let h = unsafe { h.row(i * n + start, end - start) };
+                    for (h, &a) in h.iter_mut().zip(a) {
+                        *h += delta * a;
+                    }
+                }
+            });
+    }
+
+    /// The layers above evaluated on the pre-activations `preactivation_t` at the split
+    /// (`[units][images]`), in the same transposed layout (`h' = w · relu(h) / sqrt(units)`),
+    /// so that nothing is transposed.
+    fn state(&self, preactivation_t: &[f32]) -> AboveState {
+        let Some(first) = self.above.first() else {
+            return AboveState {
+                rectified: Vec::new(),
+                next: Vec::new(),
+            };
         };
+        let rectified: Vec<f32> = preactivation_t.par_iter().map(|&h| h.max(0.0)).collect();
+        let mut next = vec![0.0; first.d_output * self.images];
+        self.first_product(&mut next, &rectified);
+        AboveState { rectified, next }
+    }
+
+    /// `next = w · rectified / sqrt(units)` for the first layer above.
+    fn first_product(&self, next: &mut [f32], rectified: &[f32]) {
+        let first = &self.above[0];
+        let sizes = [first.d_output, first.d_input, self.images];
+        product_into(
+            next,
+            None,
+            Operand::plain(&first.weight, first.d_input),
+            Operand::plain(rectified, self.images),
+            sizes,
+            inverse_sqrt(first.d_input),
+        );
+    }
+
+    /// Carries the change of the pre-activations of units `touched` (now `preactivation_t`)
+    /// up into `state`; false if no unit's `relu` changed, so that the error is the last one,
+    /// exactly. Units whose `relu` changed add their columns of the next layer's weights
+    /// times the change (`next += w[:, U] · Δrelu(h)[U] / sqrt(units)`), or, from
+    /// [`FULL_PRODUCT_FROM`] of the units on, the whole product is taken again; the two agree
+    /// up to the rounding of a different summation order.
+    fn carry(&self, state: &mut AboveState, preactivation_t: &[f32], touched: &[usize]) -> bool {
+        let n = self.images;
+        let Some(first) = self.above.first() else {
+            return !touched.is_empty();
+        };
+        let row = |u: usize| u * n..(u + 1) * n;
+        let moved: Vec<bool> = touched
+            .par_iter()
+            .map(|&u| {
+                let (old, new) = (&state.rectified[row(u)], &preactivation_t[row(u)]);
+                old.iter().zip(new).any(|(&r, &h)| r != h.max(0.0))
+            })
+            .collect();
+        let changed: Vec<usize> = touched
+            .iter()
+            .zip(&moved)
+            .filter_map(|(&u, &m)| m.then_some(u))
+            .collect();
+        if changed.is_empty() {
+            return false;
+        }
+        let units = first.d_input;
+        let full = changed.len() as f64 >= FULL_PRODUCT_FROM * units as f64;
+        // The change of `relu(h)` of the changed units, `[changed][images]`, for the columns.
+        let delta: Vec<f32> = if full {
+            Vec::new()
+        } else {
+            changed
+                .par_iter()
+                .flat_map_iter(|&u| {
+                    let (old, new) = (&state.rectified[row(u)], &preactivation_t[row(u)]);
+                    old.iter().zip(new).map(|(&r, &h)| h.max(0.0) - r)
+                })
+                .collect()
+        };
+        let mut is_changed = vec![false; units];
+        changed.iter().for_each(|&u| is_changed[u] = true);
+        state
+            .rectified
+            .par_chunks_mut(n)
+            .zip(preactivation_t.par_chunks(n))
+            .zip(&is_changed)
+            .filter(|(_, changed)| **changed)
+            .for_each(|((r, h), _)| r.iter_mut().zip(h).for_each(|(r, &h)| *r = h.max(0.0)));
+        if full {
+            self.first_product(&mut state.next, &state.rectified);
+            return true;
+        }
+        let columns: Vec<f32> = (0..first.d_output)
+            .flat_map(|o| changed.iter().map(move |&u| first.weight[o * units + u]))
+            .collect();
+        product_into(
+            &mut state.next,
+            Some(1.0),
+            Operand::plain(&columns, changed.len()),
+            Operand::plain(&delta, n),
+            [first.d_output, changed.len(), n],
+            inverse_sqrt(units),
+        );
+        true
+    }
+
+    /// Test error (percent) of the network whose state above the split is `state`
+    /// (`preactivation_t` the pre-activations at the split, the logits of the last layer);
+    /// on ties the last maximum wins. `scratch` holds the rectified activations in between.
+    fn error_pct(
+        &self,
+        state: &AboveState,
+        preactivation_t: &[f32],
+        targets: &[u32],
+        scratch: &mut Vec<f32>,
+    ) -> f64 {
+        let n = self.images;
+        let mut h = std::borrow::Cow::Borrowed(if self.above.is_empty() {
+            preactivation_t
+        } else {
+            &state.next
+        });
+        for layer in self.above.iter().skip(1) {
+            scratch.clear();
+            scratch.par_extend(h.par_iter().map(|x| x.max(0.0)));
+            let mut out = vec![0.0; layer.d_output * n];
+            product_into(
+                &mut out,
+                None,
+                Operand::plain(&layer.weight, layer.d_input),
+                Operand::plain(scratch, n),
+                [layer.d_output, layer.d_input, n],
+                inverse_sqrt(layer.d_input),
+            );
+            h = std::borrow::Cow::Owned(out);
+        }
+        let classes = h.len() / n.max(1);
+        let logits = &h;
         let wrong = (0..n)
             .filter(|&i| {
                 let mut best = 0;
@@ -151,6 +346,29 @@ impl<'a> SplitNetwork<'a> {
     }
 }
 
+/// Rows of a matrix written by several threads, each to its own entries.
+#[derive(Clone, Copy)]
+struct SharedRows(*mut f32, usize);
+
+// SAFETY: the pointer is only used through `row`, whose callers write disjoint entries.
+unsafe impl Send for SharedRows {}
+// SAFETY: as above.
+unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    /// The `len` entries from `start`.
+    ///
+    /// # Safety
+    /// `start + len` is within the matrix, and no other thread reads or writes these entries
+    /// while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.1, "row outside the matrix");
+        // SAFETY: within the allocation (checked), and exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
 /// What one curve does to its chosen connections.
 #[derive(Clone, Copy)]
 enum Change {
@@ -161,10 +379,11 @@ enum Change {
 }
 
 /// Errors at each fraction for one repetition of one curve; `chosen` in the order they are
-/// changed, `counts[f]` how many are changed at fraction index `f`; `unperturbed` the error
-/// of the split network as it is. A fraction that changes nothing since the last one measured
-/// (`f = 0`, a count that does not grow, weights already 0) is not evaluated again: its
-/// error is the last one's, exactly.
+/// changed, `counts[f]` how many are changed at fraction index `f`; `unperturbed` the split
+/// network's state above the split as it is, and its error. A fraction that changes no
+/// unit's `relu` since the last one measured (`f = 0`, a count that does not grow, weights
+/// already 0, inputs that are always 0) is not evaluated again: its error is the last
+/// one's, exactly.
 #[allow(clippy::too_many_arguments)]
 fn curve_errors(
     split: &SplitNetwork,
@@ -174,15 +393,18 @@ fn curve_errors(
     counts: &[usize],
     change: Change,
     targets: &[u32],
-    unperturbed: f64,
+    unperturbed: (&AboveState, f64),
     rng: &mut ChaCha12Rng,
-    device: &Device,
 ) -> Vec<f64> {
     let n = split.images;
-    let scale = 1.0 / (d_input as f32).sqrt();
+    let scale = inverse_sqrt(d_input);
     let mut h = split.preactivation_t.clone();
+    let mut state = unperturbed.0.clone();
+    let mut last = unperturbed.1;
+    let units = h.len() / n.max(1);
+    let mut is_touched = vec![false; units];
+    let (mut touched, mut changes, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
     let mut done = 0;
-    let mut last = Some(unperturbed);
     counts
         .iter()
         .map(|&count| {
@@ -193,16 +415,27 @@ fn curve_errors(
                     Change::Randomise => StandardNormal.sample(rng),
                 };
                 let delta = (new_weight - weights[k]) * scale;
-                if delta != 0.0 {
-                    let a = &split.input_t[j * n..(j + 1) * n];
-                    for (h, &a) in h[i * n..(i + 1) * n].iter_mut().zip(a) {
-                        *h += delta * a;
+                if delta != 0.0 && split.input_active[j] {
+                    changes.push((i, j, delta));
+                    if !is_touched[i] {
+                        is_touched[i] = true;
+                        touched.push(i);
                     }
-                    last = None;
                 }
             }
             done = count;
-            *last.get_or_insert_with(|| split.error_pct(&h, targets, device))
+            if !touched.is_empty() {
+                split.apply(&mut h, &changes);
+                if split.carry(&mut state, &h, &touched) {
+                    last = split.error_pct(&state, &h, targets, &mut scratch);
+                }
+                for &i in &touched {
+                    is_touched[i] = false;
+                }
+                touched.clear();
+                changes.clear();
+            }
+            last
         })
         .collect()
 }
@@ -319,7 +552,9 @@ impl Curves<'_> {
             let w = &host(sampled.layers[layer].weight.val());
             let d_input = split.input_t.len() / split.images;
             // The network unperturbed, measured once for the four curves.
-            let unperturbed = split.error_pct(&split.preactivation_t, targets, self.device);
+            let state = split.state(&split.preactivation_t);
+            let unperturbed =
+                split.error_pct(&state, &split.preactivation_t, targets, &mut Vec::new());
             for c in 0..CHANGES.len() {
                 let rng = if c == CONTROL {
                     &mut control_rng
@@ -335,9 +570,8 @@ impl Curves<'_> {
                     &self.plan.counts[c],
                     CHANGES[c],
                     targets,
-                    unperturbed,
+                    (&state, unperturbed),
                     rng,
-                    self.device,
                 ));
             }
             done();
@@ -530,4 +764,147 @@ pub fn sampled_error_pct(
             100.0 - credit_train::accuracy_pct(logits, batch.targets.clone())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credit_train::BackendKind;
+    use rand::Rng;
+
+    /// A network of `sizes` with `N(0, 1)` weights from `rng`.
+    fn random_net(sizes: &[usize], rng: &mut ChaCha12Rng, device: &Device) -> DeterministicNet {
+        let layers = sizes
+            .windows(2)
+            .map(|w| {
+                let values: Vec<f32> = (0..w[0] * w[1])
+                    .map(|_| StandardNormal.sample(rng))
+                    .collect();
+                DeterministicLinear::new(Tensor::from_data(
+                    TensorData::new(values, [w[1], w[0]]),
+                    device,
+                ))
+            })
+            .collect();
+        DeterministicNet { layers }
+    }
+
+    /// The error (percent) of `net` with layer `layer`'s weights `w`, run whole by burn.
+    fn whole_error(
+        net: &DeterministicNet,
+        layer: usize,
+        w: &[f32],
+        images: &Tensor<2>,
+        targets: &[u32],
+        device: &Device,
+    ) -> f64 {
+        let mut perturbed = net.clone();
+        let dims = net.layers[layer].weight.val().dims();
+        perturbed.layers[layer] =
+            DeterministicLinear::new(Tensor::from_data(TensorData::new(w.to_vec(), dims), device));
+        let logits = host(perturbed.forward(images.clone()));
+        let classes = dims_of_last(net);
+        let wrong = targets
+            .iter()
+            .enumerate()
+            .filter(|&(i, &t)| {
+                let row = &logits[i * classes..(i + 1) * classes];
+                let best = (0..classes).fold(0, |b, u| if row[u] >= row[b] { u } else { b });
+                best != t as usize
+            })
+            .count();
+        100.0 * wrong as f64 / targets.len() as f64
+    }
+
+    fn dims_of_last(net: &DeterministicNet) -> usize {
+        net.layers.last().unwrap().weight.val().dims()[0]
+    }
+
+    /// Every fraction's error from the carried changes (one unit's columns, a few, or the
+    /// whole product again) is the error of the perturbed network run whole, at every layer
+    /// and for both changes, on inputs with zeros and with inputs that are zero on every image:
+    /// at most one of 400 images apart (a changed summation order may move an image across a
+    /// tie).
+    #[test]
+    fn carried_changes_give_the_errors_of_the_perturbed_network_run_whole() {
+        let device = BackendKind::default_available().unwrap().device().unwrap();
+        let mut rng = Seed::new(3).rng();
+        let sizes = [40, 24, 16, 5];
+        let net = random_net(&sizes, &mut rng, &device);
+        let n = 400;
+        // 60% zeros, and inputs 0..5 zero on every image.
+        let pixels: Vec<f32> = (0..n * sizes[0])
+            .map(|k| {
+                let on = k % sizes[0] >= 5 && rng.random::<f64>() < 0.4;
+                if on { rng.random::<f32>() } else { 0.0 }
+            })
+            .collect();
+        let images: Tensor<2> =
+            Tensor::from_data(TensorData::new(pixels.clone(), [n, sizes[0]]), &device);
+        // Labels the unperturbed network gets right on about half the images.
+        let logits = host(net.forward(images.clone()));
+        let targets: Vec<u32> = (0..n)
+            .map(|i| {
+                let row = &logits[i * 5..(i + 1) * 5];
+                let best = (0..5).fold(0, |b, u| if row[u] >= row[b] { u } else { b });
+                if i % 2 == 0 {
+                    best as u32
+                } else {
+                    ((best + 1) % 5) as u32
+                }
+            })
+            .collect();
+        let images_t = transpose(&pixels, n, sizes[0]);
+        for (layer, &d_input) in sizes[..3].iter().enumerate() {
+            let split = SplitNetwork::new(&net, layer, &images, &images_t);
+            let weights = host(net.layers[layer].weight.val());
+            let state = split.state(&split.preactivation_t);
+            let unperturbed =
+                split.error_pct(&state, &split.preactivation_t, &targets, &mut Vec::new());
+            let mut chosen: Vec<usize> = (0..weights.len()).collect();
+            chosen.shuffle(&mut rng);
+            // Not every weight: with a whole layer removed every logit ties at 0, where the
+            // carried pre-activations keep rounding residues.
+            let counts: Vec<usize> = [0, 1, 2, 3, 5, 9, 17, 40, 120, 640]
+                .into_iter()
+                .map(|c| c.min(weights.len() * 2 / 3))
+                .collect();
+            for change in [Change::Remove, Change::Randomise] {
+                let before = rng.clone();
+                let errors = curve_errors(
+                    &split,
+                    &weights,
+                    d_input,
+                    &chosen,
+                    &counts,
+                    change,
+                    &targets,
+                    (&state, unperturbed),
+                    &mut rng,
+                );
+                let mut replay = before;
+                let mut w = weights.clone();
+                let mut done = 0;
+                for (f, &count) in counts.iter().enumerate() {
+                    for &k in &chosen[done..count] {
+                        w[k] = match change {
+                            Change::Remove => 0.0,
+                            Change::Randomise => StandardNormal.sample(&mut replay),
+                        };
+                    }
+                    done = count;
+                    let whole = whole_error(&net, layer, &w, &images, &targets, &device);
+                    assert!(
+                        (errors[f] - whole).abs() <= 100.0 / n as f64 + 1e-9,
+                        "layer {layer}, {count} changed: {} carried, {whole} run whole",
+                        errors[f]
+                    );
+                }
+                assert!(
+                    errors.last() != errors.first(),
+                    "layer {layer}: the curve moves"
+                );
+            }
+        }
+    }
 }

@@ -134,6 +134,33 @@ pub fn sparsity_curve(
         credit_train::accuracy_pct(net.forward(batch.images.clone()), batch.targets.clone())
     };
     let mean_weights: Vec<Vec<f32>> = params.iter().map(LayerParams::mean_weights).collect();
+    // The connections kept per layer at each threshold. The kept sets grow with `t`, so
+    // equal counts in every layer mean the same pruned network, whose accuracy is the last
+    // threshold's, exactly (`t = 0.999` and `t = 1` often prune the same connections).
+    let kept_by_layer: Vec<Vec<usize>> = thresholds
+        .iter()
+        .map(|&t| {
+            params
+                .iter()
+                .map(|p| p.pi.iter().filter(|&&pi| kept(pi, t)).count())
+                .collect()
+        })
+        .collect();
+    let curve_of = |weights: &[Vec<f32>]| -> Vec<f64> {
+        let mut last: Option<(&Vec<usize>, f64)> = None;
+        thresholds
+            .iter()
+            .zip(&kept_by_layer)
+            .map(|(&t, kept_now)| match last {
+                Some((kept_before, a)) if kept_before == kept_now => a,
+                _ => {
+                    let a = accuracy(&pruned_net(weights, params, t, device));
+                    last = Some((kept_now, a));
+                    a
+                }
+            })
+            .collect()
+    };
     // One sampled network at a time, pruned at every threshold: `by_sample[r][t]`.
     let by_sample: Vec<Vec<f64>> = (0..samples)
         .map(|r| {
@@ -143,12 +170,10 @@ pub fn sparsity_curve(
                 .iter()
                 .map(|l| host(l.weight.val()))
                 .collect();
-            thresholds
-                .iter()
-                .map(|&t| accuracy(&pruned_net(&weights, params, t, device)))
-                .collect()
+            curve_of(&weights)
         })
         .collect();
+    let mean_network = curve_of(&mean_weights);
     let total: usize = params.iter().map(LayerParams::len).sum();
     let mut curve = SparsityCurve {
         thresholds: thresholds.to_vec(),
@@ -169,20 +194,12 @@ pub fn sparsity_curve(
             .collect(),
     };
     for (i, &t) in thresholds.iter().enumerate() {
-        let kept_now: usize = params
-            .iter()
-            .map(|p| p.pi.iter().filter(|&&pi| kept(pi, t)).count())
-            .sum();
+        let kept_now: usize = kept_by_layer[i].iter().sum();
         curve.kept.push(kept_now);
         curve
             .compression_ratio
             .push((kept_now > 0).then(|| total as f64 / kept_now as f64));
-        curve.mean_network_accuracy_pct.push(accuracy(&pruned_net(
-            &mean_weights,
-            params,
-            t,
-            device,
-        )));
+        curve.mean_network_accuracy_pct.push(mean_network[i]);
         let accuracies: Vec<f64> = by_sample.iter().map(|a| a[i]).collect();
         let (mean, sd) = mean_sd(&accuracies);
         curve.sampled_accuracy_mean_pct.push(mean);

@@ -12,6 +12,8 @@
 //!   generalised backprop (Li & Huang, PRL 125, 178301, 2020).
 //! - [`adamw`]: one AdamW step of a parameter tensor in one pass.
 //! - [`noise`]: the standard-normal noise, drawn on the host from a key.
+//! - [`host_product`]: host matrix products through the `gemm` crate, operands read through
+//!   their strides.
 
 #![deny(missing_docs)]
 // Built without a backend feature, the operations have no implementation to use their arguments.
@@ -25,6 +27,7 @@ pub mod adamw;
 pub mod equations;
 #[cfg(feature = "flex")]
 mod flex_host;
+pub mod host_product;
 #[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
 pub mod mean_field;
 pub mod noise;

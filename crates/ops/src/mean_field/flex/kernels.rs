@@ -15,7 +15,9 @@ use crate::equations::DeltaFloor;
 /// Element types the kernels run on (the others go through the composed operations), with
 /// their inner loops. The defaults are portable; `f32` uses AVX-512 where the CPU has it.
 /// Matrices are row-major slices.
-pub(super) trait KernelFloat: Float + Element + bytemuck::Pod + Send + Sync {
+pub(super) trait KernelFloat:
+    Float + Element + bytemuck::Pod + Send + Sync + crate::host_product::ProductFloat
+{
     /// `sp[r] = Σ_k s[r,k] · p[k]` and `sq[r] = Σ_k t[r,k] · q[k]`, for `s`, `t` the first and
     /// second coefficients `[rows, inner]`, over the `k` where either is nonzero; `p`, `q`
     /// `[inner, width]`, `sp`, `sq` `[rows, width]`.

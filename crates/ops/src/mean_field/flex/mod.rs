@@ -1,6 +1,10 @@
 //! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zeros.
-//! Batches with few zeros (CIFAR-10's pixels; see `DENSE_FROM`) go through the dense matrix
-//! products of the reference operations instead.
+//! Operations where skipping zeros does not pay (`sparse_pays`: batches with few zeros such
+//! as CIFAR-10's pixels, see `DENSE_FROM`; weights whose moments leave a core's cache, see
+//! `SPARSE_MOMENTS_MAX_BYTES`) go through `dense.rs`: the six products through `gemm` with
+//! the operands' strides, and one pass each for the element-wise work around them. Rows
+//! narrower than a vector (a 10-class output layer) take the composed reference operations,
+//! as they always did: the paper run's `metrics.csv` stays the same to the last digit.
 //!
 //! Forward, per sample `b` (in parallel over samples):
 //!
@@ -24,11 +28,13 @@
 //! which is zero wherever the next ReLU is off. With AVX-512 (`f32`) the inner loops are
 //! written with intrinsics or compiled for it; other CPUs and `f64` use portable loops.
 //!
-//! Files: `layout.rs` (host views of the tensors, sizes checked once per call), `kernels.rs`
-//! (the element types and their dispatch), `portable.rs` and `avx512.rs` (the inner loops),
-//! `tests.rs` (every inner loop against `crate::equations` and plain sums).
+//! Files: `dense.rs` (the dense products), `layout.rs` (host views of the tensors, sizes
+//! checked once per call), `kernels.rs` (the element types and their dispatch),
+//! `portable.rs` and `avx512.rs` (the inner loops), `tests.rs` (every inner loop against
+//! `crate::equations` and plain sums).
 
 mod avx512;
+mod dense;
 mod kernels;
 mod layout;
 mod portable;
@@ -61,13 +67,15 @@ impl MeanFieldBackend for Flex {
         floor: DeltaFloor,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         match kernel_dtype(&[&input, &m, &xi, &pi, &eps]) {
-            _ if is_dense(&input) => composed_forward::<Self>(input, m, xi, pi, eps, floor),
-            Some(DType::F32) if is_wide(outputs(&m)) => {
+            _ if !is_wide(outputs(&m)) => composed_forward::<Self>(input, m, xi, pi, eps, floor),
+            Some(DType::F32) if sparse_pays(&input, &m, outputs(&m)) => {
                 forward::<f32>(&input, [&m, &xi, &pi], &eps, floor)
             }
-            Some(DType::F64) if is_wide(outputs(&m)) => {
+            Some(DType::F64) if sparse_pays(&input, &m, outputs(&m)) => {
                 forward::<f64>(&input, [&m, &xi, &pi], &eps, floor)
             }
+            Some(DType::F32) => dense::forward::<f32>(&input, [&m, &xi, &pi], &eps, floor),
+            Some(DType::F64) => dense::forward::<f64>(&input, [&m, &xi, &pi], &eps, floor),
             _ => composed_forward::<Self>(input, m, xi, pi, eps, floor),
         }
     }
@@ -93,14 +101,20 @@ impl MeanFieldBackend for Flex {
         grad_delta: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         match kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]) {
-            _ if is_dense(&input) => {
+            _ if !is_wide(outputs(&m)) => {
                 composed_param_grads::<Self>(input, m, xi, pi, grad_g, grad_delta)
             }
-            Some(DType::F32) if is_wide(outputs(&m)) => {
+            Some(DType::F32) if sparse_pays(&input, &m, outputs(&m)) => {
                 param_grads::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
-            Some(DType::F64) if is_wide(outputs(&m)) => {
+            Some(DType::F64) if sparse_pays(&input, &m, outputs(&m)) => {
                 param_grads::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            Some(DType::F32) => {
+                dense::param_grads::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            Some(DType::F64) => {
+                dense::param_grads::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
             _ => composed_param_grads::<Self>(input, m, xi, pi, grad_g, grad_delta),
         }
@@ -116,11 +130,20 @@ impl MeanFieldBackend for Flex {
     ) -> FloatTensor<Self> {
         let inputs = m.layout().shape()[1];
         match kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]) {
-            Some(DType::F32) if is_wide(inputs) => {
+            _ if !is_wide(inputs) => {
+                composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta)
+            }
+            Some(DType::F32) if sparse_pays(&grad_g, &m, inputs) => {
                 input_grad::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
-            Some(DType::F64) if is_wide(inputs) => {
+            Some(DType::F64) if sparse_pays(&grad_g, &m, inputs) => {
                 input_grad::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            Some(DType::F32) => {
+                dense::input_grad::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
+            }
+            Some(DType::F64) => {
+                dense::input_grad::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
             }
             _ => composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta),
         }
@@ -227,14 +250,39 @@ fn is_wide(width: usize) -> bool {
 }
 
 /// The fraction of nonzero inputs from which a batch goes through the dense products
-/// (burn-flex's `gemm` matrix products, the composed operations) instead of the kernels
-/// that skip zeros. Measured on this project's 2-core AVX-512 machine (`credit bench`,
+/// (`dense.rs`; when this was measured, the composed operations' `gemm` products) instead
+/// of the kernels that skip zeros. Measured on this project's 2-core AVX-512 machine (`credit bench`,
 /// alternating): CIFAR-10-like dense bytes, 3072-200-200-10, batch 200: 2,651 and 2,847
 /// training images/s with the sparse kernels, 6,287 and 4,244 with the dense products
 /// (evaluation 6,468 and 6,834 vs 16,858 and 14,382 images/s). MNIST's pixels (19% nonzero)
 /// and hidden ReLU outputs (about half) stay on the kernels: there the dense products of
 /// 784-1000-1000-10 were no faster (3,178 vs 3,340 images/s) and evaluation slower.
 const DENSE_FROM: f64 = 0.95;
+
+/// Whether the kernels that skip zeros beat the dense products for an operation of the layer
+/// with parameters `m` (`[d_output, d_input]`) on `sparse`, the operand whose zeros they skip
+/// (the input of the forward pass and of the parameter gradients, `dL/dG` of the input
+/// gradient), accumulating rows `width` long: the rows are wide enough ([`is_wide`]), the
+/// moments of the weights small enough to stay in a core's cache
+/// ([`SPARSE_MOMENTS_MAX_BYTES`]) and the operand sparse enough (not [`is_dense`]).
+fn sparse_pays(sparse: &FlexTensor, m: &FlexTensor, width: usize) -> bool {
+    let [n_out, n_in] = [0, 1].map(|d| m.layout().shape()[d]);
+    let moment_bytes = 2 * n_out * n_in * m.dtype().size();
+    is_wide(width) && moment_bytes <= SPARSE_MOMENTS_MAX_BYTES && !is_dense(sparse)
+}
+
+/// The largest `meanᵀ` and `varianceᵀ` together, in bytes, for which the kernels that skip
+/// zeros are used; above it every product is dense. The kernels run through the rows of the
+/// moments once per sample (a gather) or per block of inputs (a scatter), fast while they
+/// stay in the 2 MiB L2 cache of a core and slower than the `gemm` crate's AVX-512 products
+/// once they leave it. Measured on this project's 2-core AVX-512 machine (`credit bench`,
+/// training images/s, two alternating rounds each, MNIST's 19% nonzero pixels):
+/// 784-1000-1000-10 (6.3 and 8 MB of moments) 5,668-6,314 with the kernels, 10,632-11,156
+/// all dense; 784-500-500-500-10 (3.1 and 2 MB) 17,941-18,189 against 19,487-19,650;
+/// 784-100-100-10 (627 kB) 155,534-157,438 against 142,321-146,860; 3072-200-200-10 on dense
+/// inputs, whose 200-wide hidden layers (320 kB) stay on the kernels: 20,887-20,895 against
+/// 19,846-20,208 all dense.
+const SPARSE_MOMENTS_MAX_BYTES: usize = 1 << 20;
 
 /// Whether `input` (`[batch, d_input]`) has so few zeros that the dense products beat the
 /// kernels that skip them (see [`DENSE_FROM`]), judged from at most [`DENSITY_PROBES`]
@@ -425,16 +473,23 @@ fn input_grad<T: KernelFloat>(
     flex_matrix(grad_input, [batch, n_in])
 }
 
-/// `(mean, variance)` `[d_output, d_input]` of the weights with `[m, xi, pi]`.
+/// `(mean, variance)` `[d_output, d_input]` of the weights with `[m, xi, pi]`, in parallel
+/// chunks.
 fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+    const CHUNK: usize = 1 << 14;
     let params = Params::new(params);
-    params
-        .m
-        .iter()
-        .zip(params.xi)
-        .zip(params.pi)
-        .map(|((&m, &xi), &pi)| weight_moments(m, xi, pi))
-        .unzip()
+    let mut mean = vec![T::zero(); params.m.len()];
+    let mut variance = vec![T::zero(); params.m.len()];
+    mean.par_chunks_mut(CHUNK)
+        .zip(variance.par_chunks_mut(CHUNK))
+        .zip(params.m.par_chunks(CHUNK))
+        .zip(params.xi.par_chunks(CHUNK).zip(params.pi.par_chunks(CHUNK)))
+        .for_each(|(((mean, variance), m), (xi, pi))| {
+            for (k, (mean, variance)) in mean.iter_mut().zip(variance).enumerate() {
+                (*mean, *variance) = weight_moments(m[k], xi[k], pi[k]);
+            }
+        });
+    (mean, variance)
 }
 
 /// `meanᵀ`, `varianceᵀ` `[d_input, d_output]` of the weights with `[m, xi, pi]`
