@@ -14,8 +14,8 @@ use credit_train::BackendKind;
 
 /// Layer shapes `(batch, d_input, d_output)`: column tiles with and without a partial vector,
 /// two tiles, exactly one vector, an output layer narrower than a vector (composed path), and
-/// one whose moments exceed the kernels' 1 MiB (`SPARSE_MOMENTS_MAX_BYTES`), so that on flex
-/// its sparse input goes through the dense products (`dense.rs`), as every dense input does.
+/// one whose moments (1.1 MB) leave a core's cache. Each runs on sparse inputs and on dense
+/// ones, which on flex go through the dense products (`dense.rs`).
 const SHAPES: [(usize, usize, usize); 6] = [
     (9, 37, 100),
     (5, 100, 200),

@@ -1,10 +1,9 @@
 //! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zeros.
-//! Operations where skipping zeros does not pay (`sparse_pays`: batches with few zeros such
-//! as CIFAR-10's pixels, see `DENSE_FROM`; weights whose moments leave a core's cache, see
-//! `SPARSE_MOMENTS_MAX_BYTES`) go through `dense.rs`: the six products through `gemm` with
-//! the operands' strides, and one pass each for the element-wise work around them. Rows
-//! narrower than a vector (a 10-class output layer) take the composed reference operations,
-//! as they always did: the paper run's `metrics.csv` stays the same to the last digit.
+//! Batches where skipping zeros does not pay (at least `DENSE_FROM` nonzeros, such as
+//! CIFAR-10's pixels) go through `dense.rs`: the six products through `gemm` with the
+//! operands' strides, and one pass each for the element-wise work around them. Rows narrower
+//! than a vector (a 10-class output layer) take the composed reference operations, as they
+//! always did: the paper run's `metrics.csv` stays the same to the last digit.
 //!
 //! Forward, per sample `b` (in parallel over samples):
 //!
@@ -66,16 +65,13 @@ impl MeanFieldBackend for Flex {
         eps: FloatTensor<Self>,
         floor: DeltaFloor,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match kernel_dtype(&[&input, &m, &xi, &pi, &eps]) {
-            _ if !is_wide(outputs(&m)) => composed_forward::<Self>(input, m, xi, pi, eps, floor),
-            Some(DType::F32) if sparse_pays(&input, &m, outputs(&m)) => {
-                forward::<f32>(&input, [&m, &xi, &pi], &eps, floor)
-            }
-            Some(DType::F64) if sparse_pays(&input, &m, outputs(&m)) => {
-                forward::<f64>(&input, [&m, &xi, &pi], &eps, floor)
-            }
-            Some(DType::F32) => dense::forward::<f32>(&input, [&m, &xi, &pi], &eps, floor),
-            Some(DType::F64) => dense::forward::<f64>(&input, [&m, &xi, &pi], &eps, floor),
+        let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &eps]);
+        let params = [&m, &xi, &pi];
+        match (dtype, route(&input, outputs(&m))) {
+            (Some(DType::F32), Route::Sparse) => forward::<f32>(&input, params, &eps, floor),
+            (Some(DType::F64), Route::Sparse) => forward::<f64>(&input, params, &eps, floor),
+            (Some(DType::F32), Route::Dense) => dense::forward::<f32>(&input, params, &eps, floor),
+            (Some(DType::F64), Route::Dense) => dense::forward::<f64>(&input, params, &eps, floor),
             _ => composed_forward::<Self>(input, m, xi, pi, eps, floor),
         }
     }
@@ -100,22 +96,14 @@ impl MeanFieldBackend for Flex {
         grad_g: FloatTensor<Self>,
         grad_delta: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        match kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]) {
-            _ if !is_wide(outputs(&m)) => {
-                composed_param_grads::<Self>(input, m, xi, pi, grad_g, grad_delta)
-            }
-            Some(DType::F32) if sparse_pays(&input, &m, outputs(&m)) => {
-                param_grads::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
-            }
-            Some(DType::F64) if sparse_pays(&input, &m, outputs(&m)) => {
-                param_grads::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
-            }
-            Some(DType::F32) => {
-                dense::param_grads::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
-            }
-            Some(DType::F64) => {
-                dense::param_grads::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
-            }
+        let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
+        let params = [&m, &xi, &pi];
+        let (g, d) = (&grad_g, &grad_delta);
+        match (dtype, route(&input, outputs(&m))) {
+            (Some(DType::F32), Route::Sparse) => param_grads::<f32>(&input, params, g, d),
+            (Some(DType::F64), Route::Sparse) => param_grads::<f64>(&input, params, g, d),
+            (Some(DType::F32), Route::Dense) => dense::param_grads::<f32>(&input, params, g, d),
+            (Some(DType::F64), Route::Dense) => dense::param_grads::<f64>(&input, params, g, d),
             _ => composed_param_grads::<Self>(input, m, xi, pi, grad_g, grad_delta),
         }
     }
@@ -129,22 +117,14 @@ impl MeanFieldBackend for Flex {
         grad_delta: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let inputs = m.layout().shape()[1];
-        match kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]) {
-            _ if !is_wide(inputs) => {
-                composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta)
-            }
-            Some(DType::F32) if sparse_pays(&grad_g, &m, inputs) => {
-                input_grad::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
-            }
-            Some(DType::F64) if sparse_pays(&grad_g, &m, inputs) => {
-                input_grad::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
-            }
-            Some(DType::F32) => {
-                dense::input_grad::<f32>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
-            }
-            Some(DType::F64) => {
-                dense::input_grad::<f64>(&input, [&m, &xi, &pi], &grad_g, &grad_delta)
-            }
+        let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
+        let params = [&m, &xi, &pi];
+        let (g, d) = (&grad_g, &grad_delta);
+        match (dtype, route(&grad_g, inputs)) {
+            (Some(DType::F32), Route::Sparse) => input_grad::<f32>(&input, params, g, d),
+            (Some(DType::F64), Route::Sparse) => input_grad::<f64>(&input, params, g, d),
+            (Some(DType::F32), Route::Dense) => dense::input_grad::<f32>(&input, params, g, d),
+            (Some(DType::F64), Route::Dense) => dense::input_grad::<f64>(&input, params, g, d),
             _ => composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta),
         }
     }
@@ -250,60 +230,70 @@ fn is_wide(width: usize) -> bool {
 }
 
 /// The fraction of nonzero inputs from which a batch goes through the dense products
-/// (`dense.rs`; when this was measured, the composed operations' `gemm` products) instead
-/// of the kernels that skip zeros. Measured on this project's 2-core AVX-512 machine (`credit bench`,
-/// alternating): CIFAR-10-like dense bytes, 3072-200-200-10, batch 200: 2,651 and 2,847
-/// training images/s with the sparse kernels, 6,287 and 4,244 with the dense products
-/// (evaluation 6,468 and 6,834 vs 16,858 and 14,382 images/s). MNIST's pixels (19% nonzero)
-/// and hidden ReLU outputs (about half) stay on the kernels: there the dense products of
-/// 784-1000-1000-10 were no faster (3,178 vs 3,340 images/s) and evaluation slower.
+/// (`dense.rs`) instead of the kernels that skip zeros. Measured on this project's 2-core
+/// AVX-512 machine (`credit bench`, alternating), with the composed operations' `gemm`
+/// products as the dense form: CIFAR-10-like dense bytes, 3072-200-200-10, batch 200: 2,651
+/// and 2,847 training images/s with the sparse kernels, 6,287 and 4,244 with the dense
+/// products (evaluation 6,468 and 6,834 vs 16,858 and 14,382 images/s). MNIST's pixels (19%
+/// nonzero) and hidden ReLU outputs (about half) stay on the kernels. `dense.rs` against the
+/// composed products on that shape (five alternating rounds, 10,000 test images): training
+/// 9,142-12,849 against 9,220-14,276 images/s, the same within the machine's noise;
+/// evaluation 37,453-40,088 against 26,291-35,071.
 const DENSE_FROM: f64 = 0.95;
 
-/// Whether the kernels that skip zeros beat the dense products for an operation of the layer
-/// with parameters `m` (`[d_output, d_input]`) on `sparse`, the operand whose zeros they skip
-/// (the input of the forward pass and of the parameter gradients, `dL/dG` of the input
-/// gradient), accumulating rows `width` long: the rows are wide enough ([`is_wide`]), the
-/// moments of the weights small enough to stay in a core's cache
-/// ([`SPARSE_MOMENTS_MAX_BYTES`]) and the operand sparse enough (not [`is_dense`]).
-fn sparse_pays(sparse: &FlexTensor, m: &FlexTensor, width: usize) -> bool {
-    let [n_out, n_in] = [0, 1].map(|d| m.layout().shape()[d]);
-    let moment_bytes = 2 * n_out * n_in * m.dtype().size();
-    is_wide(width) && moment_bytes <= SPARSE_MOMENTS_MAX_BYTES && !is_dense(sparse)
+/// How an operation of the layer runs on flex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The kernels that skip zeros, on the whole layer.
+    Sparse,
+    /// The dense products (`dense.rs`).
+    Dense,
+    /// The composed reference operations: rows narrower than a vector ([`is_wide`]), as
+    /// before there were dense products, so that a 10-class output layer computes what it
+    /// always did.
+    Composed,
 }
 
-/// The largest `meanᵀ` and `varianceᵀ` together, in bytes, for which the kernels that skip
-/// zeros are used; above it every product is dense. The kernels run through the rows of the
-/// moments once per sample (a gather) or per block of inputs (a scatter), fast while they
-/// stay in the 2 MiB L2 cache of a core and slower than the `gemm` crate's AVX-512 products
-/// once they leave it. Measured on this project's 2-core AVX-512 machine (`credit bench`,
-/// training images/s, two alternating rounds each, MNIST's 19% nonzero pixels):
-/// 784-1000-1000-10 (6.3 and 8 MB of moments) 5,668-6,314 with the kernels, 10,632-11,156
-/// all dense; 784-500-500-500-10 (3.1 and 2 MB) 17,941-18,189 against 19,487-19,650;
-/// 784-100-100-10 (627 kB) 155,534-157,438 against 142,321-146,860; 3072-200-200-10 on dense
-/// inputs, whose 200-wide hidden layers (320 kB) stay on the kernels: 20,887-20,895 against
-/// 19,846-20,208 all dense.
-const SPARSE_MOMENTS_MAX_BYTES: usize = 1 << 20;
+/// How an operation runs, given `sparse`, the operand whose zeros the kernels skip (the
+/// input of the forward pass and of the parameter gradients, `dL/dG` of the input gradient),
+/// and the `width` of the rows they accumulate: the kernels where the rows are wide enough
+/// ([`is_wide`]) and the operand has fewer than [`DENSE_FROM`] nonzeros, the dense products
+/// for the rest.
+///
+/// The kernels stay on wide layers too, whose moments leave a core's cache: on
+/// 784-1000-1000-10 (MNIST, batch 500, `credit bench`, four alternating rounds) they trained
+/// 6,823-8,229 images/s and evaluated 25,098-28,713, against 6,370-7,244 and 17,638-20,428
+/// with every product of the hidden layers dense; run on blocks of outputs whose moments fit
+/// in 1 MiB they were no faster.
+fn route(sparse: &FlexTensor, width: usize) -> Route {
+    if !is_wide(width) {
+        return Route::Composed;
+    }
+    match density(sparse) {
+        Some(f) if f < DENSE_FROM => Route::Sparse,
+        _ => Route::Dense,
+    }
+}
 
-/// Whether `input` (`[batch, d_input]`) has so few zeros that the dense products beat the
-/// kernels that skip them (see [`DENSE_FROM`]), judged from at most [`DENSITY_PROBES`]
-/// evenly spaced values: the data sets this separates (MNIST at 19%, CIFAR-10 at 99.6%) lie
-/// far apart, and a pass over the whole batch cost a tenth of an evaluation.
-fn is_dense(input: &FlexTensor) -> bool {
-    let nonzero = match input.dtype() {
+/// The fraction of nonzero values of `input` (`[batch, d_input]`), judged from at most
+/// [`DENSITY_PROBES`] evenly spaced values (`None` for element types the kernels do not
+/// take): the data sets it separates (MNIST at 19%, CIFAR-10 at 99.6%) lie far apart, and a
+/// pass over the whole batch cost a tenth of an evaluation.
+fn density(input: &FlexTensor) -> Option<f64> {
+    match input.dtype() {
         DType::F32 => {
             let input = HostMatrix::<f32>::new(input);
-            nonzero_fraction(input.values(), input.shape[1])
+            Some(nonzero_fraction(input.values(), input.shape[1]))
         }
         DType::F64 => {
             let input = HostMatrix::<f64>::new(input);
-            nonzero_fraction(input.values(), input.shape[1])
+            Some(nonzero_fraction(input.values(), input.shape[1]))
         }
-        _ => return false,
-    };
-    nonzero >= DENSE_FROM
+        _ => None,
+    }
 }
 
-/// Values of a batch that [`is_dense`] reads.
+/// Values of a batch that [`density`] reads.
 const DENSITY_PROBES: usize = 1024;
 
 /// The fraction of nonzero values among at most [`DENSITY_PROBES`] evenly spaced ones of
