@@ -234,7 +234,8 @@ impl<'a> SplitNetwork<'a> {
     /// exactly. Units whose `relu` changed add their columns of the next layer's weights
     /// times the change (`next += w[:, U] · Δrelu(h)[U] / sqrt(units)`), or, from
     /// [`FULL_PRODUCT_FROM`] of the units on, the whole product is taken again; the two agree
-    /// up to the rounding of a different summation order.
+    /// up to the rounding of a different summation order. For the last layer, whose
+    /// pre-activations are the logits, true whenever a unit was touched.
     fn carry(&self, state: &mut AboveState, preactivation_t: &[f32], touched: &[usize]) -> bool {
         let n = self.images;
         let Some(first) = self.above.first() else {
@@ -550,7 +551,7 @@ impl Curves<'_> {
             let sampled = net.sample_network(self.seed.child(r as u64));
             let split = SplitNetwork::new(&sampled, layer, &batch.images, &images_t);
             let w = &host(sampled.layers[layer].weight.val());
-            let d_input = split.input_t.len() / split.images;
+            let d_input = sampled.layers[layer].weight.val().dims()[1];
             // The network unperturbed, measured once for the four curves.
             let state = split.state(&split.preactivation_t);
             let unperturbed =

@@ -5,10 +5,17 @@
 
 use num_traits::Float;
 
-/// The element types of [`product`].
-pub trait ProductFloat: Float + Send + Sync + 'static {}
+/// The element types of [`product`]: `f32` and `f64` (sealed, as `gemm` takes no others).
+pub trait ProductFloat: Float + Send + Sync + 'static + sealed::Sealed {}
 impl ProductFloat for f32 {}
 impl ProductFloat for f64 {}
+
+mod sealed {
+    /// Keeps [`super::ProductFloat`] to the types `gemm` dispatches on.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
 
 /// One operand of a product: values read as a matrix with the given strides.
 #[derive(Clone, Copy, Debug)]

@@ -120,7 +120,15 @@ impl MeanFieldBackend for Flex {
         let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
         let params = [&m, &xi, &pi];
         let (g, d) = (&grad_g, &grad_delta);
-        match (dtype, route(&grad_g, inputs)) {
+        // Below a narrow layer (a 10-class output) the kernels gather rows over a few
+        // outputs whatever their zeros, as they always did: its input gradient stays the same
+        // to the last digit as `dL/dG`'s density moves through training.
+        let route = if is_wide(inputs) && !is_wide(outputs(&m)) {
+            Route::Sparse
+        } else {
+            route(&grad_g, inputs)
+        };
+        match (dtype, route) {
             (Some(DType::F32), Route::Sparse) => input_grad::<f32>(&input, params, g, d),
             (Some(DType::F64), Route::Sparse) => input_grad::<f64>(&input, params, g, d),
             (Some(DType::F32), Route::Dense) => dense::input_grad::<f32>(&input, params, g, d),
@@ -257,8 +265,8 @@ enum Route {
 /// How an operation runs, given `sparse`, the operand whose zeros the kernels skip (the
 /// input of the forward pass and of the parameter gradients, `dL/dG` of the input gradient),
 /// and the `width` of the rows they accumulate: the kernels where the rows are wide enough
-/// ([`is_wide`]) and the operand has fewer than [`DENSE_FROM`] nonzeros, the dense products
-/// for the rest.
+/// ([`is_wide`]) and the operand has fewer than [`DENSE_FROM`] nonzeros, the composed
+/// reference for rows narrower than a vector, the dense products for the rest.
 ///
 /// The kernels stay on wide layers too, whose moments leave a core's cache: on
 /// 784-1000-1000-10 (MNIST, batch 500, `credit bench`, four alternating rounds) they trained
