@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::kernels::KernelFloat;
 use super::layout::{HostMatrix, LANES, chunk_len, flex_matrix};
-use super::{chain_rule, moments};
+use super::{InputGradOperands, chain_rule, moments};
 use crate::equations::DeltaFloor;
 use crate::host_product::{Operand, product};
 
@@ -143,17 +143,13 @@ pub(super) fn input_grad<T: KernelFloat>(
     grad_g: &FlexTensor,
     grad_delta: &FlexTensor,
 ) -> FlexTensor {
-    let input = HostMatrix::<T>::new(input);
-    let [batch, n_in] = input.shape;
-    let params = params.map(HostMatrix::<T>::new);
-    let [n_out, n_in_params] = params[0].shape;
-    assert_eq!(n_in, n_in_params, "input width and layer width differ");
-    let grad_g = HostMatrix::<T>::new(grad_g);
-    let grad_delta = HostMatrix::<T>::new(grad_delta);
-    assert!(
-        grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
-        "gradient shapes differ from [batch, d_output]"
-    );
+    let InputGradOperands {
+        input,
+        params,
+        grad_g,
+        grad_delta,
+        sizes: [batch, n_in, n_out],
+    } = InputGradOperands::<T>::new(input, params, grad_g, grad_delta);
     let (mean, variance) = moments(&params);
     let mut grad_input = vec![T::zero(); batch * n_in];
     let mut through_delta = vec![T::zero(); batch * n_in];

@@ -417,6 +417,47 @@ fn param_grads<T: KernelFloat>(
     )
 }
 
+/// The host operands of an input gradient, their shapes checked: `input` `[batch, n_in]`,
+/// `params` `[n_out, n_in]`, `grad_g` and `grad_delta` `[batch, n_out]`.
+struct InputGradOperands<T> {
+    input: HostMatrix<T>,
+    params: [HostMatrix<T>; 3],
+    grad_g: HostMatrix<T>,
+    grad_delta: HostMatrix<T>,
+    /// `[batch, n_in, n_out]`.
+    sizes: [usize; 3],
+}
+
+impl<T: KernelFloat> InputGradOperands<T> {
+    /// # Panics
+    /// If the shapes disagree.
+    fn new(
+        input: &FlexTensor,
+        params: [&FlexTensor; 3],
+        grad_g: &FlexTensor,
+        grad_delta: &FlexTensor,
+    ) -> Self {
+        let input = HostMatrix::<T>::new(input);
+        let [batch, n_in] = input.shape;
+        let params = params.map(HostMatrix::<T>::new);
+        let [n_out, n_in_params] = params[0].shape;
+        assert_eq!(n_in, n_in_params, "input width and layer width differ");
+        let grad_g = HostMatrix::<T>::new(grad_g);
+        let grad_delta = HostMatrix::<T>::new(grad_delta);
+        assert!(
+            grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
+            "gradient shapes differ from [batch, d_output]"
+        );
+        Self {
+            input,
+            params,
+            grad_g,
+            grad_delta,
+            sizes: [batch, n_in, n_out],
+        }
+    }
+}
+
 /// `dL/dinput`, see [`MeanFieldBackend::spike_slab_input_grad`]: per sample, the rows of
 /// `mean` and `variance` (`[d_output, d_input]`) gathered over the nonzeros of `dL/dG`,
 /// which is zero wherever the next ReLU is off (about half of a hidden layer).
@@ -426,17 +467,13 @@ fn input_grad<T: KernelFloat>(
     grad_g: &FlexTensor,
     grad_delta: &FlexTensor,
 ) -> FlexTensor {
-    let input = HostMatrix::<T>::new(input);
-    let [batch, n_in] = input.shape;
-    let params = params.map(HostMatrix::<T>::new);
-    let [n_out, n_in_params] = params[0].shape;
-    assert_eq!(n_in, n_in_params, "input width and layer width differ");
-    let grad_g = HostMatrix::<T>::new(grad_g);
-    let grad_delta = HostMatrix::<T>::new(grad_delta);
-    assert!(
-        grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
-        "gradient shapes differ from [batch, d_output]"
-    );
+    let InputGradOperands {
+        input,
+        params,
+        grad_g,
+        grad_delta,
+        sizes: [batch, n_in, n_out],
+    } = InputGradOperands::<T>::new(input, params, grad_g, grad_delta);
     let (mean, variance) = moments(&params);
     let two = T::from(2.0).unwrap();
 
