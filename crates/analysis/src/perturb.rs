@@ -172,26 +172,30 @@ impl<'a> SplitNetwork<'a> {
 
     /// Applies `changes` `(unit, input, Δw / sqrt(d_input))` to the pre-activations
     /// `preactivation_t` (`h[unit] += Δ · input_t[input]`), in blocks of [`IMAGE_BLOCK`]
-    /// images shared among threads; each entry adds the changes in their order, so the sums
-    /// are those of one change at a time.
+    /// images shared among threads (each block holds its piece of every unit's row); each
+    /// entry adds the changes in their order, so the sums are those of one change at a time.
     fn apply(&self, preactivation_t: &mut [f32], changes: &[(usize, usize, f32)]) {
         let n = self.images;
         if changes.is_empty() || n == 0 {
             return;
         }
-        let h = SharedRows(preactivation_t.as_mut_ptr(), preactivation_t.len());
+        let mut blocks: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(IMAGE_BLOCK))
+            .map(|_| Vec::with_capacity(preactivation_t.len() / n))
+            .collect();
+        for row in preactivation_t.chunks_mut(n) {
+            for (block, piece) in blocks.iter_mut().zip(row.chunks_mut(IMAGE_BLOCK)) {
+                block.push(piece);
+            }
+        }
         let input = &self.input_t;
-        (0..n.div_ceil(IMAGE_BLOCK))
+        blocks
             .into_par_iter()
-            .for_each(|block| {
+            .enumerate()
+            .for_each(|(block, mut rows)| {
                 let start = block * IMAGE_BLOCK;
-                let end = (start + IMAGE_BLOCK).min(n);
                 for &(i, j, delta) in changes {
-                    let a = &input[j * n + start..j * n + end];
-                    // SAFETY: blocks are disjoint column ranges `start..end` of the rows, so no
-                    // two threads touch the same entry, and `i * n + end <= len` as `i` is a
-                    // unit of the layer.
-                    let h = unsafe { h.row(i * n + start, end - start) };
+                    let h = &mut rows[i];
+                    let a = &input[j * n + start..j * n + start + h.len()];
                     for (h, &a) in h.iter_mut().zip(a) {
                         *h += delta * a;
                     }
@@ -344,29 +348,6 @@ impl<'a> SplitNetwork<'a> {
             })
             .count();
         100.0 * wrong as f64 / n as f64
-    }
-}
-
-/// Rows of a matrix written by several threads, each to its own entries.
-#[derive(Clone, Copy)]
-struct SharedRows(*mut f32, usize);
-
-// SAFETY: the pointer is only used through `row`, whose callers write disjoint entries.
-unsafe impl Send for SharedRows {}
-// SAFETY: as above.
-unsafe impl Sync for SharedRows {}
-
-impl SharedRows {
-    /// The `len` entries from `start`.
-    ///
-    /// # Safety
-    /// `start + len` is within the matrix, and no other thread reads or writes these entries
-    /// while the slice lives.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, start: usize, len: usize) -> &mut [f32] {
-        assert!(start + len <= self.1, "row outside the matrix");
-        // SAFETY: within the allocation (checked), and exclusive by the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
 }
 
@@ -804,7 +785,7 @@ mod tests {
         perturbed.layers[layer] =
             DeterministicLinear::new(Tensor::from_data(TensorData::new(w.to_vec(), dims), device));
         let logits = host(perturbed.forward(images.clone()));
-        let classes = dims_of_last(net);
+        let classes = net.layers.last().unwrap().weight.val().dims()[0];
         let wrong = targets
             .iter()
             .enumerate()
@@ -815,10 +796,6 @@ mod tests {
             })
             .count();
         100.0 * wrong as f64 / targets.len() as f64
-    }
-
-    fn dims_of_last(net: &DeterministicNet) -> usize {
-        net.layers.last().unwrap().weight.val().dims()[0]
     }
 
     /// Every fraction's error from the carried changes (one unit's columns, a few, or the

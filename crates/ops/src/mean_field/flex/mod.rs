@@ -1,9 +1,10 @@
 //! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zeros.
 //! Batches where skipping zeros does not pay (at least `DENSE_FROM` nonzeros, such as
-//! CIFAR-10's pixels) go through `dense.rs`: the six products through `gemm` with the
-//! operands' strides, and one pass each for the element-wise work around them. Rows narrower
-//! than a vector (a 10-class output layer) take the composed reference operations, as they
-//! always did: the paper run's `metrics.csv` stays the same to the last digit.
+//! CIFAR-10's pixels) take `dense.rs` for the forward pass and the parameter gradients: their
+//! four products through `gemm` with the operands' strides, and one pass each for the
+//! element-wise work around them. Outputs narrower than a vector (a 10-class layer) take the
+//! composed reference operations, as they always did: the paper run's `metrics.csv` stays the
+//! same to the last digit.
 //!
 //! Forward, per sample `b` (in parallel over samples):
 //!
@@ -67,7 +68,7 @@ impl MeanFieldBackend for Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &eps]);
         let params = [&m, &xi, &pi];
-        match (dtype, route(&input, outputs(&m))) {
+        match (dtype, route(&input, &m)) {
             (Some(DType::F32), Route::Sparse) => forward::<f32>(&input, params, &eps, floor),
             (Some(DType::F64), Route::Sparse) => forward::<f64>(&input, params, &eps, floor),
             (Some(DType::F32), Route::Dense) => dense::forward::<f32>(&input, params, &eps, floor),
@@ -99,7 +100,7 @@ impl MeanFieldBackend for Flex {
         let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
         let params = [&m, &xi, &pi];
         let (g, d) = (&grad_g, &grad_delta);
-        match (dtype, route(&input, outputs(&m))) {
+        match (dtype, route(&input, &m)) {
             (Some(DType::F32), Route::Sparse) => param_grads::<f32>(&input, params, g, d),
             (Some(DType::F64), Route::Sparse) => param_grads::<f64>(&input, params, g, d),
             (Some(DType::F32), Route::Dense) => dense::param_grads::<f32>(&input, params, g, d),
@@ -116,23 +117,15 @@ impl MeanFieldBackend for Flex {
         grad_g: FloatTensor<Self>,
         grad_delta: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
+        // The input gradient gathers rows of the moments over the nonzeros of `dL/dG`, whose
+        // density the ReLU below sets; the kernels take it whenever their rows (the layer's
+        // inputs) are wide, as they did before there were dense products.
         let inputs = m.layout().shape()[1];
-        let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
         let params = [&m, &xi, &pi];
         let (g, d) = (&grad_g, &grad_delta);
-        // Below a narrow layer (a 10-class output) the kernels gather rows over a few
-        // outputs whatever their zeros, as they always did: its input gradient stays the same
-        // to the last digit as `dL/dG`'s density moves through training.
-        let route = if is_wide(inputs) && !is_wide(outputs(&m)) {
-            Route::Sparse
-        } else {
-            route(&grad_g, inputs)
-        };
-        match (dtype, route) {
-            (Some(DType::F32), Route::Sparse) => input_grad::<f32>(&input, params, g, d),
-            (Some(DType::F64), Route::Sparse) => input_grad::<f64>(&input, params, g, d),
-            (Some(DType::F32), Route::Dense) => dense::input_grad::<f32>(&input, params, g, d),
-            (Some(DType::F64), Route::Dense) => dense::input_grad::<f64>(&input, params, g, d),
+        match kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]) {
+            Some(DType::F32) if is_wide(inputs) => input_grad::<f32>(&input, params, g, d),
+            Some(DType::F64) if is_wide(inputs) => input_grad::<f64>(&input, params, g, d),
             _ => composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta),
         }
     }
@@ -249,7 +242,7 @@ fn is_wide(width: usize) -> bool {
 /// evaluation 37,453-40,088 against 26,291-35,071.
 const DENSE_FROM: f64 = 0.95;
 
-/// How an operation of the layer runs on flex.
+/// How the forward pass or the parameter gradients of a layer run on flex.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
     /// The kernels that skip zeros, on the whole layer.
@@ -262,22 +255,22 @@ enum Route {
     Composed,
 }
 
-/// How an operation runs, given `sparse`, the operand whose zeros the kernels skip (the
-/// input of the forward pass and of the parameter gradients, `dL/dG` of the input gradient),
-/// and the `width` of the rows they accumulate: the kernels where the rows are wide enough
-/// ([`is_wide`]) and the operand has fewer than [`DENSE_FROM`] nonzeros, the composed
-/// reference for rows narrower than a vector, the dense products for the rest.
+/// How the forward pass or the parameter gradients of the layer with parameters `m`
+/// (`[d_output, d_input]`) run on `input`: the kernels that skip zeros where the rows they
+/// accumulate (the outputs) fill a vector ([`is_wide`]) and the input has fewer than
+/// [`DENSE_FROM`] nonzeros, the composed reference for outputs narrower than a vector, the
+/// dense products for the rest.
 ///
 /// The kernels stay on wide layers too, whose moments leave a core's cache: on
 /// 784-1000-1000-10 (MNIST, batch 500, `credit bench`, four alternating rounds) they trained
 /// 6,823-8,229 images/s and evaluated 25,098-28,713, against 6,370-7,244 and 17,638-20,428
 /// with every product of the hidden layers dense; run on blocks of outputs whose moments fit
 /// in 1 MiB they were no faster.
-fn route(sparse: &FlexTensor, width: usize) -> Route {
-    if !is_wide(width) {
+fn route(input: &FlexTensor, m: &FlexTensor) -> Route {
+    if !is_wide(outputs(m)) {
         return Route::Composed;
     }
-    match density(sparse) {
+    match density(input) {
         Some(f) if f < DENSE_FROM => Route::Sparse,
         _ => Route::Dense,
     }
@@ -417,47 +410,6 @@ fn param_grads<T: KernelFloat>(
     )
 }
 
-/// The host operands of an input gradient, their shapes checked: `input` `[batch, n_in]`,
-/// `params` `[n_out, n_in]`, `grad_g` and `grad_delta` `[batch, n_out]`.
-struct InputGradOperands<T> {
-    input: HostMatrix<T>,
-    params: [HostMatrix<T>; 3],
-    grad_g: HostMatrix<T>,
-    grad_delta: HostMatrix<T>,
-    /// `[batch, n_in, n_out]`.
-    sizes: [usize; 3],
-}
-
-impl<T: KernelFloat> InputGradOperands<T> {
-    /// # Panics
-    /// If the shapes disagree.
-    fn new(
-        input: &FlexTensor,
-        params: [&FlexTensor; 3],
-        grad_g: &FlexTensor,
-        grad_delta: &FlexTensor,
-    ) -> Self {
-        let input = HostMatrix::<T>::new(input);
-        let [batch, n_in] = input.shape;
-        let params = params.map(HostMatrix::<T>::new);
-        let [n_out, n_in_params] = params[0].shape;
-        assert_eq!(n_in, n_in_params, "input width and layer width differ");
-        let grad_g = HostMatrix::<T>::new(grad_g);
-        let grad_delta = HostMatrix::<T>::new(grad_delta);
-        assert!(
-            grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
-            "gradient shapes differ from [batch, d_output]"
-        );
-        Self {
-            input,
-            params,
-            grad_g,
-            grad_delta,
-            sizes: [batch, n_in, n_out],
-        }
-    }
-}
-
 /// `dL/dinput`, see [`MeanFieldBackend::spike_slab_input_grad`]: per sample, the rows of
 /// `mean` and `variance` (`[d_output, d_input]`) gathered over the nonzeros of `dL/dG`,
 /// which is zero wherever the next ReLU is off (about half of a hidden layer).
@@ -467,13 +419,17 @@ fn input_grad<T: KernelFloat>(
     grad_g: &FlexTensor,
     grad_delta: &FlexTensor,
 ) -> FlexTensor {
-    let InputGradOperands {
-        input,
-        params,
-        grad_g,
-        grad_delta,
-        sizes: [batch, n_in, n_out],
-    } = InputGradOperands::<T>::new(input, params, grad_g, grad_delta);
+    let input = HostMatrix::<T>::new(input);
+    let [batch, n_in] = input.shape;
+    let params = params.map(HostMatrix::<T>::new);
+    let [n_out, n_in_params] = params[0].shape;
+    assert_eq!(n_in, n_in_params, "input width and layer width differ");
+    let grad_g = HostMatrix::<T>::new(grad_g);
+    let grad_delta = HostMatrix::<T>::new(grad_delta);
+    assert!(
+        grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
+        "gradient shapes differ from [batch, d_output]"
+    );
     let (mean, variance) = moments(&params);
     let two = T::from(2.0).unwrap();
 
