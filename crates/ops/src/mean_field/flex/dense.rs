@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::kernels::KernelFloat;
 use super::layout::{HostMatrix, LANES, chunk_len, flex_matrix};
-use super::{chain_rule, moments};
+use super::{GradOperands, chain_rule, moments};
 use crate::equations::DeltaFloor;
 use crate::host_product::{Operand, product};
 
@@ -97,15 +97,12 @@ pub(super) fn param_grads<T: KernelFloat>(
     grad_g: &FlexTensor,
     grad_delta: &FlexTensor,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let input = HostMatrix::<T>::new(input);
-    let [batch, n_in] = input.shape;
-    let grad_g = HostMatrix::<T>::new(grad_g);
-    let grad_delta = HostMatrix::<T>::new(grad_delta);
-    let n_out = grad_g.shape[1];
-    assert!(
-        grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
-        "gradient shapes differ from [batch, d_output]"
-    );
+    let GradOperands {
+        input,
+        grad_g,
+        grad_delta,
+        sizes: [batch, n_in, n_out],
+    } = GradOperands::<T>::new(input, grad_g, grad_delta);
     let params = params.map(HostMatrix::<T>::new);
     assert_eq!(
         params[0].shape,

@@ -359,6 +359,43 @@ fn forward<T: KernelFloat>(
     )
 }
 
+/// The host views of the operands of the parameter gradients, their shapes checked:
+/// `input` `[batch, n_in]`, `grad_g` and `grad_delta` `[batch, n_out]`.
+struct GradOperands<T> {
+    input: HostMatrix<T>,
+    grad_g: HostMatrix<T>,
+    grad_delta: HostMatrix<T>,
+    /// `[batch, n_in, n_out]`.
+    sizes: [usize; 3],
+}
+
+impl<T: KernelFloat> GradOperands<T> {
+    /// # Panics
+    /// If the gradients and the input differ in batch, or the two gradients in shape.
+    fn new(input: &FlexTensor, grad_g: &FlexTensor, grad_delta: &FlexTensor) -> Self {
+        let input = HostMatrix::<T>::new(input);
+        let [batch, n_in] = input.shape;
+        let grad_g = HostMatrix::<T>::new(grad_g);
+        let grad_delta = HostMatrix::<T>::new(grad_delta);
+        let n_out = grad_g.shape[1];
+        assert_eq!(
+            grad_g.shape,
+            [batch, n_out],
+            "gradient and input differ in batch"
+        );
+        assert_eq!(
+            grad_delta.shape, grad_g.shape,
+            "the two gradients differ in shape"
+        );
+        Self {
+            input,
+            grad_g,
+            grad_delta,
+            sizes: [batch, n_in, n_out],
+        }
+    }
+}
+
 /// `(dL/dm, dL/dxi, dL/dpi)`, see [`MeanFieldBackend::spike_slab_param_grads`].
 fn param_grads<T: KernelFloat>(
     input: &FlexTensor,
@@ -366,20 +403,12 @@ fn param_grads<T: KernelFloat>(
     grad_g: &FlexTensor,
     grad_delta: &FlexTensor,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let input = HostMatrix::<T>::new(input);
-    let [batch, n_in] = input.shape;
-    let grad_g = HostMatrix::<T>::new(grad_g);
-    let grad_delta = HostMatrix::<T>::new(grad_delta);
-    let n_out = grad_g.shape[1];
-    assert_eq!(
-        grad_g.shape,
-        [batch, n_out],
-        "gradient and input differ in batch"
-    );
-    assert_eq!(
-        grad_delta.shape, grad_g.shape,
-        "the two gradients differ in shape"
-    );
+    let GradOperands {
+        input,
+        grad_g,
+        grad_delta,
+        sizes: [batch, n_in, n_out],
+    } = GradOperands::<T>::new(input, grad_g, grad_delta);
 
     // (dL/dmean)ᵀ and (dL/dvariance)ᵀ, [d_input, d_output], in blocks of input columns.
     let mut grad_mean_t = vec![T::zero(); n_in * n_out];
