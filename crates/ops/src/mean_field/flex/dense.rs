@@ -1,7 +1,9 @@
 //! The forward pass and the parameter gradients on dense inputs: their four matrix products
-//! through the `gemm` crate (the one burn-flex's `matmul` calls), each reading its operands
-//! through their strides so that no transpose is copied, and the element-wise work around
-//! them in one parallel pass each: the moments of the weights (one pass over `[m, xi, pi]`),
+//! through the `gemm` crate (the one burn-flex's `matmul` calls), two at a time
+//! (`product_pair`), each reading its operands through their strides so that no transpose is
+//! copied, and the element-wise work around
+//! them in one parallel pass each: the moments of the weights (one pass over `[m, xi, pi]`,
+//! written transposed),
 //! the squares of the input, the noise term (`add_noise`, the sparse kernels' own) and the
 //! chain rule to `m`, `xi`, `pi` (`chain_rule`, also theirs). The input gradient stays on the
 //! kernels, which skip the zeros the ReLU below leaves in `dL/dG`.
@@ -20,9 +22,9 @@ use rayon::prelude::*;
 
 use super::kernels::KernelFloat;
 use super::layout::{HostMatrix, LANES, chunk_len, flex_matrix};
-use super::{GradOperands, chain_rule, moments};
+use super::{GradOperands, chain_rule, transposed_moments};
 use crate::equations::DeltaFloor;
-use crate::host_product::{Operand, product};
+use crate::host_product::{Operand, product_pair};
 
 /// `values²`, in parallel chunks.
 fn squares<T: KernelFloat>(values: &[T]) -> Vec<T> {
@@ -57,23 +59,24 @@ pub(super) fn forward<T: KernelFloat>(
         [batch, n_out],
         "noise shape differs from [batch, d_output]"
     );
-    let (mean, variance) = moments(&params);
+    // Transposed, so that the products read the weights in the orientation `gemm` reads
+    // fastest (see `product_into`).
+    let (mean_t, variance_t) = transposed_moments(&params);
     let squared = squares(input.values());
 
     let mut h = vec![T::zero(); batch * n_out];
     let mut slope = vec![T::zero(); batch * n_out];
-    let sizes = [batch, n_in, n_out];
-    product(
-        &mut h,
-        Operand::plain(input.values(), n_in),
-        Operand::transposed(&mean, n_in),
-        sizes,
-    );
-    product(
-        &mut slope,
-        Operand::plain(&squared, n_in),
-        Operand::transposed(&variance, n_in),
-        sizes,
+    product_pair(
+        [&mut h, &mut slope],
+        [
+            Operand::plain(input.values(), n_in),
+            Operand::plain(&squared, n_in),
+        ],
+        [
+            Operand::plain(&mean_t, n_out),
+            Operand::plain(&variance_t, n_out),
+        ],
+        [batch, n_in, n_out],
     );
     let scale = T::from((n_in as f64).sqrt().recip()).unwrap();
     let rows = chunk_len(batch, LANES * n_out);
@@ -112,18 +115,17 @@ pub(super) fn param_grads<T: KernelFloat>(
     let squared = squares(input.values());
     let mut grad_mean_t = vec![T::zero(); n_in * n_out];
     let mut grad_variance_t = vec![T::zero(); n_in * n_out];
-    let sizes = [n_in, batch, n_out];
-    product(
-        &mut grad_mean_t,
-        Operand::transposed(input.values(), n_in),
-        Operand::plain(grad_g.values(), n_out),
-        sizes,
-    );
-    product(
-        &mut grad_variance_t,
-        Operand::transposed(&squared, n_in),
-        Operand::plain(grad_delta.values(), n_out),
-        sizes,
+    product_pair(
+        [&mut grad_mean_t, &mut grad_variance_t],
+        [
+            Operand::transposed(input.values(), n_in),
+            Operand::transposed(&squared, n_in),
+        ],
+        [
+            Operand::plain(grad_g.values(), n_out),
+            Operand::plain(grad_delta.values(), n_out),
+        ],
+        [n_in, batch, n_out],
     );
     let [grad_m, grad_xi, grad_pi] = chain_rule(&params, &grad_mean_t, &grad_variance_t);
     let shape = [n_out, n_in];
