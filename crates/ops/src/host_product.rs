@@ -240,7 +240,11 @@ mod tests {
 
     fn assert_close(got: &[f64], expected: &[f64], factor: f64, case: &str) {
         for (x, y) in got.iter().zip(expected) {
-            assert!((x - factor * y).abs() < 1e-12, "{case}: {x} vs {}", factor * y);
+            assert!(
+                (x - factor * y).abs() < 1e-12,
+                "{case}: {x} vs {}",
+                factor * y
+            );
         }
     }
 

@@ -239,7 +239,9 @@ fn is_wide(width: usize) -> bool {
 /// nonzero) and hidden ReLU outputs (about half) stay on the kernels. `dense.rs` against the
 /// composed products on that shape (five alternating rounds, 10,000 test images): training
 /// 9,142-12,849 against 9,220-14,276 images/s, the same within the machine's noise;
-/// evaluation 37,453-40,088 against 26,291-35,071.
+/// evaluation 37,453-40,088 against 26,291-35,071. Since its products run two at a time
+/// (`product_pair`) and the forward ones in the orientation `gemm` reads unpacked, four
+/// alternating rounds gave training 16,384-19,516 against 10,672-14,627 images/s before.
 const DENSE_FROM: f64 = 0.95;
 
 /// How the forward pass or the parameter gradients of a layer run on flex.
