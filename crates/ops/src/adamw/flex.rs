@@ -1,10 +1,10 @@
 //! The AdamW update on `flex`: one pass over each parameter tensor, in parallel chunks.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use std::mem::MaybeUninit;
-
 use burn::tensor::{DType, Element, TensorData};
 use num_traits::Float;
 use rayon::prelude::*;
@@ -40,7 +40,7 @@ impl AdamWBackend for Flex {
 /// through the operations of `composed_update`, in its order and precision (scalars rounded
 /// to `T` as flex does).
 ///
-/// The parameter's storage is always shared here: burn's `Learner` keeps its model until the
+/// In training the parameter's storage is shared: burn's `Learner` keeps its model until the
 /// optimized one replaces it (`self.model = self.model().optimize(..)`), so an update in
 /// place would first copy it (5% of a profile of 3072-200-200-10 training, in `memmove`).
 fn update<T: Float + Element + bytemuck::Pod>(

@@ -1,12 +1,11 @@
 //! The forward pass and the parameter gradients on dense inputs: their four matrix products
 //! through the `gemm` crate (the one burn-flex's `matmul` calls), two at a time
 //! (`product_pair`), each reading its operands through their strides so that no transpose is
-//! copied, and the element-wise work around
-//! them in one parallel pass each: the moments of the weights (one pass over `[m, xi, pi]`,
-//! written transposed),
-//! the squares of the input, the noise term (`add_noise`, the sparse kernels' own) and the
-//! chain rule to `m`, `xi`, `pi` (`chain_rule`, also theirs). The input gradient stays on the
-//! kernels, which skip the zeros the ReLU below leaves in `dL/dG`.
+//! copied, and the element-wise work around them in one parallel pass each: the moments of the
+//! weights (one pass over `[m, xi, pi]`, written transposed), the squares of the input, the
+//! noise term (`add_noise`, the sparse kernels' own) and the chain rule to `m`, `xi`, `pi`
+//! (`chain_rule`, also theirs). The input gradient stays on the kernels, which skip the zeros
+//! the ReLU below leaves in `dL/dG`.
 //!
 //! burn's composed operations (the reference) spend a dozen passes over the weights and the
 //! activations, each allocating its result; on 3072-200-200-10 with dense inputs the
