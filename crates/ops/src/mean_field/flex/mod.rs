@@ -1,10 +1,9 @@
 //! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zeros.
-//! Batches where skipping zeros does not pay (at least `DENSE_FROM` nonzeros, such as
-//! CIFAR-10's pixels) take `dense.rs` for the forward pass and the parameter gradients: their
-//! four products through `gemm` with the operands' strides, and one pass each for the
-//! element-wise work around them. Outputs narrower than a vector (a 10-class layer) take the
-//! composed reference operations, as they always did: the paper run's `metrics.csv` stays the
-//! same to the last digit.
+//! Batches where skipping zeros does not pay (at least `DENSE_FROM` nonzeros: CIFAR-10's
+//! pixels, most batches of hidden ReLU outputs) take `dense.rs` for the forward pass and the
+//! parameter gradients: their four products through `gemm` with the operands' strides, and
+//! one pass each for the element-wise work around them. Outputs narrower than a vector (a
+//! 10-class layer) take the composed reference operations, as they always did.
 //!
 //! Forward, per sample `b` (in parallel over samples):
 //!
@@ -231,18 +230,26 @@ fn is_wide(width: usize) -> bool {
 }
 
 /// The fraction of nonzero inputs from which a batch goes through the dense products
-/// (`dense.rs`) instead of the kernels that skip zeros. Measured on this project's 2-core
-/// AVX-512 machine (`credit bench`, alternating), with the composed operations' `gemm`
-/// products as the dense form: CIFAR-10-like dense bytes, 3072-200-200-10, batch 200: 2,651
-/// and 2,847 training images/s with the sparse kernels, 6,287 and 4,244 with the dense
-/// products (evaluation 6,468 and 6,834 vs 16,858 and 14,382 images/s). MNIST's pixels (19%
-/// nonzero) and hidden ReLU outputs (about half) stay on the kernels. `dense.rs` against the
-/// composed products on that shape (five alternating rounds, 10,000 test images): training
-/// 9,142-12,849 against 9,220-14,276 images/s, the same within the machine's noise;
-/// evaluation 37,453-40,088 against 26,291-35,071. Since its products run two at a time
-/// (`product_pair`) and the forward ones in the orientation `gemm` reads unpacked, four
-/// alternating rounds gave training 16,384-19,516 against 10,672-14,627 images/s before.
-const DENSE_FROM: f64 = 0.95;
+/// (`dense.rs`) instead of the kernels that skip zeros: the crossover measured on this
+/// project's 2-core AVX-512 machine. One layer's forward pass and backward pass (autodiff of
+/// `sum(h ⊙ r)`, `r` half zeros), random inputs, batch 500, medians of five alternating
+/// rounds, the kernels' time over the dense products' at input densities 0.2 / 0.3 / 0.4 /
+/// 0.5 / 0.6 / 0.8:
+///
+/// | layer | 0.2 | 0.3 | 0.4 | 0.5 | 0.6 | 0.8 |
+/// | --- | --- | --- | --- | --- | --- | --- |
+/// | 1000 → 1000 | 1.05 | 1.19 | 1.25 | 1.46 | 1.61 | 2.07 |
+/// | 784 → 1000 | 0.95 | 1.08 | 1.30 | 1.45 | 1.79 | 2.01 |
+/// | 784 → 100 | 0.88 | 1.11 | 1.26 | 1.30 | 1.66 | 1.90 |
+/// | 100 → 100 | 0.92 | 0.96 | 0.99 | 1.19 | 1.29 | 1.51 |
+///
+/// MNIST's pixels (17-21% of a batch nonzero) stay on the kernels; hidden ReLU outputs
+/// (22-64% in a 784-1000-1000-10 network's first epochs, 38-77% in the paper's) mostly take
+/// the dense products. End to end, `credit bench --config configs/mnist.toml --set
+/// 'model.sizes=[784,1000,1000,10]' --epochs 2 --no-analysis`, five alternating rounds:
+/// training 5,565-7,374 images/s at this crossover against 5,155-6,205 with only dense data
+/// (95%) on the dense products, the faster in every round.
+const DENSE_FROM: f64 = 0.25;
 
 /// How the forward pass or the parameter gradients of a layer run on flex.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,11 +270,9 @@ enum Route {
 /// [`DENSE_FROM`] nonzeros, the composed reference for outputs narrower than a vector, the
 /// dense products for the rest.
 ///
-/// The kernels stay on wide layers too, whose moments leave a core's cache: on
-/// 784-1000-1000-10 (MNIST, batch 500, `credit bench`, four alternating rounds) they trained
-/// 6,823-8,229 images/s and evaluated 25,098-28,713, against 6,370-7,244 and 17,638-20,428
-/// with every product of the hidden layers dense; run on blocks of outputs whose moments fit
-/// in 1 MiB they were no faster.
+/// The dense products run two at a time on one thread each (`product_pair`); before they
+/// did, the kernels were as fast on the hidden layers of 784-1000-1000-10 too, and run on
+/// blocks of outputs whose moments fit in 1 MiB they were no faster.
 fn route(input: &FlexTensor, m: &FlexTensor) -> Route {
     if !is_wide(outputs(m)) {
         return Route::Composed;
@@ -280,8 +285,10 @@ fn route(input: &FlexTensor, m: &FlexTensor) -> Route {
 
 /// The fraction of nonzero values of `input` (`[batch, d_input]`), judged from at most
 /// [`DENSITY_PROBES`] evenly spaced values (`None` for element types the kernels do not
-/// take): the data sets it separates (MNIST at 19%, CIFAR-10 at 99.6%) lie far apart, and a
-/// pass over the whole batch cost a tenth of an evaluation.
+/// take). Near [`DENSE_FROM`] the estimate is within about 1.3 points (the standard error
+/// of 1,024 probes at 20%) and decides only which of two exact computations runs, for the
+/// same batch always the same one; a pass over the whole batch cost a tenth of an
+/// evaluation.
 fn density(input: &FlexTensor) -> Option<f64> {
     match input.dtype() {
         DType::F32 => {

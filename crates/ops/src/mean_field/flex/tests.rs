@@ -407,6 +407,19 @@ fn density_probes_tell_sparse_from_dense_batches() {
     let fraction = super::nonzero_fraction(&dense, 3072);
     assert!((fraction - 255.0 / 256.0).abs() < 0.01, "{fraction}");
     assert!(fraction >= super::DENSE_FROM);
+    // Hidden ReLU outputs, half of them nonzero: the dense products too.
+    let hidden: Vec<f32> = (0..500 * 1000u64)
+        .map(|i| {
+            if i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63 == 0 {
+                0.0
+            } else {
+                1.5
+            }
+        })
+        .collect();
+    let fraction = super::nonzero_fraction(&hidden, 1000);
+    assert!((fraction - 0.5).abs() < 0.05, "{fraction}");
+    assert!(fraction >= super::DENSE_FROM);
     // A batch of 1,024 rows, whose even stride would be the row width: one column all zero
     // (an always-blank pixel) must not decide the batch.
     let width = 64;
