@@ -14,8 +14,9 @@ use credit_train::BackendKind;
 
 /// Layer shapes `(batch, d_input, d_output)`: column tiles with and without a partial vector,
 /// two tiles, exactly one vector, an output layer narrower than a vector (composed path), and
-/// one whose moments (1.1 MB) leave a core's cache. Each runs on sparse inputs and on dense
-/// ones, which on flex go through the dense products (`dense.rs`).
+/// one whose moments (1.1 MB) leave a core's cache. Each runs on sparse inputs (15% nonzero,
+/// flex's kernels), half-nonzero ones and dense ones (both through flex's dense products,
+/// `dense.rs`).
 const SHAPES: [(usize, usize, usize); 6] = [
     (9, 37, 100),
     (5, 100, 200),
@@ -85,6 +86,18 @@ impl Fixture {
             eps,
             r,
         }
+    }
+
+    /// The same layer with about half of its inputs nonzero, as hidden ReLU outputs: flex
+    /// computes it with the dense products too, the first sample still all zero.
+    pub fn half(mut self) -> Self {
+        let d_in = self.shape.1;
+        for (i, x) in self.input.iter_mut().enumerate().skip(d_in) {
+            if *x == 0.0 && i * 37 % 101 < 42 {
+                *x = 0.1 + 0.8 * ((i * 53 % 97) as f64 / 97.0);
+            }
+        }
+        self
     }
 
     /// The same layer with a dense input (its zeros replaced), which flex computes with dense
@@ -177,7 +190,12 @@ fn check_backend(backend: BackendKind) {
     for floor in FLOORS {
         for (i, shape) in SHAPES.into_iter().enumerate() {
             let sparse = Fixture::new(shape, 7 + i as u64);
-            for (input, fixture) in [("sparse", sparse.clone()), ("dense", sparse.dense())] {
+            let inputs = [
+                ("sparse", sparse.clone()),
+                ("half", sparse.clone().half()),
+                ("dense", sparse.dense()),
+            ];
+            for (input, fixture) in inputs {
                 let fused = fixture.evaluate(&device, true, floor);
                 let reference = fixture.evaluate(&device, false, floor);
                 for ((fused, reference), name) in fused.iter().zip(&reference).zip(NAMES) {

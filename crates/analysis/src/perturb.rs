@@ -100,6 +100,21 @@ struct HostLayer {
     d_input: usize,
 }
 
+impl HostLayer {
+    /// `out = w · rectified / sqrt(d_input)` over `images` columns (`rectified`
+    /// `[d_input][images]`, `out` `[d_output][images]`).
+    fn product(&self, out: &mut [f32], rectified: &[f32], images: usize) {
+        product_into(
+            out,
+            None,
+            Operand::plain(&self.weight, self.d_input),
+            Operand::plain(rectified, images),
+            [self.d_output, self.d_input, images],
+            inverse_sqrt(self.d_input),
+        );
+    }
+}
+
 /// What the layers above the split computed for one perturbed network, kept from one
 /// fraction to the next: once a few units' pre-activations change, only those units'
 /// columns of the next layer's weights are multiplied again (see [`SplitNetwork::carry`]).
@@ -215,22 +230,8 @@ impl<'a> SplitNetwork<'a> {
         };
         let rectified: Vec<f32> = preactivation_t.par_iter().map(|&h| h.max(0.0)).collect();
         let mut next = vec![0.0; first.d_output * self.images];
-        self.first_product(&mut next, &rectified);
+        first.product(&mut next, &rectified, self.images);
         AboveState { rectified, next }
-    }
-
-    /// `next = w · rectified / sqrt(units)` for the first layer above.
-    fn first_product(&self, next: &mut [f32], rectified: &[f32]) {
-        let first = &self.above[0];
-        let sizes = [first.d_output, first.d_input, self.images];
-        product_into(
-            next,
-            None,
-            Operand::plain(&first.weight, first.d_input),
-            Operand::plain(rectified, self.images),
-            sizes,
-            inverse_sqrt(first.d_input),
-        );
     }
 
     /// Carries the change of the pre-activations of units `touched` (now `preactivation_t`)
@@ -285,7 +286,7 @@ impl<'a> SplitNetwork<'a> {
             .filter(|(_, changed)| **changed)
             .for_each(|((r, h), _)| r.iter_mut().zip(h).for_each(|(r, &h)| *r = h.max(0.0)));
         if full {
-            self.first_product(&mut state.next, &state.rectified);
+            first.product(&mut state.next, &state.rectified, n);
             return true;
         }
         let columns: Vec<f32> = (0..first.d_output)
@@ -322,14 +323,7 @@ impl<'a> SplitNetwork<'a> {
             scratch.clear();
             scratch.par_extend(h.par_iter().map(|x| x.max(0.0)));
             let mut out = vec![0.0; layer.d_output * n];
-            product_into(
-                &mut out,
-                None,
-                Operand::plain(&layer.weight, layer.d_input),
-                Operand::plain(scratch, n),
-                [layer.d_output, layer.d_input, n],
-                inverse_sqrt(layer.d_input),
-            );
+            layer.product(&mut out, scratch, n);
             h = std::borrow::Cow::Owned(out);
         }
         let classes = h.len() / n.max(1);

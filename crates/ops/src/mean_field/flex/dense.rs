@@ -20,8 +20,8 @@ use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::kernels::KernelFloat;
-use super::layout::{HostMatrix, LANES, chunk_len, flex_matrix};
-use super::{GradOperands, chain_rule, transposed_moments};
+use super::layout::{LANES, chunk_len, flex_matrix};
+use super::{ForwardOperands, GradOperands, chain_rule, transposed_moments};
 use crate::equations::DeltaFloor;
 use crate::host_product::{Operand, product_pair};
 
@@ -47,17 +47,12 @@ pub(super) fn forward<T: KernelFloat>(
     eps: &FlexTensor,
     floor: DeltaFloor,
 ) -> (FlexTensor, FlexTensor) {
-    let input = HostMatrix::<T>::new(input);
-    let [batch, n_in] = input.shape;
-    let params = params.map(HostMatrix::<T>::new);
-    let [n_out, n_in_params] = params[0].shape;
-    assert_eq!(n_in, n_in_params, "input width and layer width differ");
-    let eps = HostMatrix::<T>::new(eps);
-    assert_eq!(
-        eps.shape,
-        [batch, n_out],
-        "noise shape differs from [batch, d_output]"
-    );
+    let ForwardOperands {
+        input,
+        params,
+        eps,
+        sizes: [batch, n_in, n_out],
+    } = ForwardOperands::<T>::new(input, params, eps);
     // Transposed, so that the products read the weights in the orientation `gemm` reads
     // fastest (see `product_into`).
     let (mean_t, variance_t) = transposed_moments(&params);
@@ -101,16 +96,11 @@ pub(super) fn param_grads<T: KernelFloat>(
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let GradOperands {
         input,
+        params,
         grad_g,
         grad_delta,
         sizes: [batch, n_in, n_out],
-    } = GradOperands::<T>::new(input, grad_g, grad_delta);
-    let params = params.map(HostMatrix::<T>::new);
-    assert_eq!(
-        params[0].shape,
-        [n_out, n_in],
-        "parameter and gradient shapes differ"
-    );
+    } = GradOperands::<T>::new(input, params, grad_g, grad_delta);
     let squared = squares(input.values());
     let mut grad_mean_t = vec![T::zero(); n_in * n_out];
     let mut grad_variance_t = vec![T::zero(); n_in * n_out];
@@ -126,11 +116,5 @@ pub(super) fn param_grads<T: KernelFloat>(
         ],
         [n_in, batch, n_out],
     );
-    let [grad_m, grad_xi, grad_pi] = chain_rule(&params, &grad_mean_t, &grad_variance_t);
-    let shape = [n_out, n_in];
-    (
-        flex_matrix(grad_m, shape),
-        flex_matrix(grad_xi, shape),
-        flex_matrix(grad_pi, shape),
-    )
+    chain_rule(&params, &grad_mean_t, &grad_variance_t)
 }

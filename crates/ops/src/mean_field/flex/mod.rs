@@ -244,11 +244,15 @@ fn is_wide(width: usize) -> bool {
 /// | 100 → 100 | 0.92 | 0.96 | 0.99 | 1.19 | 1.29 | 1.51 |
 ///
 /// MNIST's pixels (17-21% of a batch nonzero) stay on the kernels; hidden ReLU outputs
-/// (22-64% in a 784-1000-1000-10 network's first epochs, 38-77% in the paper's) mostly take
-/// the dense products. End to end, `credit bench --config configs/mnist.toml --set
+/// (22-64% in a 784-1000-1000-10 network's first two epochs, 38-77% in the paper's) mostly
+/// take the dense products. End to end, `credit bench --config configs/mnist.toml --set
 /// 'model.sizes=[784,1000,1000,10]' --epochs 2 --no-analysis`, five alternating rounds:
 /// training 5,565-7,374 images/s at this crossover against 5,155-6,205 with only dense data
-/// (95%) on the dense products, the faster in every round.
+/// (95%) on the dense products, the faster in every round. Other batch sizes and depths,
+/// `bench/compare.py --rounds 1 --shapes deep,batch64,rnn`, two alternating runs against
+/// 0.95: 784-500-500-500-10 15,324 and 17,189 images/s against 11,678 and 16,087; the
+/// paper's net at batch 64 55,988 and 65,912 against 20,805 and 23,335; the recurrent
+/// network 12,453 and 13,160 against 8,061 and 12,325.
 const DENSE_FROM: f64 = 0.25;
 
 /// How the forward pass or the parameter gradients of a layer run on flex.
@@ -329,6 +333,40 @@ fn nonzero_fraction<T: KernelFloat>(values: &[T], width: usize) -> f64 {
     nonzero as f64 / probes.max(1) as f64
 }
 
+/// The host views of the operands of the forward pass, their shapes checked: `input`
+/// `[batch, n_in]`, `params` `[n_out, n_in]`, `eps` `[batch, n_out]`.
+struct ForwardOperands<T> {
+    input: HostMatrix<T>,
+    params: [HostMatrix<T>; 3],
+    eps: HostMatrix<T>,
+    /// `[batch, n_in, n_out]`.
+    sizes: [usize; 3],
+}
+
+impl<T: KernelFloat> ForwardOperands<T> {
+    /// # Panics
+    /// If the input and the parameters differ in width, or the noise is not `[batch, n_out]`.
+    fn new(input: &FlexTensor, params: [&FlexTensor; 3], eps: &FlexTensor) -> Self {
+        let input = HostMatrix::<T>::new(input);
+        let [batch, n_in] = input.shape;
+        let params = params.map(HostMatrix::<T>::new);
+        let [n_out, n_in_params] = params[0].shape;
+        assert_eq!(n_in, n_in_params, "input width and layer width differ");
+        let eps = HostMatrix::<T>::new(eps);
+        assert_eq!(
+            eps.shape,
+            [batch, n_out],
+            "noise shape differs from [batch, d_output]"
+        );
+        Self {
+            input,
+            params,
+            eps,
+            sizes: [batch, n_in, n_out],
+        }
+    }
+}
+
 /// `(h, dh/dDelta)`, see [`MeanFieldBackend::spike_slab_forward`].
 fn forward<T: KernelFloat>(
     input: &FlexTensor,
@@ -336,13 +374,13 @@ fn forward<T: KernelFloat>(
     eps: &FlexTensor,
     floor: DeltaFloor,
 ) -> (FlexTensor, FlexTensor) {
-    let input = HostMatrix::<T>::new(input);
-    let [batch, n_in] = input.shape;
-    let params = params.map(HostMatrix::<T>::new);
-    let [n_out, n_in_params] = params[0].shape;
-    assert_eq!(n_in, n_in_params, "input width and layer width differ");
+    let ForwardOperands {
+        input,
+        params,
+        eps,
+        sizes: [batch, n_in, n_out],
+    } = ForwardOperands::<T>::new(input, params, eps);
     let (mean_t, variance_t) = transposed_moments(&params);
-    let eps = HostMatrix::<T>::new(eps);
     let scale = T::from((n_in as f64).sqrt().recip()).unwrap();
 
     let mut h = vec![T::zero(); batch * n_out];
@@ -368,10 +406,12 @@ fn forward<T: KernelFloat>(
     )
 }
 
-/// The host views of the operands of the parameter gradients, their shapes checked:
-/// `input` `[batch, n_in]`, `grad_g` and `grad_delta` `[batch, n_out]`.
+/// The host views of the operands of the parameter and input gradients, their shapes checked:
+/// `input` `[batch, n_in]`, `params` `[n_out, n_in]`, `grad_g` and `grad_delta`
+/// `[batch, n_out]`.
 struct GradOperands<T> {
     input: HostMatrix<T>,
+    params: [HostMatrix<T>; 3],
     grad_g: HostMatrix<T>,
     grad_delta: HostMatrix<T>,
     /// `[batch, n_in, n_out]`.
@@ -380,8 +420,14 @@ struct GradOperands<T> {
 
 impl<T: KernelFloat> GradOperands<T> {
     /// # Panics
-    /// If the gradients and the input differ in batch, or the two gradients in shape.
-    fn new(input: &FlexTensor, grad_g: &FlexTensor, grad_delta: &FlexTensor) -> Self {
+    /// If the gradients and the input differ in batch, the two gradients in shape, or the
+    /// parameters from `[n_out, n_in]`.
+    fn new(
+        input: &FlexTensor,
+        params: [&FlexTensor; 3],
+        grad_g: &FlexTensor,
+        grad_delta: &FlexTensor,
+    ) -> Self {
         let input = HostMatrix::<T>::new(input);
         let [batch, n_in] = input.shape;
         let grad_g = HostMatrix::<T>::new(grad_g);
@@ -396,8 +442,15 @@ impl<T: KernelFloat> GradOperands<T> {
             grad_delta.shape, grad_g.shape,
             "the two gradients differ in shape"
         );
+        let params = params.map(HostMatrix::<T>::new);
+        assert_eq!(
+            params[0].shape,
+            [n_out, n_in],
+            "parameter and gradient shapes differ"
+        );
         Self {
             input,
+            params,
             grad_g,
             grad_delta,
             sizes: [batch, n_in, n_out],
@@ -414,10 +467,11 @@ fn param_grads<T: KernelFloat>(
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let GradOperands {
         input,
+        params,
         grad_g,
         grad_delta,
         sizes: [batch, n_in, n_out],
-    } = GradOperands::<T>::new(input, grad_g, grad_delta);
+    } = GradOperands::<T>::new(input, params, grad_g, grad_delta);
 
     // (dL/dmean)ᵀ and (dL/dvariance)ᵀ, [d_input, d_output], in blocks of input columns.
     let mut grad_mean_t = vec![T::zero(); n_in * n_out];
@@ -433,19 +487,7 @@ fn param_grads<T: KernelFloat>(
             let input = Columns::new(input, n_in, block);
             T::scatter_rows(input, grad_g, grad_delta, grad_mean_t, grad_variance_t);
         });
-    let params = params.map(HostMatrix::<T>::new);
-    assert_eq!(
-        params[0].shape,
-        [n_out, n_in],
-        "parameter and gradient shapes differ"
-    );
-    let [grad_m, grad_xi, grad_pi] = chain_rule(&params, &grad_mean_t, &grad_variance_t);
-    let shape = [n_out, n_in];
-    (
-        flex_matrix(grad_m, shape),
-        flex_matrix(grad_xi, shape),
-        flex_matrix(grad_pi, shape),
-    )
+    chain_rule(&params, &grad_mean_t, &grad_variance_t)
 }
 
 /// `dL/dinput`, see [`MeanFieldBackend::spike_slab_input_grad`]: per sample, the rows of
@@ -457,17 +499,13 @@ fn input_grad<T: KernelFloat>(
     grad_g: &FlexTensor,
     grad_delta: &FlexTensor,
 ) -> FlexTensor {
-    let input = HostMatrix::<T>::new(input);
-    let [batch, n_in] = input.shape;
-    let params = params.map(HostMatrix::<T>::new);
-    let [n_out, n_in_params] = params[0].shape;
-    assert_eq!(n_in, n_in_params, "input width and layer width differ");
-    let grad_g = HostMatrix::<T>::new(grad_g);
-    let grad_delta = HostMatrix::<T>::new(grad_delta);
-    assert!(
-        grad_g.shape == [batch, n_out] && grad_delta.shape == grad_g.shape,
-        "gradient shapes differ from [batch, d_output]"
-    );
+    let GradOperands {
+        input,
+        params,
+        grad_g,
+        grad_delta,
+        sizes: [batch, n_in, n_out],
+    } = GradOperands::<T>::new(input, params, grad_g, grad_delta);
     let (mean, variance) = moments(&params);
     let two = T::from(2.0).unwrap();
 
@@ -541,13 +579,13 @@ fn transposed_moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, V
     (mean_t, variance_t)
 }
 
-/// `[dL/dm, dL/dxi, dL/dpi]` `[d_output, d_input]` from `(dL/dmean)ᵀ`, `(dL/dvariance)ᵀ`
+/// `(dL/dm, dL/dxi, dL/dpi)` `[d_output, d_input]` from `(dL/dmean)ᵀ`, `(dL/dvariance)ᵀ`
 /// `[d_input, d_output]` and the parameters `[m, xi, pi]`, in parallel blocks of outputs.
 fn chain_rule<T: KernelFloat>(
     params: &[HostMatrix<T>; 3],
     grad_mean_t: &[T],
     grad_variance_t: &[T],
-) -> [Vec<T>; 3] {
+) -> (FlexTensor, FlexTensor, FlexTensor) {
     let params = Params::new(params);
     let (n_out, n_in) = (params.n_out, params.n_in);
     let mut grads = [0, 1, 2].map(|_| vec![T::zero(); n_out * n_in]);
@@ -564,5 +602,6 @@ fn chain_rule<T: KernelFloat>(
             let grads = [grad_m, grad_xi, grad_pi];
             T::chain_rule_rows(params, grad_mean_t, grad_variance_t, outputs, grads);
         });
-    grads
+    let [grad_m, grad_xi, grad_pi] = grads.map(|grad| flex_matrix(grad, [n_out, n_in]));
+    (grad_m, grad_xi, grad_pi)
 }
