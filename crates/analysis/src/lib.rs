@@ -15,6 +15,7 @@ pub mod entropy;
 pub mod eval;
 pub mod export;
 pub mod figures;
+mod host_net;
 pub mod limits;
 pub mod params;
 pub mod perturb;

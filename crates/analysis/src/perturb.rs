@@ -19,11 +19,11 @@
 //! The matrices of a recurrent network are perturbed the same way ([`perturb_with`] of a
 //! [`Perturbed::Recurrent`]), each perturbed network run through the whole sequence.
 
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use credit_data::ImageSet;
 use credit_model::{DeterministicLinear, DeterministicNet, Seed, SpikeSlabNet, SpikeSlabRnn};
 use credit_ops::host_product::{Operand, product_into};
+use credit_ops::sparse_product::{add_rows, sparse_product_into};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha12Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -31,6 +31,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::classes::ConnectionClass;
+use crate::host_net::{HostLayer, SPARSE_BELOW, inverse_sqrt, transpose};
 use crate::params::host;
 use crate::subnetworks::mean_sd;
 
@@ -65,17 +66,6 @@ pub struct LayerPerturbation {
     pub random_removed: Curve,
 }
 
-/// Row-major `[rows, cols]` to row-major `[cols, rows]`.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
-    out
-}
-
 /// A sampled network split at one layer: the input of that layer and its pre-activation
 /// (both transposed, one contiguous row per unit) and the layers above it, on the host.
 struct SplitNetwork<'a> {
@@ -89,41 +79,23 @@ struct SplitNetwork<'a> {
     /// The weights of the layers above, `[d_output, d_input]` row-major, input side first;
     /// empty for the last layer.
     above: Vec<HostLayer>,
+    /// The first layer above's weights transposed, `[units][d_output]` (empty for the last
+    /// layer).
+    first_t: Vec<f32>,
     images: usize,
-}
-
-/// The weights of one layer above the split, on the host.
-struct HostLayer {
-    /// `[d_output, d_input]`, row-major.
-    weight: Vec<f32>,
-    d_output: usize,
-    d_input: usize,
-}
-
-impl HostLayer {
-    /// `out = w · rectified / sqrt(d_input)` over `images` columns (`rectified`
-    /// `[d_input][images]`, `out` `[d_output][images]`).
-    fn product(&self, out: &mut [f32], rectified: &[f32], images: usize) {
-        product_into(
-            out,
-            None,
-            Operand::plain(&self.weight, self.d_input),
-            Operand::plain(rectified, images),
-            [self.d_output, self.d_input, images],
-            inverse_sqrt(self.d_input),
-        );
-    }
+    /// The route every carried change takes, or `None` for the cheapest (tests set it).
+    route: Option<Route>,
 }
 
 /// What the layers above the split computed for one perturbed network, kept from one
-/// fraction to the next: once a few units' pre-activations change, only those units'
-/// columns of the next layer's weights are multiplied again (see [`SplitNetwork::carry`]).
+/// fraction to the next: once a few units' pre-activations change, only the change is
+/// carried up (see [`SplitNetwork::carry`]).
 #[derive(Clone)]
 struct AboveState {
     /// `relu(h)` at the split as last carried up, `[units][images]` (empty for the last
     /// layer, whose pre-activations are the logits).
     rectified: Vec<f32>,
-    /// The first layer above's pre-activation, `[d_output][images]` (empty for the last
+    /// The first layer above's pre-activation, `[images][d_output]` (empty for the last
     /// layer).
     next: Vec<f32>,
 }
@@ -138,25 +110,49 @@ const FULL_PRODUCT_FROM: f64 = 0.5;
 /// applied, and the blocks are shared among threads.
 const IMAGE_BLOCK: usize = 256;
 
-/// `x / sqrt(width)`'s factor.
-fn inverse_sqrt(width: usize) -> f32 {
-    (width as f32).sqrt().recip()
+/// The width of a next layer up to which a change is carried up by the whole product
+/// again, without `Δ`: 1000 × 10 × 10000 multiply-adds (the 784-1000-1000-10 net's last
+/// layer on MNIST's test set) take about 1 ms, a pass writing `Δ` of 800 units about 6 ms.
+const WHOLE_PRODUCT_UP_TO: usize = 64;
+
+/// How [`SplitNetwork::carry`] takes a change up to the next layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// Over the nonzeros of the change ([`sparse_product_into`]).
+    Sparse,
+    /// `gemm`'s product of the change and the touched units' rows of the weights.
+    Rows,
+    /// `gemm`'s whole product of the carried `relu(h)` again.
+    Full,
+}
+
+/// Buffers a curve's carried changes reuse from one fraction to the next, rather than
+/// allocating (and the kernel zeroing) tens of megabytes for each.
+#[derive(Default)]
+struct Scratch {
+    /// The change of the touched units' `relu`, `[touched][images]`.
+    delta: Vec<f32>,
+    /// The touched units' rows of the next layer's `wᵀ`, `[touched][d_output]`.
+    rows: Vec<f32>,
+    /// The rectified activations between the layers above.
+    rectified: Vec<f32>,
 }
 
 impl<'a> SplitNetwork<'a> {
-    /// Splits the sampled network `net` at layer index `layer`, evaluated on `images`; at
-    /// layer 0 the input is `images_t`, the images transposed (the same for every network).
-    fn new(net: &DeterministicNet, layer: usize, images: &Tensor<2>, images_t: &'a [f32]) -> Self {
-        let below = &net.layers[..layer];
-        let x = below.iter().fold(images.clone(), |x, l| relu(l.forward(x)));
-        let h = net.layers[layer].forward(x.clone());
-        let [d_output, d_input] = net.layers[layer].weight.val().dims();
-        let n = images.dims()[0];
-        let input_t = if layer == 0 {
-            std::borrow::Cow::Borrowed(images_t)
-        } else {
-            std::borrow::Cow::Owned(transpose(&host(x), n, d_input))
-        };
+    /// Splits the sampled network `net` at layer index `layer`, evaluated on the `images`
+    /// `images_t` (`[features][images]`, the same for every network). The layers up to the
+    /// split run on the host in the transposed layout (`h = w · x / sqrt(d_input)`,
+    /// `[d_output][images]`), so that nothing is transposed.
+    fn new(net: &DeterministicNet, layer: usize, images_t: &'a [f32], n: usize) -> Self {
+        let mut input_t = std::borrow::Cow::Borrowed(images_t);
+        for l in &net.layers[..layer] {
+            let mut h = HostLayer::of(l).product_t(&input_t, n);
+            h.par_iter_mut().for_each(|h| *h = h.max(0.0));
+            input_t = std::borrow::Cow::Owned(h);
+        }
+        let split = HostLayer::of(&net.layers[layer]);
+        let d_input = split.d_input;
+        let preactivation_t = split.product_t(&input_t, n);
         let input_active = if n == 0 {
             vec![false; d_input]
         } else {
@@ -165,23 +161,16 @@ impl<'a> SplitNetwork<'a> {
                 .map(|row| row.iter().any(|&a| a != 0.0))
                 .collect()
         };
-        let above = net.layers[layer + 1..]
-            .iter()
-            .map(|l| {
-                let [d_output, d_input] = l.weight.val().dims();
-                HostLayer {
-                    weight: host(l.weight.val()),
-                    d_output,
-                    d_input,
-                }
-            })
-            .collect();
+        let above: Vec<HostLayer> = net.layers[layer + 1..].iter().map(HostLayer::of).collect();
+        let first_t = above.first().map_or_else(Vec::new, HostLayer::transposed);
         Self {
             input_t,
             input_active,
-            preactivation_t: transpose(&host(h), n, d_output),
+            preactivation_t,
             above,
+            first_t,
             images: n,
+            route: None,
         }
     }
 
@@ -202,25 +191,35 @@ impl<'a> SplitNetwork<'a> {
                 block.push(piece);
             }
         }
+        // The changes unit by unit, each unit's in their order: `terms[groups[g]]` are the
+        // `(input, Δ)` of unit `units[g]`.
+        let mut sorted = changes.to_vec();
+        sorted.sort_by_key(|&(i, _, _)| i);
+        let terms: Vec<(usize, f32)> = sorted.iter().map(|&(_, j, delta)| (j, delta)).collect();
+        let groups: Vec<(usize, std::ops::Range<usize>)> = sorted
+            .chunk_by(|a, b| a.0 == b.0)
+            .scan(0, |start, group| {
+                let range = *start..*start + group.len();
+                *start = range.end;
+                Some((group[0].0, range))
+            })
+            .collect();
         let input = &self.input_t;
+        let add_rows = add_rows();
         blocks
             .into_par_iter()
             .enumerate()
             .for_each(|(block, mut rows)| {
                 let start = block * IMAGE_BLOCK;
-                for &(i, j, delta) in changes {
-                    let h = &mut rows[i];
-                    let a = &input[j * n + start..j * n + start + h.len()];
-                    for (h, &a) in h.iter_mut().zip(a) {
-                        *h += delta * a;
-                    }
+                for (i, range) in &groups {
+                    add_rows(rows[*i], &input[start..], n, &terms[range.clone()]);
                 }
             });
     }
 
-    /// The layers above evaluated on the pre-activations `preactivation_t` at the split
-    /// (`[units][images]`), in the same transposed layout (`h' = w · relu(h) / sqrt(units)`),
-    /// so that nothing is transposed.
+    /// The first layer above evaluated on the pre-activations `preactivation_t` at the split
+    /// (`[units][images]`): `h' = relu(h)ᵀ · wᵀ / sqrt(units)`, `[images][d_output]`, the
+    /// operands read through their strides.
     fn state(&self, preactivation_t: &[f32]) -> AboveState {
         let Some(first) = self.above.first() else {
             return AboveState {
@@ -230,111 +229,195 @@ impl<'a> SplitNetwork<'a> {
         };
         let rectified: Vec<f32> = preactivation_t.par_iter().map(|&h| h.max(0.0)).collect();
         let mut next = vec![0.0; first.d_output * self.images];
-        first.product(&mut next, &rectified, self.images);
+        first.product(
+            &mut next,
+            Operand::transposed(&rectified, self.images),
+            self.images,
+        );
         AboveState { rectified, next }
     }
 
     /// Carries the change of the pre-activations of units `touched` (now `preactivation_t`)
     /// up into `state`; false if no unit's `relu` changed, so that the error is the last one,
-    /// exactly. Units whose `relu` changed add their columns of the next layer's weights
-    /// times the change (`next += w[:, U] · Δrelu(h)[U] / sqrt(units)`), or, from
-    /// [`FULL_PRODUCT_FROM`] of the units on, the whole product is taken again; the two agree
-    /// up to the rounding of a different summation order. For the last layer, whose
-    /// pre-activations are the logits, true whenever a unit was touched.
-    fn carry(&self, state: &mut AboveState, preactivation_t: &[f32], touched: &[usize]) -> bool {
+    /// exactly. The change `Δ = relu(h) - relu(h_old)` of the touched units (`U`) reaches
+    /// the next layer as `next += Δ[U]ᵀ · wᵀ[U] / sqrt(units)` by one of three [`Route`]s
+    /// (`route`'s, else the cheapest): skipping `Δ`'s zeros ([`sparse_product_into`]) below
+    /// [`SPARSE_BELOW`] of them nonzero, else by `gemm`'s product of the touched units' rows,
+    /// or, once the `relu` of [`FULL_PRODUCT_FROM`] of the units moved, by the whole product
+    /// taken again, which a next layer of at most [`WHOLE_PRODUCT_UP_TO`] units always takes;
+    /// the three agree up to the rounding of a different summation order. For the last
+    /// layer, whose pre-activations are the logits, true whenever a unit was touched.
+    fn carry(
+        &self,
+        state: &mut AboveState,
+        preactivation_t: &[f32],
+        touched: &[usize],
+        scratch: &mut Scratch,
+    ) -> bool {
         let n = self.images;
         let Some(first) = self.above.first() else {
             return !touched.is_empty();
         };
         let row = |u: usize| u * n..(u + 1) * n;
-        let moved: Vec<bool> = touched
-            .par_iter()
-            .map(|&u| {
-                let (old, new) = (&state.rectified[row(u)], &preactivation_t[row(u)]);
-                old.iter().zip(new).any(|(&r, &h)| r != h.max(0.0))
-            })
-            .collect();
-        let changed: Vec<usize> = touched
-            .iter()
-            .zip(&moved)
-            .filter_map(|(&u, &m)| m.then_some(u))
-            .collect();
-        if changed.is_empty() {
-            return false;
-        }
         let units = first.d_input;
-        let full = changed.len() as f64 >= FULL_PRODUCT_FROM * units as f64;
-        // The change of `relu(h)` of the changed units, `[changed][images]`, for the columns.
-        let delta: Vec<f32> = if full {
-            Vec::new()
-        } else {
-            changed
-                .par_iter()
-                .flat_map_iter(|&u| {
-                    let (old, new) = (&state.rectified[row(u)], &preactivation_t[row(u)]);
-                    old.iter().zip(new).map(|(&r, &h)| h.max(0.0) - r)
-                })
-                .collect()
+        let whole = match self.route {
+            Some(route) => route == Route::Full,
+            None => first.d_output <= WHOLE_PRODUCT_UP_TO,
         };
-        let mut is_changed = vec![false; units];
-        changed.iter().for_each(|&u| is_changed[u] = true);
-        state
-            .rectified
-            .par_chunks_mut(n)
-            .zip(preactivation_t.par_chunks(n))
-            .zip(&is_changed)
-            .filter(|(_, changed)| **changed)
-            .for_each(|((r, h), _)| r.iter_mut().zip(h).for_each(|(r, &h)| *r = h.max(0.0)));
-        if full {
-            first.product(&mut state.next, &state.rectified, n);
+        if whole {
+            // Only whether each unit's `relu` moved, each scan stopping at the first image.
+            let moved: Vec<bool> = touched
+                .par_iter()
+                .map(|&u| {
+                    let (old, new) = (&state.rectified[row(u)], &preactivation_t[row(u)]);
+                    old.iter().zip(new).any(|(&r, &h)| r != h.max(0.0))
+                })
+                .collect();
+            if !moved.contains(&true) {
+                return false;
+            }
+            self.rectify(state, preactivation_t, touched, &moved);
+            first.product(&mut state.next, Operand::transposed(&state.rectified, n), n);
             return true;
         }
-        let columns: Vec<f32> = (0..first.d_output)
-            .flat_map(|o| changed.iter().map(move |&u| first.weight[o * units + u]))
+        // The change of `relu(h)` of the touched units, `[touched][images]`, and on how many
+        // images each unit's moved, in one pass that also carries `relu(h)` up.
+        let delta = &mut scratch.delta;
+        delta.resize(touched.len() * n, 0.0);
+        let mut carried: Vec<Option<&mut [f32]>> =
+            state.rectified.chunks_mut(n.max(1)).map(Some).collect();
+        let carried: Vec<&mut [f32]> = touched
+            .iter()
+            .map(|&u| carried[u].take().expect("touched units are distinct"))
             .collect();
-        product_into(
-            &mut state.next,
-            Some(1.0),
-            Operand::plain(&columns, changed.len()),
-            Operand::plain(&delta, n),
-            [first.d_output, changed.len(), n],
-            inverse_sqrt(units),
-        );
+        let moved: Vec<usize> = delta
+            .par_chunks_mut(n.max(1))
+            .zip(carried)
+            .zip(touched)
+            .map(|((delta, rectified), &u)| {
+                let mut moved = 0;
+                let new = &preactivation_t[row(u)];
+                for ((d, r), &h) in delta.iter_mut().zip(rectified).zip(new) {
+                    *d = h.max(0.0) - *r;
+                    *r = h.max(0.0);
+                    moved += usize::from(*d != 0.0);
+                }
+                moved
+            })
+            .collect();
+        let nonzeros: usize = moved.iter().sum();
+        if nonzeros == 0 {
+            return false;
+        }
+        let changed = moved.iter().filter(|&&m| m > 0).count();
+        let route = self.route.unwrap_or({
+            if (nonzeros as f64) < SPARSE_BELOW * (touched.len() * n) as f64 {
+                Route::Sparse
+            } else if changed as f64 >= FULL_PRODUCT_FROM * units as f64 {
+                Route::Full
+            } else {
+                Route::Rows
+            }
+        });
+        if route == Route::Full {
+            first.product(&mut state.next, Operand::transposed(&state.rectified, n), n);
+            return true;
+        }
+        let d_output = first.d_output;
+        let sizes = [n, touched.len(), d_output];
+        if route == Route::Sparse {
+            sparse_product_into(
+                &mut state.next,
+                delta,
+                &self.first_t,
+                Some(touched),
+                sizes,
+                inverse_sqrt(units),
+            );
+        } else {
+            // The touched units' rows of `wᵀ`, `[touched][d_output]` (a unit whose `relu`
+            // did not move has a zero row of `delta`).
+            let rows = &mut scratch.rows;
+            rows.clear();
+            rows.extend(
+                touched
+                    .iter()
+                    .flat_map(|&u| &self.first_t[u * d_output..(u + 1) * d_output]),
+            );
+            product_into(
+                &mut state.next,
+                Some(1.0),
+                Operand::transposed(delta, n),
+                Operand::plain(rows, d_output),
+                sizes,
+                inverse_sqrt(units),
+            );
+        }
         true
+    }
+
+    /// Sets the carried `relu(h)` of the `touched` units whose `relu` `moved` to that of
+    /// `preactivation_t`.
+    fn rectify(
+        &self,
+        state: &mut AboveState,
+        preactivation_t: &[f32],
+        touched: &[usize],
+        moved: &[bool],
+    ) {
+        let n = self.images;
+        let mut is_moved = vec![false; state.rectified.len() / n.max(1)];
+        for (&u, &m) in touched.iter().zip(moved) {
+            is_moved[u] = m;
+        }
+        state
+            .rectified
+            .par_chunks_mut(n.max(1))
+            .zip(preactivation_t.par_chunks(n.max(1)))
+            .zip(&is_moved)
+            .filter(|(_, moved)| **moved)
+            .for_each(|((r, h), _)| r.iter_mut().zip(h).for_each(|(r, &h)| *r = h.max(0.0)));
     }
 
     /// Test error (percent) of the network whose state above the split is `state`
     /// (`preactivation_t` the pre-activations at the split, the logits of the last layer);
-    /// on ties the last maximum wins. `scratch` holds the rectified activations in between.
+    /// on ties the last maximum wins. `scratch.rectified` holds the rectified activations in
+    /// between.
     fn error_pct(
         &self,
         state: &AboveState,
         preactivation_t: &[f32],
         targets: &[u32],
-        scratch: &mut Vec<f32>,
+        scratch: &mut Scratch,
     ) -> f64 {
         let n = self.images;
-        let mut h = std::borrow::Cow::Borrowed(if self.above.is_empty() {
-            preactivation_t
-        } else {
-            &state.next
-        });
-        for layer in self.above.iter().skip(1) {
-            scratch.clear();
-            scratch.par_extend(h.par_iter().map(|x| x.max(0.0)));
-            let mut out = vec![0.0; layer.d_output * n];
-            layer.product(&mut out, scratch, n);
-            h = std::borrow::Cow::Owned(out);
+        if n == 0 {
+            return f64::NAN;
         }
-        let classes = h.len() / n.max(1);
-        let logits = &h;
+        // The logits and the distances between an image's consecutive ones and between its
+        // classes': `[classes][images]` at the last layer, `[images][classes]` above it.
+        let (logits, image_stride, class_stride) = if self.above.is_empty() {
+            (std::borrow::Cow::Borrowed(preactivation_t), 1, n)
+        } else {
+            let mut h = std::borrow::Cow::Borrowed(&state.next[..]);
+            for (below, layer) in self.above.iter().zip(self.above.iter().skip(1)) {
+                let rectified = &mut scratch.rectified;
+                rectified.clear();
+                rectified.par_extend(h.par_iter().map(|x| x.max(0.0)));
+                let mut out = vec![0.0; layer.d_output * n];
+                layer.product(&mut out, Operand::plain(rectified, below.d_output), n);
+                h = std::borrow::Cow::Owned(out);
+            }
+            let classes = h.len() / n;
+            (h, classes, 1)
+        };
+        let classes = logits.len() / n;
         let wrong = (0..n)
             .filter(|&i| {
+                let logit = |u: usize| logits[i * image_stride + u * class_stride];
                 let mut best = 0;
                 for u in 1..classes {
-                    if logits[u * n + i].total_cmp(&logits[best * n + i])
-                        != std::cmp::Ordering::Less
-                    {
+                    if logit(u).total_cmp(&logit(best)) != std::cmp::Ordering::Less {
                         best = u;
                     }
                 }
@@ -379,7 +462,8 @@ fn curve_errors(
     let mut last = unperturbed.1;
     let units = h.len() / n.max(1);
     let mut is_touched = vec![false; units];
-    let (mut touched, mut changes, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut touched, mut changes) = (Vec::new(), Vec::new());
+    let mut scratch = Scratch::default();
     let mut done = 0;
     counts
         .iter()
@@ -402,7 +486,7 @@ fn curve_errors(
             done = count;
             if !touched.is_empty() {
                 split.apply(&mut h, &changes);
-                if split.carry(&mut state, &h, &touched) {
+                if split.carry(&mut state, &h, &touched, &mut scratch) {
                     last = split.error_pct(&state, &h, targets, &mut scratch);
                 }
                 for &i in &touched {
@@ -512,25 +596,25 @@ impl Curves<'_> {
         let (mut rng, mut control_rng) = self.generators();
         let batch = self.test.all(self.device);
         let targets = self.test.labels();
-        let images_t = if layer == 0 {
-            transpose(
-                &host(batch.images.clone()),
-                self.test.len(),
-                self.test.features(),
-            )
-        } else {
-            Vec::new()
-        };
+        let images_t = transpose(
+            &host(batch.images.clone()),
+            self.test.len(),
+            self.test.features(),
+        );
         let mut errors: [Vec<Vec<f64>>; 4] = Default::default();
         for r in 0..self.repetitions {
             let sampled = net.sample_network(self.seed.child(r as u64));
-            let split = SplitNetwork::new(&sampled, layer, &batch.images, &images_t);
+            let split = SplitNetwork::new(&sampled, layer, &images_t, self.test.len());
             let w = &host(sampled.layers[layer].weight.val());
             let d_input = sampled.layers[layer].weight.val().dims()[1];
             // The network unperturbed, measured once for the four curves.
             let state = split.state(&split.preactivation_t);
-            let unperturbed =
-                split.error_pct(&state, &split.preactivation_t, targets, &mut Vec::new());
+            let unperturbed = split.error_pct(
+                &state,
+                &split.preactivation_t,
+                targets,
+                &mut Scratch::default(),
+            );
             for c in 0..CHANGES.len() {
                 let rng = if c == CONTROL {
                     &mut control_rng
@@ -792,11 +876,11 @@ mod tests {
         100.0 * wrong as f64 / targets.len() as f64
     }
 
-    /// Every fraction's error from the carried changes (one unit's columns, a few, or the
-    /// whole product again) is the error of the perturbed network run whole, at every layer
-    /// and for both changes, on inputs with zeros and with inputs that are zero on every image:
-    /// at most one of 400 images apart (a changed summation order may move an image across a
-    /// tie).
+    /// Every fraction's error from the carried changes (one unit's, a few, or most units'),
+    /// by each route and by the cheapest, is the error of the perturbed network run whole,
+    /// at every layer and for both changes, on inputs with zeros and with inputs that are
+    /// zero on every image: at most one of 400 images apart (a changed summation order may
+    /// move an image across a tie).
     #[test]
     fn carried_changes_give_the_errors_of_the_perturbed_network_run_whole() {
         let device = BackendKind::default_available().unwrap().device().unwrap();
@@ -827,12 +911,27 @@ mod tests {
             })
             .collect();
         let images_t = transpose(&pixels, n, sizes[0]);
-        for (layer, &d_input) in sizes[..3].iter().enumerate() {
-            let split = SplitNetwork::new(&net, layer, &images, &images_t);
+        let routes = [
+            None,
+            Some(Route::Sparse),
+            Some(Route::Rows),
+            Some(Route::Full),
+        ];
+        let cases = sizes[..3]
+            .iter()
+            .enumerate()
+            .flat_map(|(layer, &d_input)| routes.map(|route| (layer, d_input, route)));
+        for (layer, d_input, route) in cases {
+            let mut split = SplitNetwork::new(&net, layer, &images_t, n);
+            split.route = route;
             let weights = host(net.layers[layer].weight.val());
             let state = split.state(&split.preactivation_t);
-            let unperturbed =
-                split.error_pct(&state, &split.preactivation_t, &targets, &mut Vec::new());
+            let unperturbed = split.error_pct(
+                &state,
+                &split.preactivation_t,
+                &targets,
+                &mut Scratch::default(),
+            );
             let mut chosen: Vec<usize> = (0..weights.len()).collect();
             chosen.shuffle(&mut rng);
             // Not every weight: with a whole layer removed every logit ties at 0, where the
@@ -868,7 +967,7 @@ mod tests {
                     let whole = whole_error(&net, layer, &w, &images, &targets, &device);
                     assert!(
                         (errors[f] - whole).abs() <= 100.0 / n as f64 + 1e-9,
-                        "layer {layer}, {count} changed: {} carried, {whole} run whole",
+                        "layer {layer}, {route:?}, {count} changed: {} carried, {whole} run whole",
                         errors[f]
                     );
                 }

@@ -11,11 +11,12 @@
 //! at every threshold, so the curve is the same networks thinned; `credit analyze` passes the
 //! sub-networks' seed, so that at `t = 1` they are the first sub-networks of its ensemble.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use credit_data::ImageSet;
-use credit_model::{DeterministicLinear, DeterministicNet, Seed, SpikeSlabNet};
+use credit_model::{Seed, SpikeSlabNet};
 use serde::{Deserialize, Serialize};
 
+use crate::host_net::{self, HostImages, HostLayer};
 use crate::params::{LayerParams, host};
 use crate::subnetworks::mean_sd;
 
@@ -65,29 +66,22 @@ fn kept(pi: f32, t: f64) -> bool {
     pi <= t && pi < 1.0
 }
 
-/// A deterministic network with the given host weights (row-major `[d_output, d_input]`)
+/// The layers of the network with the given host weights (row-major `[d_output, d_input]`)
 /// and the pruned ones zero.
-fn pruned_net(
-    weights: &[Vec<f32>],
-    params: &[LayerParams],
-    t: f64,
-    device: &Device,
-) -> DeterministicNet {
-    let layers = weights
+fn pruned_layers(weights: &[Vec<f32>], params: &[LayerParams], t: f64) -> Vec<HostLayer> {
+    weights
         .iter()
         .zip(params)
-        .map(|(w, p)| {
-            let values: Vec<f32> = w
+        .map(|(w, p)| HostLayer {
+            weight: w
                 .iter()
                 .zip(&p.pi)
                 .map(|(&w, &pi)| if kept(pi, t) { w } else { 0.0 })
-                .collect();
-            let weight =
-                Tensor::from_data(TensorData::new(values, [p.d_output, p.d_input]), device);
-            DeterministicLinear::new(weight)
+                .collect(),
+            d_output: p.d_output,
+            d_input: p.d_input,
         })
-        .collect();
-    DeterministicNet { layers }
+        .collect()
 }
 
 /// The fractions of hidden units with no incoming or no outgoing connection kept at `t`.
@@ -129,9 +123,10 @@ pub fn sparsity_curve(
     device: &Device,
 ) -> SparsityCurve {
     assert_eq!(net.layers.len(), params.len(), "one LayerParams per layer");
-    let batch = test.all(device);
-    let accuracy = |net: &DeterministicNet| {
-        credit_train::accuracy_pct(net.forward(batch.images.clone()), batch.targets.clone())
+    // Every pruned network runs on the host, whatever the device (see `host_net`).
+    let images = HostImages::new(&host(test.all(device).images), test.len(), test.features());
+    let accuracy = |layers: &[HostLayer]| {
+        host_net::accuracy_pct(&host_net::logits(layers, &images), test.labels())
     };
     let mean_weights: Vec<Vec<f32>> = params.iter().map(LayerParams::mean_weights).collect();
     // The connections kept per layer at each threshold. The kept sets grow with `t`, so
@@ -154,7 +149,7 @@ pub fn sparsity_curve(
             .map(|(&t, kept_now)| match last {
                 Some((kept_before, a)) if kept_before == kept_now => a,
                 _ => {
-                    let a = accuracy(&pruned_net(weights, params, t, device));
+                    let a = accuracy(&pruned_layers(weights, params, t));
                     last = Some((kept_now, a));
                     a
                 }

@@ -241,6 +241,9 @@ struct ExportArgs {
 }
 
 fn main() -> ExitCode {
+    // Large buffers (the analysis's passes over the whole test set) reuse freed memory
+    // instead of faulting fresh pages in.
+    credit_ops::allocator::keep_freed_blocks();
     let result = match Cli::parse().command {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args).map(|()| ExitCode::SUCCESS),

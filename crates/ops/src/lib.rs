@@ -14,6 +14,9 @@
 //! - [`noise`]: the standard-normal noise, drawn on the host from a key.
 //! - [`host_product`]: host matrix products through the `gemm` crate, operands read through
 //!   their strides.
+//! - [`allocator`]: the allocator settings of the `credit` process.
+//! - [`sparse_product`]: a host product that skips its left operand's zeros (the analysis's
+//!   carried changes).
 
 #![deny(missing_docs)]
 // Built without a backend feature, the operations have no implementation to use their arguments.
@@ -24,6 +27,7 @@
 
 #[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
 pub mod adamw;
+pub mod allocator;
 pub mod equations;
 #[cfg(feature = "flex")]
 mod flex_host;
@@ -31,3 +35,4 @@ pub mod host_product;
 #[allow(deprecated)] // burn-ndarray is deprecated, and still one of the supported backends
 pub mod mean_field;
 pub mod noise;
+pub mod sparse_product;

@@ -42,19 +42,43 @@ pub fn standard_normal_values(len: usize, key: u64) -> Vec<f32> {
 /// generator as the normals, so the two sequences of one key are related: draw them from
 /// different keys).
 pub fn uniform_values(len: usize, key: u64) -> Vec<f32> {
-    const TWO_TO_MINUS_24: f32 = 1.0 / (1u64 << 24) as f32;
     let mut values = vec![0f32; len];
     values
         .par_chunks_mut(BLOCK)
         .enumerate()
-        .for_each(|(block, values)| {
-            let first = (block * BLOCK) as u64;
-            for (i, value) in values.iter_mut().enumerate() {
-                let bits = random_bits(key, first + i as u64);
-                *value = (bits >> 40) as f32 * TWO_TO_MINUS_24;
-            }
-        });
+        .for_each(|(block, values)| fill_uniform(values, key, (block * BLOCK) as u64));
     values
+}
+
+/// `values` from positions `first..` of the uniform sequence `seed`.
+fn fill_uniform(values: &mut [f32], seed: u64, first: u64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+    {
+        // SAFETY: AVX-512F and DQ are available.
+        return unsafe { fill_uniform_avx512(values, seed, first) };
+    }
+    fill_uniform_portable(values, seed, first)
+}
+
+/// [`fill_uniform_portable`] compiled for AVX-512, where the 64-bit multiplies of 8
+/// positions take one instruction (AVX-512DQ's `vpmullq`) against the portable build's
+/// 32-bit pieces: the same integers, so the same values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn fill_uniform_avx512(values: &mut [f32], seed: u64, first: u64) {
+    fill_uniform_portable(values, seed, first)
+}
+
+/// Value `i` of `values` from the high 24 bits of position `first + i` of `seed`.
+#[inline(always)]
+fn fill_uniform_portable(values: &mut [f32], seed: u64, first: u64) {
+    const TWO_TO_MINUS_24: f32 = 1.0 / (1u64 << 24) as f32;
+    for (i, value) in values.iter_mut().enumerate() {
+        let bits = random_bits(seed, first + i as u64);
+        *value = (bits >> 40) as f32 * TWO_TO_MINUS_24;
+    }
 }
 
 /// `values` (an even count, or the last block) from pairs `first..` of the sequence `seed`.
@@ -261,6 +285,10 @@ mod tests {
             .unwrap();
         assert_eq!(values, pool.install(|| uniform_values(n, 3)));
         assert_ne!(values[..100], uniform_values(100, 4)[..]);
+        // The build for this CPU (AVX-512 where it has it) gives the portable loop's values.
+        let mut portable = vec![0.0; n];
+        fill_uniform_portable(&mut portable, 3, 0);
+        assert_eq!(values, portable);
         // Counts in ten bins within five standard deviations of n/10.
         let mut bins = [0usize; 10];
         for &u in &values {

@@ -1,0 +1,163 @@
+//! Fixed-weight networks evaluated on the host, whatever the device: the analysis runs many
+//! forward passes of pruned and perturbed networks over the whole test set, and on the host
+//! each layer is one product with no pass of its own for the scale or the `relu`, and the
+//! first one skips the zeros of MNIST-like images ([`sparse_product_into`]).
+
+use credit_model::DeterministicLinear;
+use credit_ops::host_product::{Operand, product_into};
+use credit_ops::sparse_product::sparse_product_into;
+use rayon::prelude::*;
+
+/// The fraction of nonzeros below which a product's left operand is multiplied by
+/// [`sparse_product_into`] instead of `gemm`'s product. Measured on the 784-1000-1000-10
+/// net's shape (10000 images, 800 inputs, 1000 outputs; rounds 2 and 3 of three, the first
+/// paying the destination's page faults), `gemm`'s time over the sparse product's, which
+/// includes collecting the nonzeros:
+///
+/// | nonzero | 0.02 | 0.05 | 0.1 | 0.2 | 0.3 | 0.5 |
+/// | --- | --- | --- | --- | --- | --- | --- |
+/// | `gemm` / sparse | 7.0-7.2 | 3.8 | 2.2-3.0 | 1.7-1.8 | 1.0 | 0.66 |
+///
+/// MNIST's test images are 19% nonzero; the perturbation curves of that net's first layer
+/// move 4-17% of the (unit, image) pairs per fraction, of its second 10-34%.
+pub(crate) const SPARSE_BELOW: f64 = 0.3;
+
+/// The weights of one layer, on the host.
+pub(crate) struct HostLayer {
+    /// `[d_output, d_input]`, row-major.
+    pub weight: Vec<f32>,
+    pub d_output: usize,
+    pub d_input: usize,
+}
+
+impl HostLayer {
+    /// The weights of `layer`, copied to the host.
+    pub fn of(layer: &DeterministicLinear) -> Self {
+        let [d_output, d_input] = layer.weight.val().dims();
+        Self {
+            weight: crate::params::host(layer.weight.val()),
+            d_output,
+            d_input,
+        }
+    }
+
+    /// `out = x · wᵀ / sqrt(d_input)` for `x` `[images, d_input]` (read through its
+    /// strides), `out` `[images][d_output]`.
+    pub fn product(&self, out: &mut [f32], x: Operand<f32>, images: usize) {
+        product_into(
+            out,
+            None,
+            x,
+            Operand::transposed(&self.weight, self.d_input),
+            [images, self.d_input, self.d_output],
+            inverse_sqrt(self.d_input),
+        );
+    }
+
+    /// `h = w · x / sqrt(d_input)`, `[d_output][images]`, for `x` `[d_input][images]`: the
+    /// layer in the transposed layout.
+    pub fn product_t(&self, x_t: &[f32], images: usize) -> Vec<f32> {
+        let mut h = vec![0.0; self.d_output * images];
+        product_into(
+            &mut h,
+            None,
+            Operand::plain(&self.weight, self.d_input),
+            Operand::plain(x_t, images),
+            [self.d_output, self.d_input, images],
+            inverse_sqrt(self.d_input),
+        );
+        h
+    }
+
+    /// `wᵀ`, `[d_input][d_output]`: one row per input unit.
+    pub fn transposed(&self) -> Vec<f32> {
+        transpose(&self.weight, self.d_output, self.d_input)
+    }
+}
+
+/// Test images on the host, transposed: `[features][images]`, one row per pixel, with the
+/// fraction of them that is nonzero.
+pub(crate) struct HostImages {
+    /// `[features][images]`.
+    pub pixels_t: Vec<f32>,
+    pub images: usize,
+    nonzero: f64,
+}
+
+impl HostImages {
+    /// From row-major `[images, features]` pixels.
+    pub fn new(pixels: &[f32], images: usize, features: usize) -> Self {
+        let nonzero = pixels.par_iter().filter(|&&x| x != 0.0).count();
+        Self {
+            pixels_t: transpose(pixels, images, features),
+            images,
+            nonzero: nonzero as f64 / pixels.len().max(1) as f64,
+        }
+    }
+}
+
+/// The logits of the network `layers` (input side first, `relu` between them) on `images`,
+/// `[images][classes]`: the first layer skips the pixels' zeros below [`SPARSE_BELOW`] of
+/// them nonzero.
+///
+/// # Panics
+/// If `layers` is empty, or the widths do not chain.
+pub(crate) fn logits(layers: &[HostLayer], images: &HostImages) -> Vec<f32> {
+    let n = images.images;
+    let (first, above) = layers.split_first().expect("at least one layer");
+    let mut h = vec![0.0; n * first.d_output];
+    if images.nonzero < SPARSE_BELOW {
+        sparse_product_into(
+            &mut h,
+            &images.pixels_t,
+            &first.transposed(),
+            None,
+            [n, first.d_input, first.d_output],
+            inverse_sqrt(first.d_input),
+        );
+    } else {
+        first.product(&mut h, Operand::transposed(&images.pixels_t, n), n);
+    }
+    for layer in above {
+        h.par_iter_mut().for_each(|x| *x = x.max(0.0));
+        let mut out = vec![0.0; n * layer.d_output];
+        layer.product(&mut out, Operand::plain(&h, layer.d_input), n);
+        h = out;
+    }
+    h
+}
+
+/// The percentage of rows of `logits` (`[images][classes]`) whose largest entry (the first
+/// of equal ones, as burn's `argmax`) is at the row's target.
+pub(crate) fn accuracy_pct(logits: &[f32], targets: &[u32]) -> f64 {
+    let n = targets.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let classes = logits.len() / n;
+    let correct = logits
+        .par_chunks(classes.max(1))
+        .zip(targets)
+        .filter(|&(row, &t)| {
+            let best = (1..classes).fold(0, |b, u| if row[u] > row[b] { u } else { b });
+            best == t as usize
+        })
+        .count();
+    100.0 * correct as f64 / n as f64
+}
+
+/// Row-major `[rows, cols]` to row-major `[cols, rows]`.
+pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// `x / sqrt(width)`'s factor.
+pub(crate) fn inverse_sqrt(width: usize) -> f32 {
+    (width as f32).sqrt().recip()
+}
