@@ -161,3 +161,90 @@ pub(crate) fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 pub(crate) fn inverse_sqrt(width: usize) -> f32 {
     (width as f32).sqrt().recip()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Tensor, TensorData};
+    use credit_model::{DeterministicNet, Seed};
+    use credit_train::BackendKind;
+    use rand::Rng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    /// The host network's logits are burn's forward pass's, on images with zeros below and
+    /// above [`SPARSE_BELOW`] (the first layer over the nonzeros, and through `gemm`), and
+    /// its accuracy is `credit_train::accuracy_pct`'s.
+    #[test]
+    fn host_logits_and_accuracy_are_burns() {
+        let device = BackendKind::default_available().unwrap().device().unwrap();
+        let mut rng = Seed::new(5).rng();
+        let sizes = [70, 40, 33, 7];
+        let layers: Vec<DeterministicLinear> = sizes
+            .windows(2)
+            .map(|w| {
+                let values: Vec<f32> = (0..w[0] * w[1])
+                    .map(|_| StandardNormal.sample(&mut rng))
+                    .collect();
+                DeterministicLinear::new(Tensor::from_data(
+                    TensorData::new(values, [w[1], w[0]]),
+                    &device,
+                ))
+            })
+            .collect();
+        let net = DeterministicNet { layers };
+        let host_layers: Vec<HostLayer> = net.layers.iter().map(HostLayer::of).collect();
+        let n = 150;
+        for on in [0.1, 0.6] {
+            let pixels: Vec<f32> = (0..n * sizes[0])
+                .map(|_| {
+                    if rng.random::<f64>() < on {
+                        rng.random()
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let images = HostImages::new(&pixels, n, sizes[0]);
+            assert_eq!(images.nonzero < SPARSE_BELOW, on < SPARSE_BELOW);
+            let got = logits(&host_layers, &images);
+            let x = Tensor::from_data(TensorData::new(pixels.clone(), [n, sizes[0]]), &device);
+            let expected = crate::params::host(net.forward(x));
+            for (at, (&g, &e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{on} nonzero, logit {at}: {g} against {e}"
+                );
+            }
+            let targets: Vec<u32> = (0..n).map(|i| (i % 7) as u32).collect();
+            let burn_targets = Tensor::from_data(
+                TensorData::new(targets.iter().map(|&t| t as i64).collect(), [n]),
+                &device,
+            );
+            let burn_accuracy = credit_train::accuracy_pct(
+                Tensor::from_data(TensorData::new(got.clone(), [n, 7]), &device),
+                burn_targets,
+            );
+            assert_eq!(accuracy_pct(&got, &targets), burn_accuracy);
+        }
+    }
+
+    /// Of equal largest logits the first is the prediction, as burn's `argmax` has it.
+    #[test]
+    fn ties_go_to_the_first_class() {
+        let device = BackendKind::default_available().unwrap().device().unwrap();
+        let logits = [1.0, 3.0, 3.0, 2.0, 2.0, 0.0];
+        for targets in [[1, 0], [2, 1]] {
+            let burn_targets = Tensor::from_data(
+                TensorData::new(targets.iter().map(|&t| t as i64).collect(), [2]),
+                &device,
+            );
+            let burn_logits = Tensor::from_data(TensorData::new(logits.to_vec(), [2, 3]), &device);
+            assert_eq!(
+                accuracy_pct(&logits, &targets),
+                credit_train::accuracy_pct(burn_logits, burn_targets)
+            );
+        }
+        assert_eq!(accuracy_pct(&logits, &[1, 0]), 100.0);
+        assert_eq!(accuracy_pct(&logits, &[2, 1]), 0.0);
+    }
+}
