@@ -1,7 +1,7 @@
 //! Fixed-weight networks evaluated on the host, whatever the device: the analysis runs many
 //! forward passes of pruned and perturbed networks over the whole test set, and on the host
-//! each layer is one product with no pass of its own for the scale or the `relu`, and the
-//! first one skips the zeros of MNIST-like images ([`sparse_product_into`]).
+//! each layer is one product with no pass of its own for the scale, and the first one skips
+//! the zeros of MNIST-like images ([`sparse_product_into`]).
 
 use credit_model::DeterministicLinear;
 use credit_ops::host_product::{Operand, product_into};
@@ -26,7 +26,9 @@ pub(crate) const SPARSE_BELOW: f64 = 0.3;
 pub(crate) struct HostLayer {
     /// `[d_output, d_input]`, row-major.
     pub weight: Vec<f32>,
+    /// Output units.
     pub d_output: usize,
+    /// Input units.
     pub d_input: usize,
 }
 
@@ -80,7 +82,9 @@ impl HostLayer {
 pub(crate) struct HostImages {
     /// `[features][images]`.
     pub pixels_t: Vec<f32>,
+    /// How many images.
     pub images: usize,
+    /// The fraction of the pixels that is nonzero.
     nonzero: f64,
 }
 
@@ -105,6 +109,17 @@ impl HostImages {
 pub(crate) fn logits(layers: &[HostLayer], images: &HostImages) -> Vec<f32> {
     let n = images.images;
     let (first, above) = layers.split_first().expect("at least one layer");
+    assert_eq!(
+        images.pixels_t.len(),
+        first.d_input * n,
+        "the images have the first layer's width"
+    );
+    for pair in layers.windows(2) {
+        assert_eq!(
+            pair[0].d_output, pair[1].d_input,
+            "the layers' widths chain"
+        );
+    }
     let mut h = vec![0.0; n * first.d_output];
     if images.nonzero < SPARSE_BELOW {
         sparse_product_into(
@@ -129,12 +144,16 @@ pub(crate) fn logits(layers: &[HostLayer], images: &HostImages) -> Vec<f32> {
 
 /// The percentage of rows of `logits` (`[images][classes]`) whose largest entry (the first
 /// of equal ones, as burn's `argmax`) is at the row's target.
+///
+/// # Panics
+/// If `logits` is not whole rows, one per target.
 pub(crate) fn accuracy_pct(logits: &[f32], targets: &[u32]) -> f64 {
     let n = targets.len();
     if n == 0 {
         return f64::NAN;
     }
     let classes = logits.len() / n;
+    assert_eq!(logits.len(), n * classes, "one row of logits per target");
     let correct = logits
         .par_chunks(classes.max(1))
         .zip(targets)

@@ -8,10 +8,11 @@
 //! unperturbed one and zeroing (or re-drawing) the chosen weights. The chosen sets grow by
 //! nesting (the first `f n` of one random order), so each repetition updates the layer's
 //! pre-activations incrementally instead of recomputing the layer for every `f`, and carries
-//! the change up through the next layer by the columns of the units whose `relu` changed
-//! (the whole product once half of them did); a fraction that changes no `relu` keeps the
-//! last error. The layers above the split run on the host, through `gemm`'s products
-//! ([`credit_ops::host_product`]), whatever the device.
+//! the change of its `relu` up through the next layer (over the change's nonzeros, by the
+//! touched units' rows of the weights, or by the whole product again; see
+//! `SplitNetwork::carry`); a fraction that changes no `relu` keeps the last error. Every
+//! layer runs on the host, through [`credit_ops::host_product`] and
+//! [`credit_ops::sparse_product`], whatever the device.
 //!
 //! Repetition `r` draws its network from `seed.child(r)` ([`SpikeSlabNet::sample_network`]);
 //! the chosen orders and new weights come from `seed`'s generator.
@@ -100,9 +101,10 @@ struct AboveState {
     next: Vec<f32>,
 }
 
-/// The fraction of a layer's units from which a change is carried up by the whole product
-/// again instead of by the changed units' columns: the two cost the same multiply-adds per
-/// unit, and the columns are gathered first.
+/// The fraction of a layer's units whose `relu` moved from which a change too dense for
+/// [`sparse_product_into`] is carried up by the whole product again instead of by the
+/// touched units' rows of `wᵀ`: the two cost the same multiply-adds per unit, and the rows
+/// are gathered first.
 const FULL_PRODUCT_FROM: f64 = 0.5;
 
 /// Images per block of the pre-activation updates: a block's rows of the layer's input and
@@ -192,7 +194,7 @@ impl<'a> SplitNetwork<'a> {
             }
         }
         // The changes unit by unit, each unit's in their order: `terms[groups[g]]` are the
-        // `(input, Δ)` of unit `units[g]`.
+        // `(input, Δ)` of unit `groups[g].0`.
         let mut sorted = changes.to_vec();
         sorted.sort_by_key(|&(i, _, _)| i);
         let terms: Vec<(usize, f32)> = sorted.iter().map(|&(_, j, delta)| (j, delta)).collect();
@@ -539,7 +541,7 @@ pub enum Perturbed<'a> {
 
 /// The four perturbation curves of layer or matrix index `index` of `network`, as
 /// [`perturb_layer`] runs them (a recurrent network's matrices see
-/// [`Curves::recurrent`]), calling `done` after each repetition.
+/// `Curves::recurrent`), calling `done` after each repetition.
 #[allow(clippy::too_many_arguments)]
 pub fn perturb_with(
     network: Perturbed,
