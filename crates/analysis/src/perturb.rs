@@ -24,7 +24,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use credit_data::ImageSet;
 use credit_model::{DeterministicLinear, DeterministicNet, Seed, SpikeSlabNet, SpikeSlabRnn};
 use credit_ops::host_product::{Operand, product_into};
-use credit_ops::sparse_product::{add_rows, sparse_product_into};
+use credit_ops::sparse_product::{Left, add_rows, sparse_product_into};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha12Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -330,7 +330,7 @@ impl<'a> SplitNetwork<'a> {
         if route == Route::Sparse {
             sparse_product_into(
                 &mut state.next,
-                delta,
+                Left::Transposed(delta),
                 &self.first_t,
                 Some(touched),
                 sizes,

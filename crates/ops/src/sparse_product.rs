@@ -15,9 +15,19 @@ use rayon::prelude::*;
 /// cache, serves all of them.
 const ROW_BLOCK: usize = 64;
 
-/// `dst[r] += scale · Σ_k s[k][r] · p[p_rows[k]]` over the nonzero `s[k][r]` (NaN counts
-/// as nonzero), the terms of each element added in increasing `k`: `s` `[inner, rows]`
-/// (the left operand transposed), `p` `[_, cols]`, `dst` `[rows, cols]`, all row-major;
+/// The left operand `s` of [`sparse_product_into`], `[rows, inner]`, and how it is held.
+#[derive(Clone, Copy, Debug)]
+pub enum Left<'a> {
+    /// Transposed: `[inner][rows]` row-major, one row per input (the analysis's
+    /// pre-activations, test images held one row per pixel).
+    Transposed(&'a [f32]),
+    /// `[rows][inner]` row-major, one row per output row (activations image by image).
+    RowMajor(&'a [f32]),
+}
+
+/// `dst[r] += scale · Σ_k s[r][k] · p[p_rows[k]]` over the nonzero `s[r][k]` (NaN counts
+/// as nonzero), the terms of each element added in increasing `k`: `s` `[rows, inner]`
+/// held either way ([`Left`]), `p` `[_, cols]`, `dst` `[rows, cols]`, both row-major;
 /// `p_rows` `None` reads row `k` of `p` (then `[inner, cols]`). Blocks of rows are shared
 /// among the caller's rayon threads; the result does not depend on their number.
 ///
@@ -33,12 +43,16 @@ const ROW_BLOCK: usize = 64;
 /// them without `p_rows`, at most 2³² in any case) or `p_rows` names a row outside it.
 pub fn sparse_product_into(
     dst: &mut [f32],
-    s: &[f32],
+    s: Left,
     p: &[f32],
     p_rows: Option<&[usize]>,
     [rows, inner, cols]: [usize; 3],
     scale: f32,
 ) {
+    let (s, row_major) = match s {
+        Left::Transposed(s) => (s, false),
+        Left::RowMajor(s) => (s, true),
+    };
     assert!(s.len() == inner * rows, "sparse product: left operand size");
     assert!(dst.len() == rows * cols, "sparse product: destination size");
     assert!(
@@ -74,6 +88,7 @@ pub fn sparse_product_into(
     let block = block_on_this_cpu();
     let operands = Operands {
         s,
+        row_major,
         index: &index,
         p,
         rows,
@@ -90,10 +105,11 @@ pub fn sparse_product_into(
         });
 }
 
-/// What every block of [`sparse_product_into`] reads: `s` `[index.len(), rows]`, `p`'s
-/// rows `index[k]` (`cols` long), and the scale.
+/// What every block of [`sparse_product_into`] reads: `s` (`[index.len(), rows]`, or
+/// `[rows, index.len()]` if `row_major`), `p`'s rows `index[k]` (`cols` long), and the scale.
 struct Operands<'a> {
     s: &'a [f32],
+    row_major: bool,
     index: &'a [u32],
     p: &'a [f32],
     rows: usize,
@@ -238,6 +254,20 @@ mod portable {
         } = operands;
         let inner = lists.inner;
         lists.counts = [0; super::ROW_BLOCK];
+        if operands.row_major {
+            for r in 0..count {
+                let row = &s[(first + r) * inner..(first + r + 1) * inner];
+                for (k, &x) in row.iter().enumerate() {
+                    if x != 0.0 {
+                        let at = r * inner + lists.counts[r];
+                        lists.indices[at] = index[k];
+                        lists.values[at] = x * scale;
+                        lists.counts[r] += 1;
+                    }
+                }
+            }
+            return;
+        }
         for (k, column) in s.chunks_exact(rows).enumerate() {
             for (r, &x) in column[first..first + count].iter().enumerate() {
                 // NaN compares unequal too, and is kept.
@@ -312,10 +342,39 @@ mod avx512 {
         } = operands;
         debug_assert!(count <= ROW_BLOCK && first + count <= rows);
         let inner = lists.inner;
+        let zero = _mm512_setzero_ps();
+        if operands.row_major {
+            lists.counts = [0; ROW_BLOCK];
+            for r in 0..count {
+                let row = &s[(first + r) * inner..(first + r + 1) * inner];
+                let mut found = 0;
+                for start in (0..inner).step_by(LANES) {
+                    let load = first_lanes(inner - start);
+                    // SAFETY: the masked load reads only elements of `row`.
+                    let x = unsafe { _mm512_maskz_loadu_ps(load, row.as_ptr().add(start)) };
+                    let mut nonzero = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, x, zero);
+                    if nonzero == 0 {
+                        continue;
+                    }
+                    let mut lanes = [0.0f32; LANES];
+                    // SAFETY: `lanes` holds 16 floats.
+                    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), x) };
+                    while nonzero != 0 {
+                        let lane = nonzero.trailing_zeros() as usize;
+                        nonzero &= nonzero - 1;
+                        let at = r * inner + found;
+                        lists.indices[at] = index[start + lane];
+                        lists.values[at] = lanes[lane] * scale;
+                        found += 1;
+                    }
+                }
+                lists.counts[r] = found;
+            }
+            return;
+        }
         let groups = count.div_ceil(LANES);
         let loads: [__mmask16; ROW_BLOCK / LANES] =
             std::array::from_fn(|g| first_lanes(count.saturating_sub(g * LANES)));
-        let zero = _mm512_setzero_ps();
         lists.counts = [0; ROW_BLOCK];
         for (k, &p_row) in index.iter().enumerate().take(inner) {
             for (g, &load) in loads[..groups].iter().enumerate() {
@@ -512,6 +571,13 @@ mod tests {
             .collect()
     }
 
+    /// The row-major transpose of the row-major `[rows, cols]` matrix `a`.
+    fn transposed(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..rows * cols)
+            .map(|at| a[(at % rows) * cols + at / rows])
+            .collect()
+    }
+
     /// `dst + scale · sᵀ · p` by the triple loop, in f64.
     fn naive(
         dst: &[f32],
@@ -552,31 +618,48 @@ mod tests {
                 let start = sparse(rows, cols, 1.0, 9);
                 let expected = naive(&start, &s, &p, sizes, 0.5);
                 let mut got = start.clone();
-                sparse_product_into(&mut got, &s, &p, None, sizes, 0.5);
+                sparse_product_into(&mut got, Left::Transposed(&s), &p, None, sizes, 0.5);
+                // The same left operand held row-major.
+                let s_rows = transposed(&s, inner, rows);
+                let mut row_major = start.clone();
+                sparse_product_into(
+                    &mut row_major,
+                    Left::RowMajor(&s_rows),
+                    &p,
+                    None,
+                    sizes,
+                    0.5,
+                );
                 // The same rows of `p` in reverse order after three others, named by `p_rows`.
                 let mut shuffled = sparse(3, cols, 1.0, 8);
                 shuffled.extend(p.chunks(cols).rev().flatten());
                 let p_rows: Vec<usize> = (0..inner).map(|k| 3 + inner - 1 - k).collect();
                 let mut mapped = start.clone();
-                sparse_product_into(&mut mapped, &s, &shuffled, Some(&p_rows), sizes, 0.5);
+                let left = Left::Transposed(&s);
+                sparse_product_into(&mut mapped, left, &shuffled, Some(&p_rows), sizes, 0.5);
                 let mut lists = Lists::new(inner);
-                let mut portable = start.clone();
                 let index: Vec<u32> = (0..inner as u32).collect();
-                let operands = Operands {
-                    s: &s,
-                    index: &index,
-                    p: &p,
-                    rows,
-                    cols,
-                    scale: 0.5,
-                };
-                for (b, dst) in portable.chunks_mut(ROW_BLOCK * cols).enumerate() {
-                    portable::block(&mut lists, dst, &operands, b * ROW_BLOCK);
+                let mut portable = [start.clone(), start.clone()];
+                for (row_major, portable) in [false, true].into_iter().zip(&mut portable) {
+                    let operands = Operands {
+                        s: if row_major { &s_rows } else { &s },
+                        row_major,
+                        index: &index,
+                        p: &p,
+                        rows,
+                        cols,
+                        scale: 0.5,
+                    };
+                    for (b, dst) in portable.chunks_mut(ROW_BLOCK * cols).enumerate() {
+                        portable::block(&mut lists, dst, &operands, b * ROW_BLOCK);
+                    }
                 }
                 let cases = [
                     ("sparse_product_into", &got),
+                    ("row-major", &row_major),
                     ("rows named", &mapped),
-                    ("portable", &portable),
+                    ("portable", &portable[0]),
+                    ("portable row-major", &portable[1]),
                 ];
                 for (case, got) in cases {
                     for (at, (&x, &y)) in got.iter().zip(&expected).enumerate() {
@@ -598,7 +681,14 @@ mod tests {
         s[rows + 1] = f32::NAN;
         let p = vec![1.0; inner * cols];
         let mut dst = vec![0.0; rows * cols];
-        sparse_product_into(&mut dst, &s, &p, None, [rows, inner, cols], 1.0);
+        sparse_product_into(
+            &mut dst,
+            Left::Transposed(&s),
+            &p,
+            None,
+            [rows, inner, cols],
+            1.0,
+        );
         assert!(dst[..cols].iter().all(|x| *x == 0.0));
         assert!(dst[cols..2 * cols].iter().all(|x| x.is_nan()));
         assert!(dst[2 * cols..].iter().all(|x| *x == 0.0));
@@ -637,18 +727,39 @@ mod tests {
     #[test]
     #[should_panic(expected = "left operand size")]
     fn a_wrong_size_panics() {
-        sparse_product_into(&mut [0.0; 4], &[0.0; 3], &[0.0; 2], None, [2, 1, 2], 1.0);
+        sparse_product_into(
+            &mut [0.0; 4],
+            Left::Transposed(&[0.0; 3]),
+            &[0.0; 2],
+            None,
+            [2, 1, 2],
+            1.0,
+        );
     }
 
     /// Empty sizes leave the destination as it is.
     #[test]
     fn empty_sizes_change_nothing() {
-        sparse_product_into(&mut [], &[], &[], None, [0, 3, 0], 1.0);
+        sparse_product_into(&mut [], Left::Transposed(&[]), &[], None, [0, 3, 0], 1.0);
         let mut dst = [1.0; 6];
-        sparse_product_into(&mut dst, &[], &[], None, [2, 0, 3], 1.0);
+        sparse_product_into(&mut dst, Left::RowMajor(&[]), &[], None, [2, 0, 3], 1.0);
         assert_eq!(dst, [1.0; 6]);
-        sparse_product_into(&mut [], &[], &[0.0; 3], None, [0, 3, 1], 1.0);
-        sparse_product_into(&mut [], &[0.0; 3], &[], Some(&[5]), [3, 1, 0], 1.0);
+        sparse_product_into(
+            &mut [],
+            Left::Transposed(&[]),
+            &[0.0; 3],
+            None,
+            [0, 3, 1],
+            1.0,
+        );
+        sparse_product_into(
+            &mut [],
+            Left::Transposed(&[0.0; 3]),
+            &[],
+            Some(&[5]),
+            [3, 1, 0],
+            1.0,
+        );
     }
 
     #[test]
@@ -657,7 +768,7 @@ mod tests {
         let rows = [0, 2];
         sparse_product_into(
             &mut [0.0; 4],
-            &[0.0; 4],
+            Left::Transposed(&[0.0; 4]),
             &[0.0; 4],
             Some(&rows),
             [2, 2, 2],
