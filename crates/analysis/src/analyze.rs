@@ -595,7 +595,6 @@ fn analyze_here(
             &config.pi_thresholds,
             config.pruning_samples,
             seed.stream(Stream::Subnetworks),
-            &device,
         ));
     }
     analysis.seconds = started.elapsed().as_secs_f64();

@@ -3,6 +3,9 @@
 //! each layer is one product with no pass of its own for the scale, and the first one skips
 //! the zeros of MNIST-like images ([`sparse_product_into`]).
 
+use std::borrow::Cow;
+
+use credit_data::ImageSet;
 use credit_model::DeterministicLinear;
 use credit_ops::host_product::{Operand, product_into};
 use credit_ops::sparse_product::{Left, sparse_product_into};
@@ -101,6 +104,16 @@ pub(crate) struct HostImages {
 }
 
 impl HostImages {
+    /// The images of `test`, scaled as a network sees them (without a trip through the
+    /// device).
+    pub fn of(test: &ImageSet) -> Self {
+        let pixels: Vec<f32> = (0..test.len())
+            .into_par_iter()
+            .flat_map_iter(|i| test.pixels(i))
+            .collect();
+        Self::new(&pixels, test.len(), test.features())
+    }
+
     /// From row-major `[images, features]` pixels.
     pub fn new(pixels: &[f32], images: usize, features: usize) -> Self {
         let nonzero = pixels.par_iter().filter(|&&x| x != 0.0).count();
@@ -139,21 +152,42 @@ pub(crate) fn logits(layers: &[HostLayer], images: &HostImages) -> Vec<f32> {
     } else {
         first.product(&mut h, Operand::transposed(&images.pixels_t, n), n);
     }
-    for layer in above {
-        let nonzero = h
+    through(above, &h, n, &mut Vec::new()).into_owned()
+}
+
+/// `layers` (input side first) on the pre-activations `h` below them (`[images][width]`):
+/// each takes `relu` of what is below it, over its nonzeros below [`SPARSE_BELOW`] of them;
+/// `[images][last width]`, `h` itself without layers. `rectified` holds the activations in
+/// between.
+///
+/// # Panics
+/// If the widths of `h` and `layers` do not chain.
+pub(crate) fn through<'h>(
+    layers: &[HostLayer],
+    h: &'h [f32],
+    images: usize,
+    rectified: &mut Vec<f32>,
+) -> Cow<'h, [f32]> {
+    let mut h = Cow::Borrowed(h);
+    for layer in layers {
+        assert_eq!(h.len(), images * layer.d_input, "the layers' widths chain");
+        // `relu` and its nonzeros in one pass.
+        rectified.resize(h.len(), 0.0);
+        let nonzero: usize = rectified
             .par_iter_mut()
-            .map(|x| {
-                *x = x.max(0.0);
-                usize::from(*x != 0.0)
+            .zip(h.par_iter())
+            .map(|(r, &x)| {
+                *r = x.max(0.0);
+                usize::from(*r != 0.0)
             })
-            .sum::<usize>();
-        let mut out = vec![0.0; n * layer.d_output];
-        if (nonzero as f64) < SPARSE_BELOW * h.len() as f64 {
-            layer.sparse_product(&mut out, Left::RowMajor(&h), n);
+            .sum();
+        let mut out = vec![0.0; images * layer.d_output];
+        if (nonzero as f64) < SPARSE_BELOW * rectified.len() as f64 {
+            layer.sparse_product(&mut out, Left::RowMajor(rectified), images);
         } else {
-            layer.product(&mut out, Operand::plain(&h, layer.d_input), n);
+            layer.product(&mut out, Operand::plain(rectified, layer.d_input), images);
         }
-        h = out;
+        h = Cow::Owned(out);
     }
     h
 }

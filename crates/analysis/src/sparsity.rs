@@ -11,7 +11,6 @@
 //! at every threshold, so the curve is the same networks thinned; `credit analyze` passes the
 //! sub-networks' seed, so that at `t = 1` they are the first sub-networks of its ensemble.
 
-use burn::tensor::Device;
 use credit_data::ImageSet;
 use credit_model::{Seed, SpikeSlabNet};
 use serde::{Deserialize, Serialize};
@@ -120,11 +119,10 @@ pub fn sparsity_curve(
     thresholds: &[f64],
     samples: usize,
     seed: Seed,
-    device: &Device,
 ) -> SparsityCurve {
     assert_eq!(net.layers.len(), params.len(), "one LayerParams per layer");
     // Every pruned network runs on the host, whatever the device (see `host_net`).
-    let images = HostImages::new(&host(test.all(device).images), test.len(), test.features());
+    let images = HostImages::of(test);
     let accuracy = |layers: &[HostLayer]| {
         host_net::accuracy_pct(&host_net::logits(layers, &images), test.labels())
     };

@@ -177,6 +177,15 @@ impl Lists {
         self.values.resize(ROW_BLOCK * inner, 0.0);
     }
 
+    /// Appends input row `p_row` with coefficient `value` to row `r`'s list.
+    #[inline(always)]
+    fn push(&mut self, r: usize, p_row: u32, value: f32) {
+        let at = r * self.inner + self.counts[r];
+        self.indices[at] = p_row;
+        self.values[at] = value;
+        self.counts[r] += 1;
+    }
+
     fn row(&self, r: usize) -> Row<'_> {
         let start = r * self.inner;
         let end = start + self.counts[r];
@@ -259,10 +268,7 @@ mod portable {
                 let row = &s[(first + r) * inner..(first + r + 1) * inner];
                 for (k, &x) in row.iter().enumerate() {
                     if x != 0.0 {
-                        let at = r * inner + lists.counts[r];
-                        lists.indices[at] = index[k];
-                        lists.values[at] = x * scale;
-                        lists.counts[r] += 1;
+                        lists.push(r, index[k], x * scale);
                     }
                 }
             }
@@ -272,10 +278,7 @@ mod portable {
             for (r, &x) in column[first..first + count].iter().enumerate() {
                 // NaN compares unequal too, and is kept.
                 if x != 0.0 {
-                    let at = r * inner + lists.counts[r];
-                    lists.indices[at] = index[k];
-                    lists.values[at] = x * scale;
-                    lists.counts[r] += 1;
+                    lists.push(r, index[k], x * scale);
                 }
             }
         }
@@ -321,6 +324,23 @@ mod avx512 {
         if n >= LANES { 0xffff } else { (1u16 << n) - 1 }
     }
 
+    /// `visit(lane, value)` for each lane of `x` set in `lanes`, in order.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn for_each_lane(x: __m512, mut lanes: __mmask16, mut visit: impl FnMut(usize, f32)) {
+        if lanes == 0 {
+            return;
+        }
+        let mut values = [0.0f32; LANES];
+        // SAFETY: `values` holds 16 floats.
+        unsafe { _mm512_storeu_ps(values.as_mut_ptr(), x) };
+        while lanes != 0 {
+            let lane = lanes.trailing_zeros() as usize;
+            lanes &= lanes - 1;
+            visit(lane, values[lane]);
+        }
+    }
+
     /// `portable::collect`, 16-lane loads.
     ///
     /// # Safety
@@ -347,28 +367,15 @@ mod avx512 {
             lists.counts = [0; ROW_BLOCK];
             for r in 0..count {
                 let row = &s[(first + r) * inner..(first + r + 1) * inner];
-                let mut found = 0;
                 for start in (0..inner).step_by(LANES) {
                     let load = first_lanes(inner - start);
                     // SAFETY: the masked load reads only elements of `row`.
                     let x = unsafe { _mm512_maskz_loadu_ps(load, row.as_ptr().add(start)) };
-                    let mut nonzero = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, x, zero);
-                    if nonzero == 0 {
-                        continue;
-                    }
-                    let mut lanes = [0.0f32; LANES];
-                    // SAFETY: `lanes` holds 16 floats.
-                    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), x) };
-                    while nonzero != 0 {
-                        let lane = nonzero.trailing_zeros() as usize;
-                        nonzero &= nonzero - 1;
-                        let at = r * inner + found;
-                        lists.indices[at] = index[start + lane];
-                        lists.values[at] = lanes[lane] * scale;
-                        found += 1;
-                    }
+                    let nonzero = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, x, zero);
+                    for_each_lane(x, nonzero, |lane, x| {
+                        lists.push(r, index[start + lane], x * scale);
+                    });
                 }
-                lists.counts[r] = found;
             }
             return;
         }
@@ -382,22 +389,10 @@ mod avx512 {
                 // SAFETY: the masked load reads lanes of rows `first..first + count` only, in
                 // row `k` of `s`.
                 let x = unsafe { _mm512_maskz_loadu_ps(load, s.as_ptr().add(at)) };
-                let mut nonzero = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, x, zero);
-                if nonzero == 0 {
-                    continue;
-                }
-                let mut lanes = [0.0f32; LANES];
-                // SAFETY: `lanes` holds 16 floats.
-                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), x) };
-                while nonzero != 0 {
-                    let lane = nonzero.trailing_zeros() as usize;
-                    nonzero &= nonzero - 1;
-                    let r = g * LANES + lane;
-                    let at = r * inner + lists.counts[r];
-                    lists.indices[at] = p_row;
-                    lists.values[at] = lanes[lane] * scale;
-                    lists.counts[r] += 1;
-                }
+                let nonzero = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, x, zero);
+                for_each_lane(x, nonzero, |lane, x| {
+                    lists.push(g * LANES + lane, p_row, x * scale);
+                });
             }
         }
     }
