@@ -16,7 +16,8 @@ use credit_train::BackendKind;
 /// two tiles, exactly one vector, an output layer narrower than a vector (composed path), and
 /// one whose moments (1.1 MB) leave a core's cache. Each runs on sparse inputs (15% nonzero,
 /// flex's kernels), half-nonzero ones and dense ones (both through flex's dense products,
-/// `dense.rs`).
+/// `dense.rs`), with an incoming gradient 60% nonzero (the input gradient through the dense
+/// products) and, on the sparse inputs, 6% nonzero (through the kernels).
 const SHAPES: [(usize, usize, usize); 6] = [
     (9, 37, 100),
     (5, 100, 200),
@@ -95,6 +96,18 @@ impl Fixture {
         for (i, x) in self.input.iter_mut().enumerate().skip(d_in) {
             if *x == 0.0 && i * 37 % 101 < 42 {
                 *x = 0.1 + 0.8 * ((i * 53 % 97) as f64 / 97.0);
+            }
+        }
+        self
+    }
+
+    /// The same layer with an incoming gradient about 6% nonzero (one in ten of its
+    /// nonzeros kept), as under a ReLU that is mostly off: flex computes the input gradient
+    /// with the kernels that skip zeros.
+    pub fn sparse_gradient(mut self) -> Self {
+        for (i, r) in self.r.iter_mut().enumerate() {
+            if i % 10 != 3 {
+                *r = 0.0;
             }
         }
         self
@@ -192,6 +205,7 @@ fn check_backend(backend: BackendKind) {
             let sparse = Fixture::new(shape, 7 + i as u64);
             let inputs = [
                 ("sparse", sparse.clone()),
+                ("sparse gradient", sparse.clone().sparse_gradient()),
                 ("half", sparse.clone().half()),
                 ("dense", sparse.dense()),
             ];

@@ -181,24 +181,27 @@ fn tile_masks<const V: usize>(offset: usize, width: usize) -> [__mmask16; V] {
 }
 
 /// The positions `k` where `row[k]` or `second[k]` (default `row[k]²`) is nonzero (or
-/// NaN), with both values, written to the fronts of `found`, 16 entries at a time
+/// NaN), with both values, written to `found` from entry `at` on, 16 entries at a time
 /// compressed in registers; returns how many.
 ///
 /// # Safety
 /// AVX-512F must be available; `second` must be as long as `row`, and `found` hold
-/// `Nonzeros::new(row.len())` or more.
+/// `at + row.len() + 16` entries or more.
 #[target_feature(enable = "avx512f")]
 unsafe fn collect_nonzeros(
     row: &[f32],
     second: Option<&[f32]>,
     found: &mut Nonzeros<f32>,
+    at: usize,
 ) -> usize {
+    debug_assert!(found.indices.len() >= at + row.len() + LANES);
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let mut count = 0;
     for start in (0..row.len()).step_by(LANES) {
         let load = first_lanes(row.len() - start);
         // SAFETY: the masked loads read only lanes inside `row` and `second`; each store
-        // writes 16 lanes at `count <= start`, inside the `row.len() + 16` of each buffer.
+        // writes 16 lanes at `at + count <= at + start`, inside the `at + row.len() + 16`
+        // entries of each buffer.
         count += unsafe {
             let x = _mm512_maskz_loadu_ps(load, row.as_ptr().add(start));
             let y = match second {
@@ -210,10 +213,10 @@ unsafe fn collect_nonzeros(
                 | _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, y, zero);
             let positions = _mm512_add_epi32(lanes, _mm512_set1_epi32(start as i32));
             let compress = |v| _mm512_maskz_compress_ps(nonzero, v);
-            _mm512_storeu_ps(found.first.as_mut_ptr().add(count), compress(x));
-            _mm512_storeu_ps(found.second.as_mut_ptr().add(count), compress(y));
+            _mm512_storeu_ps(found.first.as_mut_ptr().add(at + count), compress(x));
+            _mm512_storeu_ps(found.second.as_mut_ptr().add(at + count), compress(y));
             _mm512_storeu_si512(
-                found.indices.as_mut_ptr().add(count).cast(),
+                found.indices.as_mut_ptr().add(at + count).cast(),
                 _mm512_maskz_compress_epi32(nonzero, positions),
             );
             nonzero.count_ones() as usize
@@ -257,17 +260,15 @@ struct Found<'a> {
     second: &'a [f32],
 }
 
-impl<'a> Found<'a> {
-    fn new(found: &'a Nonzeros<f32>, count: usize) -> Self {
-        Self {
-            indices: &found.indices[..count],
-            first: &found.first[..count],
-            second: &found.second[..count],
-        }
-    }
-}
+/// Rows whose nonzeros [`gather_rows`] collects before it accumulates them, tile by tile:
+/// a tile's columns of `p` and `q` (`inner · 7 · 16` floats each, 700 kB together for 784
+/// inputs),
+/// once in a core's L2 cache, serve all of these rows, where row by row every nonzero read
+/// its rows of `p` and `q` from L3 (6.3 MB for a 784 → 1000 layer).
+const ROW_BLOCK: usize = 64;
 
-/// See `KernelFloat::gather_rows`.
+/// See `KernelFloat::gather_rows`: blocks of [`ROW_BLOCK`] rows, their nonzeros collected
+/// first, then each tile of columns over all the rows of the block.
 ///
 /// # Safety
 /// AVX-512F must be available, and the lengths those of `shape` (`Shape::gather`).
@@ -280,24 +281,114 @@ pub(super) unsafe fn gather_rows(
     sp: &mut [f32],
     sq: &mut [f32],
 ) {
-    let mut nonzeros = Nonzeros::new(shape.inner);
-    let outputs = sp
-        .chunks_exact_mut(shape.width)
-        .zip(sq.chunks_exact_mut(shape.width));
-    for (r, (sp, sq)) in outputs.enumerate() {
-        let (row, second) = c.row(r, shape.inner);
-        // SAFETY: the buffers hold `inner + 16`; the indices found are below `inner`, the
-        // rows of `p` and `q`, which are `width` long like `sp` and `sq`.
-        unsafe {
-            let count = collect_nonzeros(row, second, &mut nonzeros);
-            let found = Found::new(&nonzeros, count);
-            in_tiles!(shape.width, gather_tile(sp, sq, p, q, found));
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.rows.make_room(ROW_BLOCK * shape.inner);
+        // SAFETY: as this function's, with room for the nonzeros of `ROW_BLOCK` rows.
+        unsafe { gather_blocks(shape, c, p, q, sp, sq, &mut scratch.rows) }
+    });
+}
+
+/// Each thread's lists of nonzeros, kept from call to call: new ones would be zeroed for
+/// every call (600 kB for 64 rows of 784 inputs), which cost the paper's net 4% of its
+/// training time.
+struct Scratch {
+    rows: Nonzeros<f32>,
+    columns: Nonzeros<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        rows: Nonzeros::new(0),
+        columns: Nonzeros::new(0),
+    });
+}
+
+/// [`gather_rows`] with `nonzeros` holding `ROW_BLOCK · inner + 16` entries.
+///
+/// # Safety
+/// As [`gather_rows`].
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_blocks(
+    shape: Shape,
+    c: Coefficients<f32>,
+    p: &[f32],
+    q: &[f32],
+    sp: &mut [f32],
+    sq: &mut [f32],
+    nonzeros: &mut Nonzeros<f32>,
+) {
+    let (inner, width) = (shape.inner, shape.width);
+    let mut ends = [0usize; ROW_BLOCK];
+    let block = ROW_BLOCK * width;
+    let blocks = sp.chunks_mut(block).zip(sq.chunks_mut(block));
+    for (b, (sp, sq)) in blocks.enumerate() {
+        let rows = sp.len() / width;
+        let mut at = 0;
+        for (r, end) in ends.iter_mut().enumerate().take(rows) {
+            let (row, second) = c.row(b * ROW_BLOCK + r, inner);
+            // SAFETY: `nonzeros` holds `ROW_BLOCK · inner + 16` entries and `at` is at most
+            // `r · inner`.
+            at += unsafe { collect_nonzeros(row, second, nonzeros, at) };
+            *end = at;
+        }
+        let lists = Lists {
+            found: nonzeros,
+            ends: &ends[..rows],
+        };
+        // SAFETY: the indices found are below `inner`, the rows of `p` and `q`, which are
+        // `width` long like the rows of `sp` and `sq`.
+        unsafe { in_tiles!(width, gather_block_tile(sp, sq, p, q, lists, false)) };
+    }
+}
+
+/// The nonzeros of a block of rows, one after the other in `found`: row `r`'s end at
+/// `ends[r]`, its start at the previous row's end.
+#[derive(Clone, Copy)]
+struct Lists<'a> {
+    found: &'a Nonzeros<f32>,
+    ends: &'a [usize],
+}
+
+impl<'a> Lists<'a> {
+    /// Row `r`'s nonzeros.
+    fn row(&self, r: usize) -> Found<'a> {
+        let start = if r == 0 { 0 } else { self.ends[r - 1] };
+        let range = start..self.ends[r];
+        Found {
+            indices: &self.found.indices[range.clone()],
+            first: &self.found.first[range.clone()],
+            second: &self.found.second[range],
         }
     }
 }
 
+/// Columns `16 · first` onwards (`V` vectors) of every row of a block of [`gather_rows`]
+/// (`sp`, `sq` `[rows, width]`).
+///
+/// # Safety
+/// As [`gather_rows`], with `16 · first` below `width`.
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_block_tile<const V: usize>(
+    sp: &mut [f32],
+    sq: &mut [f32],
+    p: &[f32],
+    q: &[f32],
+    lists: Lists,
+    accumulate: bool,
+    first: usize,
+) {
+    let Some(width) = sp.len().checked_div(lists.ends.len()) else {
+        return;
+    };
+    let rows = sp.chunks_exact_mut(width).zip(sq.chunks_exact_mut(width));
+    for (r, (sp, sq)) in rows.enumerate() {
+        // SAFETY: as this function's, for one row.
+        unsafe { gather_tile::<V>(sp, sq, p, q, lists.row(r), accumulate, first) };
+    }
+}
+
 /// `sp`, `sq` columns `16 · first` onwards (`V` vectors) of one row of
-/// [`gather_rows`].
+/// [`gather_rows`], added to their values if `accumulate`.
 ///
 /// # Safety
 /// As [`gather_rows`], for one row, with `16 · first` below `width = sp.len()`.
@@ -308,6 +399,7 @@ unsafe fn gather_tile<const V: usize>(
     p: &[f32],
     q: &[f32],
     found: Found,
+    accumulate: bool,
     first: usize,
 ) {
     let width = sp.len();
@@ -315,6 +407,16 @@ unsafe fn gather_tile<const V: usize>(
     let masks = tile_masks::<V>(offset, width);
     let mut acc_p = [_mm512_setzero_ps(); V];
     let mut acc_q = [_mm512_setzero_ps(); V];
+    if accumulate {
+        for v in 0..V {
+            let column = offset + v * LANES;
+            // SAFETY: the masked loads read only columns below `width`, inside `sp`, `sq`.
+            unsafe {
+                acc_p[v] = _mm512_maskz_loadu_ps(masks[v], sp.as_ptr().add(column));
+                acc_q[v] = _mm512_maskz_loadu_ps(masks[v], sq.as_ptr().add(column));
+            }
+        }
+    }
     let values = found.first.iter().zip(found.second);
     for (j, (&k, (&x, &y))) in found.indices.iter().zip(values).enumerate() {
         if let Some(&ahead) = found.indices.get(j + PREFETCH_DISTANCE) {
@@ -351,7 +453,14 @@ unsafe fn gather_tile<const V: usize>(
     }
 }
 
-/// See `KernelFloat::scatter_rows`.
+/// See `KernelFloat::scatter_rows`, computed as a gather: each output row `k` (an input
+/// column) accumulates `Σ_r s[r,k] · p_rows[r]` in registers over the rows where column `k`
+/// is nonzero, one tile of columns at a time over all the block's `k`. A tile of the rows
+/// `p_rows`, `q_rows` (`rows · 7 · 16` floats each, 450 kB together at a batch of 500), once in L2,
+/// serves every `k`, and no output is stored more than once per tile; scattering each row's
+/// products into the outputs instead stored every output vector once per nonzero, and read
+/// the outputs from L3 where they outgrew L2. Each output's terms are added in increasing
+/// `r`, as a row-by-row scatter adds them.
 ///
 /// # Safety
 /// AVX-512F must be available, and the lengths those of `shape` (`Shape::scatter`).
@@ -364,61 +473,79 @@ pub(super) unsafe fn scatter_rows(
     p_out: &mut [f32],
     q_out: &mut [f32],
 ) {
-    let width = shape.width;
-    let mut nonzeros = Nonzeros::new(shape.inner);
-    let dense = p_rows.chunks_exact(width).zip(q_rows.chunks_exact(width));
-    for (row, (p_row, q_row)) in s.rows().zip(dense) {
-        // SAFETY: the buffers hold `inner + 16`; the indices found are below `inner`, the
-        // rows of `p_out` and `q_out`, which are `width` long like `p_row` and `q_row`.
-        unsafe {
-            let count = collect_nonzeros(row, None, &mut nonzeros);
-            let found = Found::new(&nonzeros, count);
-            in_tiles!(width, scatter_tile(p_out, q_out, p_row, q_row, found));
-        }
-    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        let Scratch { rows, columns } = scratch;
+        rows.make_room(s.row_count() * shape.inner);
+        // SAFETY: as this function's, with room for the nonzeros of every row.
+        unsafe { scatter_as_gather(shape, s, p_rows, q_rows, p_out, q_out, rows, columns) }
+    });
 }
 
-/// Columns `16 · first` onwards (`V` vectors) of one row of [`scatter_rows`], whose
-/// `p_row`, `q_row` values stay in registers.
+/// [`scatter_rows`] with `by_row` holding `rows · inner + 16` entries, and `by_column` for
+/// its lists by column.
 ///
 /// # Safety
-/// As [`scatter_rows`], for one row, with `16 · first` below `width = p_row.len()`.
+/// As [`scatter_rows`].
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn scatter_tile<const V: usize>(
+unsafe fn scatter_as_gather(
+    shape: Shape,
+    s: Columns<f32>,
+    p_rows: &[f32],
+    q_rows: &[f32],
     p_out: &mut [f32],
     q_out: &mut [f32],
-    p_row: &[f32],
-    q_row: &[f32],
-    found: Found,
-    first: usize,
+    by_row: &mut Nonzeros<f32>,
+    by_column: &mut Nonzeros<f32>,
 ) {
-    let width = p_row.len();
-    let offset = first * LANES;
-    let masks = tile_masks::<V>(offset, width);
-    // SAFETY: the masked loads and stores touch only columns `offset..width` of the two
-    // rows and of the output rows `k`, which lie inside `p_out`, `q_out`.
-    unsafe {
-        let load = |row: &[f32], v: usize| {
-            _mm512_maskz_loadu_ps(masks[v], row.as_ptr().add(offset + v * LANES))
-        };
-        let p: [__m512; V] = std::array::from_fn(|v| load(p_row, v));
-        let q: [__m512; V] = std::array::from_fn(|v| load(q_row, v));
-        let values = found.first.iter().zip(found.second);
-        for (&k, (&x, &x2)) in found.indices.iter().zip(values) {
-            let (x, x2) = (_mm512_set1_ps(x), _mm512_set1_ps(x2));
-            let start = k as usize * width + offset;
-            let out_p = p_out.as_mut_ptr().add(start);
-            let out_q = q_out.as_mut_ptr().add(start);
-            for v in 0..V {
-                let at = out_p.add(v * LANES);
-                let sum = _mm512_fmadd_ps(p[v], x, _mm512_maskz_loadu_ps(masks[v], at));
-                _mm512_mask_storeu_ps(at, masks[v], sum);
-                let at = out_q.add(v * LANES);
-                let sum = _mm512_fmadd_ps(q[v], x2, _mm512_maskz_loadu_ps(masks[v], at));
-                _mm512_mask_storeu_ps(at, masks[v], sum);
-            }
-        }
+    let (inner, width) = (shape.inner, shape.width);
+    let rows = s.row_count();
+    // Each row's nonzeros, then the same entries sorted by column (stably, so in increasing
+    // row within a column), with the row as the index.
+    let mut row_ends = vec![0usize; rows];
+    let mut ends = vec![0usize; inner];
+    let mut at = 0;
+    for (row, end) in s.rows().zip(&mut row_ends) {
+        // SAFETY: `by_row` holds `rows · inner + 16` entries and `at` is at most
+        // `r · inner` for row `r`.
+        at += unsafe { collect_nonzeros(row, None, by_row, at) };
+        *end = at;
     }
+    for &k in &by_row.indices[..at] {
+        ends[k as usize] += 1;
+    }
+    let mut next = vec![0usize; inner];
+    let mut total = 0;
+    for (end, next) in ends.iter_mut().zip(&mut next) {
+        *next = total;
+        total += *end;
+        *end = total;
+    }
+    by_column.make_room(at);
+    let mut start = 0;
+    for (r, &end) in row_ends.iter().enumerate() {
+        for j in start..end {
+            let k = by_row.indices[j] as usize;
+            let to = next[k];
+            next[k] += 1;
+            by_column.indices[to] = r as u32;
+            by_column.first[to] = by_row.first[j];
+            by_column.second[to] = by_row.second[j];
+        }
+        start = end;
+    }
+    let lists = Lists {
+        found: by_column,
+        ends: &ends,
+    };
+    // SAFETY: the indices are rows of `p_rows` and `q_rows`, `width` long like the rows of
+    // `p_out` and `q_out`, which hold `inner` of them.
+    unsafe {
+        in_tiles!(
+            width,
+            gather_block_tile(p_out, q_out, p_rows, q_rows, lists, true)
+        )
+    };
 }
 
 #[cfg(test)]

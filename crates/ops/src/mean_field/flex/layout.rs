@@ -215,6 +215,13 @@ impl<T: KernelFloat> Nonzeros<T> {
             second: vec![T::zero(); len + LANES],
         }
     }
+
+    /// Makes room for a row of `len` (the entries kept hold stale values).
+    pub(super) fn make_room(&mut self, len: usize) {
+        if self.indices.len() < len + LANES {
+            *self = Self::new(len);
+        }
+    }
 }
 
 /// The shape `[d_output, d_input]` of `[m, xi, pi]`, checked to be the same for all three.
@@ -225,4 +232,58 @@ fn param_shape<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> [usize; 2] {
         "m, xi, pi differ in shape"
     );
     m.shape
+}
+
+thread_local! {
+    /// Each thread's buffers for [`Reused`], kept from operation to operation.
+    static REUSED: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `len` values that an operation uses and does not return (the moments of the
+/// weights, the squared input, the gradients of the moments): taken from the calling
+/// thread's pool and given back when dropped, its values those a previous operation left,
+/// so that the operation must write every value before it reads one. A new `vec![0; len]`
+/// each time was set to zero first: 4.9 MB per pass over the 3072 × 200 layer's weights,
+/// 3.7% of the CIFAR-10 net's training time in `memset`.
+pub(super) struct Reused<T> {
+    storage: Vec<u64>,
+    len: usize,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T: KernelFloat> Reused<T> {
+    pub(super) fn new(len: usize) -> Self {
+        let words = (len * std::mem::size_of::<T>()).div_ceil(8);
+        let mut storage = REUSED.with_borrow_mut(Vec::pop).unwrap_or_default();
+        if storage.len() < words {
+            storage.resize(words, 0);
+        }
+        Self {
+            storage,
+            len,
+            element: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: KernelFloat> std::ops::Deref for Reused<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &bytemuck::cast_slice(&self.storage)[..self.len]
+    }
+}
+
+impl<T: KernelFloat> std::ops::DerefMut for Reused<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut bytemuck::cast_slice_mut(&mut self.storage)[..self.len]
+    }
+}
+
+impl<T> Drop for Reused<T> {
+    fn drop(&mut self) {
+        let storage = std::mem::take(&mut self.storage);
+        // A thread being torn down has no pool to give the buffer back to.
+        let _ = REUSED.try_with(|pool| pool.borrow_mut().push(storage));
+    }
 }

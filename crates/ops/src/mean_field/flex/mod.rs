@@ -1,9 +1,10 @@
 //! Host kernels of the spike-and-slab operation for the `flex` backend, skipping zeros.
-//! Batches where skipping zeros does not pay (at least `DENSE_FROM` nonzeros: CIFAR-10's
-//! pixels, most batches of hidden ReLU outputs) take `dense.rs` for the forward pass and the
-//! parameter gradients: their four products through `gemm` with the operands' strides, and
-//! one pass each for the element-wise work around them. Outputs narrower than a vector (a
-//! 10-class layer) take the composed reference operations, as they always did.
+//! Batches where skipping zeros does not pay (the crossovers `FORWARD_DENSE_FROM`,
+//! `PARAM_GRADS_DENSE_FROM`, `INPUT_GRAD_DENSE_FROM`, measured per operation: CIFAR-10's
+//! pixels, most batches of hidden ReLU outputs) take `dense.rs`: the operation's two products
+//! through `gemm` with the operands' strides, and one pass each for the element-wise work
+//! around them. Outputs narrower than a vector (a 10-class layer) take the composed
+//! reference operations, as they always did.
 //!
 //! Forward, per sample `b` (in parallel over samples):
 //!
@@ -13,10 +14,12 @@
 //! ```
 //!
 //! with `meanᵀ`, `varianceᵀ` `[d_input, d_output]` built once per call (16 × 16 tiles of the
-//! parameters transposed in registers); a row's outputs stay in registers while the rows they
-//! need stream through, and the noise term follows in vector registers. Backward, per input
-//! column `k` (in parallel over blocks of columns, each sample's nonzeros scattered into its
-//! block):
+//! parameters transposed in registers); blocks of 64 samples have their nonzeros collected
+//! first, then each tile of outputs is accumulated in registers over the samples of the
+//! block, so that its columns of `meanᵀ` and `varianceᵀ` are read from L2; the noise term
+//! follows in vector registers. Backward, per input column `k` (in parallel over blocks of
+//! columns, the block's nonzeros sorted by column, each column's outputs accumulated in
+//! registers over the samples where it is nonzero, in increasing `b`):
 //!
 //! ```text
 //! (dL/dmean)ᵀ[k] += input[b,k] · dL/dG[b]        (dL/dvariance)ᵀ[k] += input[b,k]² · dL/dDelta[b]
@@ -54,7 +57,7 @@ use super::reference::{
 use crate::equations::{DeltaFloor, weight_moments};
 use crate::flex_host;
 use kernels::KernelFloat;
-use layout::{Coefficients, Columns, HostMatrix, LANES, Params, chunk_len, flex_matrix};
+use layout::{Coefficients, Columns, HostMatrix, LANES, Params, Reused, chunk_len, flex_matrix};
 
 impl MeanFieldBackend for Flex {
     fn spike_slab_forward(
@@ -67,7 +70,7 @@ impl MeanFieldBackend for Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &eps]);
         let params = [&m, &xi, &pi];
-        match (dtype, route(&input, &m)) {
+        match (dtype, route(&input, &m, FORWARD_DENSE_FROM)) {
             (Some(DType::F32), Route::Sparse) => forward::<f32>(&input, params, &eps, floor),
             (Some(DType::F64), Route::Sparse) => forward::<f64>(&input, params, &eps, floor),
             (Some(DType::F32), Route::Dense) => dense::forward::<f32>(&input, params, &eps, floor),
@@ -99,7 +102,7 @@ impl MeanFieldBackend for Flex {
         let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
         let params = [&m, &xi, &pi];
         let (g, d) = (&grad_g, &grad_delta);
-        match (dtype, route(&input, &m)) {
+        match (dtype, route(&input, &m, PARAM_GRADS_DENSE_FROM)) {
             (Some(DType::F32), Route::Sparse) => param_grads::<f32>(&input, params, g, d),
             (Some(DType::F64), Route::Sparse) => param_grads::<f64>(&input, params, g, d),
             (Some(DType::F32), Route::Dense) => dense::param_grads::<f32>(&input, params, g, d),
@@ -117,14 +120,26 @@ impl MeanFieldBackend for Flex {
         grad_delta: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         // The input gradient gathers rows of the moments over the nonzeros of `dL/dG`, whose
-        // density the ReLU below sets; the kernels take it whenever their rows (the layer's
-        // inputs) are wide, as they did before there were dense products.
+        // density the ReLU above sets; its rows are the layer's inputs.
         let inputs = m.layout().shape()[1];
         let params = [&m, &xi, &pi];
         let (g, d) = (&grad_g, &grad_delta);
-        match kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]) {
-            Some(DType::F32) if is_wide(inputs) => input_grad::<f32>(&input, params, g, d),
-            Some(DType::F64) if is_wide(inputs) => input_grad::<f64>(&input, params, g, d),
+        let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
+        let route = if !is_wide(inputs) {
+            Route::Composed
+        } else if let Some(forced) = forced_route() {
+            forced
+        } else {
+            match density(g) {
+                Some(f) if f < INPUT_GRAD_DENSE_FROM => Route::Sparse,
+                _ => Route::Dense,
+            }
+        };
+        match (dtype, route) {
+            (Some(DType::F32), Route::Sparse) => input_grad::<f32>(&input, params, g, d),
+            (Some(DType::F64), Route::Sparse) => input_grad::<f64>(&input, params, g, d),
+            (Some(DType::F32), Route::Dense) => dense::input_grad::<f32>(&input, params, g, d),
+            (Some(DType::F64), Route::Dense) => dense::input_grad::<f64>(&input, params, g, d),
             _ => composed_input_grad::<Self>(input, m, xi, pi, grad_g, grad_delta),
         }
     }
@@ -229,33 +244,55 @@ fn is_wide(width: usize) -> bool {
     width >= LANES
 }
 
-/// The fraction of nonzero inputs from which a batch goes through the dense products
-/// (`dense.rs`) instead of the kernels that skip zeros: the crossover measured on this
-/// project's 2-core AVX-512 machine. One layer's forward pass and backward pass (autodiff of
-/// `sum(h ⊙ r)`, `r` half zeros), random inputs, batch 500, medians of five alternating
-/// rounds, the kernels' time over the dense products' at input densities 0.2 / 0.3 / 0.4 /
-/// 0.5 / 0.6 / 0.8:
+/// The fraction of nonzero inputs from which a batch's forward pass goes through the dense
+/// products (`dense.rs`) instead of the kernels that skip zeros; [`PARAM_GRADS_DENSE_FROM`]
+/// and [`INPUT_GRAD_DENSE_FROM`] are the same for the two gradients (the input gradient's
+/// sparse operand is `dL/dG`, zero wherever the ReLU above is off). The crossovers measured
+/// on this project's 2-core AVX-512 machine by `cargo bench -p credit-ops --features flex
+/// --bench layer` (random inputs and gradients of the given density, MNIST's first 500
+/// training images for the 784-input layers; the fastest of 15 calls in each of 3
+/// alternating runs of each route, [`forced_route`]), dense / sparse milliseconds:
 ///
-/// | layer | 0.2 | 0.3 | 0.4 | 0.5 | 0.6 | 0.8 |
-/// | --- | --- | --- | --- | --- | --- | --- |
-/// | 1000 → 1000 | 1.05 | 1.19 | 1.25 | 1.46 | 1.61 | 2.07 |
-/// | 784 → 1000 | 0.95 | 1.08 | 1.30 | 1.45 | 1.79 | 2.01 |
-/// | 784 → 100 | 0.88 | 1.11 | 1.26 | 1.30 | 1.66 | 1.90 |
-/// | 100 → 100 | 0.92 | 0.96 | 0.99 | 1.19 | 1.29 | 1.51 |
+/// | layer, batch | density | forward | parameter gradients | input gradient |
+/// | --- | --- | --- | --- | --- |
+/// | 784 → 1000, 500 (MNIST) | 0.19 | 8.57 / 4.70 | 8.73 / 5.35 |  |
+/// | 1000 → 1000, 500 | 0.05 | 11.77 / 3.33 | 12.16 / 3.88 | 10.02 / 3.47 |
+/// |  | 0.10 | 11.49 / 4.58 | 12.22 / 5.31 | 10.23 / 5.82 |
+/// |  | 0.15 | 11.40 / 5.72 | 12.16 / 6.34 | 10.00 / 8.04 |
+/// |  | 0.20 | 11.14 / 7.15 | 12.02 / 7.56 | 10.01 / 10.21 |
+/// |  | 0.30 | 11.19 / 9.80 | 11.94 / 10.51 | 9.94 / 14.19 |
+/// |  | 0.40 | 11.13 / 12.51 | 12.03 / 12.96 | 9.96 / 17.57 |
+/// |  | 0.50 | 11.15 / 15.16 | 12.23 / 15.26 | 10.13 / 20.28 |
+/// |  | 0.70 | 11.23 / 20.08 | 12.09 / 19.83 | 10.02 / 24.05 |
+/// | 784 → 100, 500 (MNIST) | 0.19 | 0.88 / 0.46 | 0.87 / 0.66 |  |
+/// | 100 → 100, 500 | 0.10 | 0.15 / 0.11 | 0.14 / 0.09 | 0.14 / 0.09 |
+/// |  | 0.20 | 0.20 / 0.09 | 0.18 / 0.11 | 0.16 / 0.13 |
+/// |  | 0.30 | 0.20 / 0.14 | 0.18 / 0.14 | 0.16 / 0.16 |
+/// |  | 0.50 | 0.16 / 0.16 | 0.14 / 0.19 | 0.14 / 0.21 |
+/// | 3072 → 200, 200 | 1.00 | 3.21 / 8.86 | 3.90 / 8.09 | 2.63 / 7.82 |
+/// | 200 → 200, 200 | 0.20 | 0.22 / 0.15 | 0.21 / 0.18 | 0.19 / 0.19 |
+/// |  | 0.50 | 0.21 / 0.28 | 0.21 / 0.31 | 0.19 / 0.33 |
+/// | 500 → 500, 500 | 0.10 | 2.51 / 0.97 | 2.62 / 1.02 | 2.39 / 1.41 |
+/// |  | 0.20 | 2.56 / 1.56 | 2.64 / 1.67 | 2.34 / 2.34 |
+/// |  | 0.30 | 2.52 / 2.12 | 2.66 / 2.32 | 2.36 / 3.17 |
+/// |  | 0.50 | 2.51 / 3.25 | 2.64 / 3.64 | 2.38 / 4.48 |
 ///
-/// MNIST's pixels (17-21% of a batch nonzero) stay on the kernels; hidden ReLU outputs
-/// (22-64% in a 784-1000-1000-10 network's first two epochs, 38-77% in the paper's) mostly
-/// take the dense products. End to end, `credit bench --config configs/mnist.toml --set
-/// 'model.sizes=[784,1000,1000,10]' --epochs 2 --no-analysis`, five alternating rounds:
-/// training 5,565-7,374 images/s at this crossover against 5,155-6,205 with only dense data
-/// (95%) on the dense products, the faster in every round. Other batch sizes and depths,
-/// `bench/compare.py --rounds 1 --shapes deep,batch64,rnn`, two alternating runs against
-/// 0.95: 784-500-500-500-10 15,324 and 17,189 images/s against 11,678 and 16,087; the
-/// paper's net at batch 64 55,988 and 65,912 against 20,805 and 23,335; the recurrent
-/// network 12,453 and 13,160 against 8,061 and 12,325.
-const DENSE_FROM: f64 = 0.25;
+/// A second run of the 100- to 1000-unit rows put each crossover within 0.05 of the same
+/// place: the forward pass about 0.35 (0.3-0.4 on 1000 units, above 0.5 on 100), the
+/// parameter gradients 0.3-0.4, the input gradient 0.2-0.25. The dense forward pass of
+/// 1000 → 1000 is 11.2 ms against 9.3 ms for its two products alone. MNIST's pixels (17-21%
+/// of a batch nonzero) stay on the kernels; hidden ReLU outputs (22-64% in a
+/// 784-1000-1000-10 network's first two epochs, 38-77% in the paper's) mostly take the dense
+/// products.
+const FORWARD_DENSE_FROM: f64 = 0.35;
 
-/// How the forward pass or the parameter gradients of a layer run on flex.
+/// See [`FORWARD_DENSE_FROM`].
+const PARAM_GRADS_DENSE_FROM: f64 = 0.33;
+
+/// See [`FORWARD_DENSE_FROM`].
+const INPUT_GRAD_DENSE_FROM: f64 = 0.2;
+
+/// How an operation of a layer runs on flex.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
     /// The kernels that skip zeros, on the whole layer.
@@ -271,25 +308,41 @@ enum Route {
 /// How the forward pass or the parameter gradients of the layer with parameters `m`
 /// (`[d_output, d_input]`) run on `input`: the kernels that skip zeros where the rows they
 /// accumulate (the outputs) fill a vector ([`is_wide`]) and the input has fewer than
-/// [`DENSE_FROM`] nonzeros, the composed reference for outputs narrower than a vector, the
+/// `dense_from` nonzeros, the composed reference for outputs narrower than a vector, the
 /// dense products for the rest.
 ///
 /// The dense products run two at a time on one thread each (`product_pair`); before they
 /// did, the kernels were as fast on the hidden layers of 784-1000-1000-10 too, and run on
 /// blocks of outputs whose moments fit in 1 MiB they were no faster.
-fn route(input: &FlexTensor, m: &FlexTensor) -> Route {
+fn route(input: &FlexTensor, m: &FlexTensor, dense_from: f64) -> Route {
     if !is_wide(outputs(m)) {
         return Route::Composed;
     }
+    if let Some(forced) = forced_route() {
+        return forced;
+    }
     match density(input) {
-        Some(f) if f < DENSE_FROM => Route::Sparse,
+        Some(f) if f < dense_from => Route::Sparse,
         _ => Route::Dense,
     }
 }
 
+/// The route forced on every operation that has a choice, for measurements only: the
+/// environment variable `CREDIT_FLEX_ROUTE`, `dense` or `sparse` (any other value, or none,
+/// leaves the choice to the crossovers), read once per process. The bench
+/// `crates/ops/benches/layer.rs` times each operation both ways through it.
+fn forced_route() -> Option<Route> {
+    static FORCED: std::sync::OnceLock<Option<Route>> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| match std::env::var("CREDIT_FLEX_ROUTE").as_deref() {
+        Ok("dense") => Some(Route::Dense),
+        Ok("sparse") => Some(Route::Sparse),
+        _ => None,
+    })
+}
+
 /// The fraction of nonzero values of `input` (`[batch, d_input]`), judged from at most
 /// [`DENSITY_PROBES`] evenly spaced values (`None` for element types the kernels do not
-/// take). Near [`DENSE_FROM`] the estimate is within about 1.3 points (the standard error
+/// take). Near the crossovers ([`FORWARD_DENSE_FROM`]) the estimate is within about 1.3 points (the standard error
 /// of 1,024 probes at 20%) and decides only which of two exact computations runs, for the
 /// same batch always the same one; a pass over the whole batch cost a tenth of an
 /// evaluation.
@@ -510,7 +563,8 @@ fn input_grad<T: KernelFloat>(
     let two = T::from(2.0).unwrap();
 
     let mut grad_input = vec![T::zero(); batch * n_in];
-    let mut through_delta = vec![T::zero(); batch * n_in];
+    // Every value written by the gather before it is read.
+    let mut through_delta = Reused::new(batch * n_in);
     let rows = chunk_len(batch, n_in * n_out);
     let (input, grad_g, grad_delta) = (input.values(), grad_g.values(), grad_delta.values());
     grad_input
@@ -542,11 +596,11 @@ fn input_grad<T: KernelFloat>(
 
 /// `(mean, variance)` `[d_output, d_input]` of the weights with `[m, xi, pi]`, in parallel
 /// chunks.
-fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Reused<T>, Reused<T>) {
     const CHUNK: usize = 1 << 14;
     let params = Params::new(params);
-    let mut mean = vec![T::zero(); params.m.len()];
-    let mut variance = vec![T::zero(); params.m.len()];
+    let mut mean = Reused::new(params.m.len());
+    let mut variance = Reused::new(params.m.len());
     mean.par_chunks_mut(CHUNK)
         .zip(variance.par_chunks_mut(CHUNK))
         .zip(params.m.par_chunks(CHUNK))
@@ -561,11 +615,11 @@ fn moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
 
 /// `meanᵀ`, `varianceᵀ` `[d_input, d_output]` of the weights with `[m, xi, pi]`
 /// `[d_output, d_input]`, in parallel blocks of inputs.
-fn transposed_moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Vec<T>, Vec<T>) {
+fn transposed_moments<T: KernelFloat>(params: &[HostMatrix<T>; 3]) -> (Reused<T>, Reused<T>) {
     let params = Params::new(params);
     let (n_out, n_in) = (params.n_out, params.n_in);
-    let mut mean_t = vec![T::zero(); n_in * n_out];
-    let mut variance_t = vec![T::zero(); n_in * n_out];
+    let mut mean_t = Reused::new(n_in * n_out);
+    let mut variance_t = Reused::new(n_in * n_out);
     let block = LANES * n_out;
     mean_t
         .par_chunks_mut(block)

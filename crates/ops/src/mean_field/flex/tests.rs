@@ -297,7 +297,18 @@ fn gather_case<T: KernelFloat>(
     run: impl Fn(Coefficients<T>, usize, &[T], &[T], &mut [T], &mut [T]),
 ) {
     let mut v = Values(9);
-    let (rows, inner, width) = (7, 53, 37);
+    // One block of rows, and two whole blocks of the AVX-512 loop's 64 with a partial one.
+    for (rows, inner, width) in [(7, 53, 37), (150, 21, 130)] {
+        gather_shape(&mut v, tol, [rows, inner, width], &run);
+    }
+}
+
+fn gather_shape<T: KernelFloat>(
+    v: &mut Values,
+    tol: f64,
+    [rows, inner, width]: [usize; 3],
+    run: &impl Fn(Coefficients<T>, usize, &[T], &[T], &mut [T], &mut [T]),
+) {
     let s = v.sparse(rows * inner);
     let t = v.sparse(rows * inner);
     let (p, q) = (v.sparse(inner * width), v.sparse(inner * width));
@@ -341,7 +352,17 @@ fn scatter_case<T: KernelFloat>(
     run: impl Fn(Columns<T>, &[T], &[T], &mut [T], &mut [T]),
 ) {
     let mut v = Values(13);
-    let (rows, cols, width) = (9, 53, 37);
+    for (rows, cols, width) in [(9, 53, 37), (150, 53, 130)] {
+        scatter_shape(&mut v, tol, [rows, cols, width], &run);
+    }
+}
+
+fn scatter_shape<T: KernelFloat>(
+    v: &mut Values,
+    tol: f64,
+    [rows, cols, width]: [usize; 3],
+    run: &impl Fn(Columns<T>, &[T], &[T], &mut [T], &mut [T]),
+) {
     let s = v.sparse(rows * cols);
     let (p_rows, q_rows) = (v.sparse(rows * width), v.sparse(rows * width));
     for block in [0..53, 16..40, 50..53] {
@@ -401,12 +422,12 @@ fn density_probes_tell_sparse_from_dense_batches() {
         .collect();
     let fraction = super::nonzero_fraction(&sparse, 784);
     assert!((fraction - 0.2).abs() < 0.02, "{fraction}");
-    assert!(fraction < super::DENSE_FROM);
+    assert!(fraction < super::FORWARD_DENSE_FROM);
     // Random bytes (CIFAR-10-like): a zero in 256.
     let dense: Vec<f64> = (0..200 * 3072).map(|i| ((i * 7) % 256) as f64).collect();
     let fraction = super::nonzero_fraction(&dense, 3072);
     assert!((fraction - 255.0 / 256.0).abs() < 0.01, "{fraction}");
-    assert!(fraction >= super::DENSE_FROM);
+    assert!(fraction >= super::FORWARD_DENSE_FROM);
     // Hidden ReLU outputs, half of them nonzero: the dense products too.
     let hidden: Vec<f32> = (0..500 * 1000u64)
         .map(|i| {
@@ -419,7 +440,7 @@ fn density_probes_tell_sparse_from_dense_batches() {
         .collect();
     let fraction = super::nonzero_fraction(&hidden, 1000);
     assert!((fraction - 0.5).abs() < 0.05, "{fraction}");
-    assert!(fraction >= super::DENSE_FROM);
+    assert!(fraction >= super::FORWARD_DENSE_FROM);
     // A batch of 1,024 rows, whose even stride would be the row width: one column all zero
     // (an always-blank pixel) must not decide the batch.
     let width = 64;
@@ -493,4 +514,61 @@ fn fma_compiled_loops_equal_the_plain_ones_bit_for_bit() {
     }
     check::<f32>();
     check::<f64>();
+}
+
+/// The AVX-512 gather and scatter add each output's terms in the order the portable loops
+/// do, fused as theirs are, so that the results are the same bit for bit (a change of
+/// blocking or tiling must keep the order).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_gather_and_scatter_equal_the_portable_loops_bit_for_bit() {
+    if !super::avx512::available() {
+        return;
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut v = Values(33);
+    let (rows, inner, width) = (150, 70, 130);
+    let s = cast::<f32>(&v.sparse(rows * inner));
+    let t = cast::<f32>(&v.sparse(rows * inner));
+    let (p, q) = (
+        cast::<f32>(&v.sparse(inner * width)),
+        cast::<f32>(&v.sparse(inner * width)),
+    );
+    for second in [None, Some(&t[..])] {
+        let c = Coefficients { first: &s, second };
+        let run = |avx512: bool| {
+            let (mut sp, mut sq) = (vec![0.0; rows * width], vec![0.0; rows * width]);
+            let shape = Shape::gather(c, inner, &p, &q, &sp, &sq);
+            if avx512 {
+                // SAFETY: AVX-512F is available (checked above); sizes checked.
+                unsafe { super::avx512::gather_rows(shape, c, &p, &q, &mut sp, &mut sq) }
+            } else {
+                portable::gather_rows(shape, c, &p, &q, &mut sp, &mut sq)
+            }
+            (bits(&sp), bits(&sq))
+        };
+        assert_eq!(run(true), run(false), "gather_rows");
+    }
+    let (p_rows, q_rows) = (
+        cast::<f32>(&v.sparse(rows * width)),
+        cast::<f32>(&v.sparse(rows * width)),
+    );
+    for block in [0..inner, 20..47] {
+        let initial = cast::<f32>(&v.sparse(block.len() * width));
+        let run = |avx512: bool| {
+            let columns = Columns::new(&s, inner, block.clone());
+            let (mut po, mut qo) = (initial.clone(), initial.clone());
+            let shape = Shape::scatter(columns, &p_rows, &q_rows, &po, &qo);
+            if avx512 {
+                // SAFETY: AVX-512F is available (checked above); sizes checked.
+                unsafe {
+                    super::avx512::scatter_rows(shape, columns, &p_rows, &q_rows, &mut po, &mut qo)
+                }
+            } else {
+                portable::scatter_rows(shape, columns, &p_rows, &q_rows, &mut po, &mut qo)
+            }
+            (bits(&po), bits(&qo))
+        };
+        assert_eq!(run(true), run(false), "scatter_rows");
+    }
 }
