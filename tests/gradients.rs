@@ -3,8 +3,9 @@
 //! generalised backprop (gBP), written out here for a two-layer network.
 //!
 //! The hidden layer is wide enough (17 units) for flex's sparse kernels and its input has
-//! exact zeros; the output layer is narrower than a vector and goes through the composed
-//! operations. This file is its own test binary because it switches the CPU device to float64.
+//! exact zeros; the output layer's forward pass and parameter gradients are narrower than a
+//! vector and go through the composed operations, its input gradient (17 rows wide, from a
+//! dense softmax gradient) through flex's dense products. This file is its own test binary because it switches the CPU device to float64.
 
 mod common;
 

@@ -83,7 +83,8 @@ struct TrainArgs {
     /// TOML run configuration, e.g. configs/mnist.toml.
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
-    /// Run directory. Default: runs/<config file stem>.
+    /// Run directory. Default: runs/ and the config file's name without its extension
+    /// (runs/mnist for configs/mnist.toml).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Override a config value, e.g. --set train.epochs=5 (repeatable).

@@ -31,7 +31,8 @@ pub struct SweepArgs {
     /// Seeds per setting (0, 1, ...).
     #[arg(long, default_value_t = 1, conflicts_with = "dir")]
     seeds: usize,
-    /// Folder of a new sweep. Default: runs/sweep-<config file stem>.
+    /// Folder of a new sweep. Default: runs/sweep- and the config file's name without its
+    /// extension (runs/sweep-mnist for configs/mnist.toml).
     #[arg(long, conflicts_with = "dir")]
     out: Option<PathBuf>,
     /// Skip the deterministic baseline runs.

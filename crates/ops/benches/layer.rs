@@ -14,9 +14,18 @@ use burn::tensor::TensorData;
 use credit_ops::host_product::{Operand, product_pair};
 use credit_ops::mean_field::{DeltaFloor, MeanFieldBackend};
 
-/// A `[rows, cols]` matrix of values in `[-1, 1)` from a fixed sequence, `density` of them
-/// nonzero (ReLU-like: the zeros where a second draw falls above `density`).
+/// A `[rows, cols]` matrix of values in `[-1, 1)` (`[0, 1)` if `positive`) from a fixed
+/// sequence, `density` of them nonzero (ReLU-like: the zeros where a second draw falls above
+/// `density`).
 fn matrix(rows: usize, cols: usize, density: f64, seed: u64, positive: bool) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(
+        values(rows * cols, density, seed, positive),
+        [rows, cols],
+    ))
+}
+
+/// The values of [`matrix`].
+fn values(len: usize, density: f64, seed: u64, positive: bool) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         state ^= state << 13;
@@ -24,15 +33,14 @@ fn matrix(rows: usize, cols: usize, density: f64, seed: u64, positive: bool) -> 
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    let values: Vec<f32> = (0..rows * cols)
+    (0..len)
         .map(|_| {
             let x = next();
             let keep = next() < density;
             let v = if positive { x } else { 2.0 * x - 1.0 };
             if keep { v as f32 } else { 0.0 }
         })
-        .collect();
-    FlexTensor::from_data(TensorData::new(values, [rows, cols]))
+        .collect()
 }
 
 /// The first `rows` images of MNIST's committed training set, pixels scaled to `[0, 1]`
@@ -177,9 +185,13 @@ fn measure(filter: Option<&str>) {
         let xi = matrix(n_out, n_in, 1.0, 3, true);
         let pi = matrix(n_out, n_in, 1.0, 4, true);
         let eps = matrix(batch, n_out, 1.0, 5, false);
-        // dL/dG zero where the layer above's ReLU is off, as in training: half of them.
-        let grad_g = matrix(batch, n_out, density, 6, false);
-        let grad_delta = matrix(batch, n_out, density, 7, false);
+        // dL/dG zero where the ReLU above is off (`density` of them nonzero), and dL/dDelta
+        // (dL/dh times the slope) zero where dL/dG is, as in training.
+        let g = values(batch * n_out, density, 6, false);
+        let slope = values(batch * n_out, 1.0, 7, true);
+        let delta: Vec<f32> = g.iter().zip(&slope).map(|(g, s)| g * s).collect();
+        let grad_g = FlexTensor::from_data(TensorData::new(g, [batch, n_out]));
+        let grad_delta = FlexTensor::from_data(TensorData::new(delta, [batch, n_out]));
         let calls = 15;
         let forward = fastest_ms(
             || {

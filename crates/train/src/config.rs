@@ -76,7 +76,7 @@ pub struct TrainConfig {
     /// of every epoch's images, and their gradients are summed and applied on the first. 1
     /// (the default) trains on one device, exactly as the authors' scripts; 2 on a CPU
     /// backend runs two worker threads on the same cores (another run than one device, as
-    /// reproducible). At most [`MAX_DEVICES`]; not yet on wgpu.
+    /// reproducible). At most 2 (`MAX_DEVICES`); not yet on wgpu.
     pub devices: usize,
     /// Train each epoch on only the first this many batches of its reshuffled order (the
     /// recurrent scripts: 200 batches of 128 of the 60,000 images); unset: every batch.

@@ -261,8 +261,8 @@ struct Found<'a> {
 }
 
 /// Rows whose nonzeros [`gather_rows`] collects before it accumulates them, tile by tile:
-/// a tile's columns of `p` and `q` (`inner · 7 · 16` floats each, 700 kB together for 784
-/// inputs),
+/// a tile's columns of `p` and `q` (`inner · 7 · 16` floats each, 700 kB together for
+/// 784 inputs),
 /// once in a core's L2 cache, serve all of these rows, where row by row every nonzero read
 /// its rows of `p` and `q` from L3 (6.3 MB for a 784 → 1000 layer).
 const ROW_BLOCK: usize = 64;

@@ -199,8 +199,9 @@ impl Shape {
     }
 }
 
-/// The nonzeros of one sparse row: positions and both coefficients, at the fronts of buffers
-/// with room for a row of `len` plus one vector (the vector kernels write whole vectors).
+/// The nonzeros of sparse rows: positions and both coefficients, one row's after another
+/// (the AVX-512 gather holds a block of rows, its scatter a whole batch), in buffers with
+/// room for `len` entries plus one vector (the vector kernels write whole vectors).
 pub(super) struct Nonzeros<T> {
     pub(super) indices: Vec<u32>,
     pub(super) first: Vec<T>,
@@ -216,7 +217,7 @@ impl<T: KernelFloat> Nonzeros<T> {
         }
     }
 
-    /// Makes room for a row of `len` (the entries kept hold stale values).
+    /// Makes room for `len` entries (the entries kept hold stale values).
     pub(super) fn make_room(&mut self, len: usize) {
         if self.indices.len() < len + LANES {
             *self = Self::new(len);
@@ -245,10 +246,15 @@ thread_local! {
 /// so that the operation must write every value before it reads one. A new `vec![0; len]`
 /// each time was set to zero first: 4.9 MB per pass over the 3072 × 200 layer's weights,
 /// 3.7% of the CIFAR-10 net's training time in `memset`.
+///
+/// A buffer grows to the largest length asked of it and stays that long (a 784-1000-1000-10
+/// network keeps a few 4 MB buffers per thread). It is not `Send`, so that it goes back to
+/// the pool it came from.
 pub(super) struct Reused<T> {
     storage: Vec<u64>,
     len: usize,
-    element: std::marker::PhantomData<T>,
+    /// `T`, and a type that is `Sync` but not `Send`.
+    element: std::marker::PhantomData<(T, std::sync::MutexGuard<'static, ()>)>,
 }
 
 impl<T: KernelFloat> Reused<T> {

@@ -3,8 +3,9 @@
 //! `PARAM_GRADS_DENSE_FROM`, `INPUT_GRAD_DENSE_FROM`, measured per operation: CIFAR-10's
 //! pixels, most batches of hidden ReLU outputs) take `dense.rs`: the operation's two products
 //! through `gemm` with the operands' strides, and one pass each for the element-wise work
-//! around them. Outputs narrower than a vector (a 10-class layer) take the composed
-//! reference operations, as they always did.
+//! around them. The forward pass and the parameter gradients of outputs narrower than a
+//! vector (a 10-class layer) take the composed reference operations, as they always did;
+//! so does the input gradient of inputs narrower than a vector.
 //!
 //! Forward, per sample `b` (in parallel over samples):
 //!
@@ -25,13 +26,14 @@
 //! (dL/dmean)ᵀ[k] += input[b,k] · dL/dG[b]        (dL/dvariance)ᵀ[k] += input[b,k]² · dL/dDelta[b]
 //! ```
 //!
-//! followed by the chain rule to `m`, `xi`, `pi` (tiles transposed back in registers). The
-//! input gradient gathers the rows of `mean` and `variance` over the nonzeros of `dL/dG`,
-//! which is zero wherever the next ReLU is off. With AVX-512 (`f32`) the inner loops are
+//! followed by the chain rule to `m`, `xi`, `pi` (tiles transposed back in registers). On
+//! the kernels, the input gradient gathers the rows of `mean` and `variance` over the
+//! nonzeros of `dL/dG`, which is zero wherever the next ReLU is off (the softmax gradient
+//! into a 10-class layer is not, and takes the dense products). With AVX-512 (`f32`) the inner loops are
 //! written with intrinsics or compiled for it; other CPUs and `f64` use portable loops.
 //!
 //! Files: `dense.rs` (the dense products), `layout.rs` (host views of the tensors, sizes
-//! checked once per call), `kernels.rs` (the element types and their dispatch),
+//! checked once per call, the per-thread buffers `Reused`), `kernels.rs` (the element types and their dispatch),
 //! `portable.rs` and `avx512.rs` (the inner loops), `tests.rs` (every inner loop against
 //! `crate::equations` and plain sums).
 
@@ -70,7 +72,7 @@ impl MeanFieldBackend for Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &eps]);
         let params = [&m, &xi, &pi];
-        match (dtype, route(&input, &m, FORWARD_DENSE_FROM)) {
+        match (dtype, route(&input, outputs(&m), FORWARD_DENSE_FROM)) {
             (Some(DType::F32), Route::Sparse) => forward::<f32>(&input, params, &eps, floor),
             (Some(DType::F64), Route::Sparse) => forward::<f64>(&input, params, &eps, floor),
             (Some(DType::F32), Route::Dense) => dense::forward::<f32>(&input, params, &eps, floor),
@@ -102,7 +104,7 @@ impl MeanFieldBackend for Flex {
         let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
         let params = [&m, &xi, &pi];
         let (g, d) = (&grad_g, &grad_delta);
-        match (dtype, route(&input, &m, PARAM_GRADS_DENSE_FROM)) {
+        match (dtype, route(&input, outputs(&m), PARAM_GRADS_DENSE_FROM)) {
             (Some(DType::F32), Route::Sparse) => param_grads::<f32>(&input, params, g, d),
             (Some(DType::F64), Route::Sparse) => param_grads::<f64>(&input, params, g, d),
             (Some(DType::F32), Route::Dense) => dense::param_grads::<f32>(&input, params, g, d),
@@ -125,16 +127,7 @@ impl MeanFieldBackend for Flex {
         let params = [&m, &xi, &pi];
         let (g, d) = (&grad_g, &grad_delta);
         let dtype = kernel_dtype(&[&input, &m, &xi, &pi, &grad_g, &grad_delta]);
-        let route = if !is_wide(inputs) {
-            Route::Composed
-        } else if let Some(forced) = forced_route() {
-            forced
-        } else {
-            match density(g) {
-                Some(f) if f < INPUT_GRAD_DENSE_FROM => Route::Sparse,
-                _ => Route::Dense,
-            }
-        };
+        let route = route(g, inputs, INPUT_GRAD_DENSE_FROM);
         match (dtype, route) {
             (Some(DType::F32), Route::Sparse) => input_grad::<f32>(&input, params, g, d),
             (Some(DType::F64), Route::Sparse) => input_grad::<f64>(&input, params, g, d),
@@ -255,42 +248,44 @@ fn is_wide(width: usize) -> bool {
 ///
 /// | layer, batch | density | forward | parameter gradients | input gradient |
 /// | --- | --- | --- | --- | --- |
-/// | 784 → 1000, 500 (MNIST) | 0.19 | 8.57 / 4.70 | 8.73 / 5.35 |  |
-/// | 1000 → 1000, 500 | 0.05 | 11.77 / 3.33 | 12.16 / 3.88 | 10.02 / 3.47 |
-/// |  | 0.10 | 11.49 / 4.58 | 12.22 / 5.31 | 10.23 / 5.82 |
-/// |  | 0.15 | 11.40 / 5.72 | 12.16 / 6.34 | 10.00 / 8.04 |
-/// |  | 0.20 | 11.14 / 7.15 | 12.02 / 7.56 | 10.01 / 10.21 |
-/// |  | 0.30 | 11.19 / 9.80 | 11.94 / 10.51 | 9.94 / 14.19 |
-/// |  | 0.40 | 11.13 / 12.51 | 12.03 / 12.96 | 9.96 / 17.57 |
-/// |  | 0.50 | 11.15 / 15.16 | 12.23 / 15.26 | 10.13 / 20.28 |
-/// |  | 0.70 | 11.23 / 20.08 | 12.09 / 19.83 | 10.02 / 24.05 |
-/// | 784 → 100, 500 (MNIST) | 0.19 | 0.88 / 0.46 | 0.87 / 0.66 |  |
-/// | 100 → 100, 500 | 0.10 | 0.15 / 0.11 | 0.14 / 0.09 | 0.14 / 0.09 |
-/// |  | 0.20 | 0.20 / 0.09 | 0.18 / 0.11 | 0.16 / 0.13 |
-/// |  | 0.30 | 0.20 / 0.14 | 0.18 / 0.14 | 0.16 / 0.16 |
-/// |  | 0.50 | 0.16 / 0.16 | 0.14 / 0.19 | 0.14 / 0.21 |
-/// | 3072 → 200, 200 | 1.00 | 3.21 / 8.86 | 3.90 / 8.09 | 2.63 / 7.82 |
-/// | 200 → 200, 200 | 0.20 | 0.22 / 0.15 | 0.21 / 0.18 | 0.19 / 0.19 |
-/// |  | 0.50 | 0.21 / 0.28 | 0.21 / 0.31 | 0.19 / 0.33 |
-/// | 500 → 500, 500 | 0.10 | 2.51 / 0.97 | 2.62 / 1.02 | 2.39 / 1.41 |
-/// |  | 0.20 | 2.56 / 1.56 | 2.64 / 1.67 | 2.34 / 2.34 |
-/// |  | 0.30 | 2.52 / 2.12 | 2.66 / 2.32 | 2.36 / 3.17 |
-/// |  | 0.50 | 2.51 / 3.25 | 2.64 / 3.64 | 2.38 / 4.48 |
+/// | 784 → 1000, 500 (MNIST) | 0.19 | 9.04 / 4.71 | 9.00 / 5.22 |  |
+/// | 1000 → 1000, 500 | 0.05 | 11.47 / 3.20 | 12.19 / 3.94 | 11.17 / 2.19 |
+/// |  | 0.10 | 12.37 / 4.76 | 12.14 / 5.29 | 9.99 / 3.44 |
+/// |  | 0.15 | 11.28 / 5.72 | 11.88 / 6.52 | 10.06 / 4.78 |
+/// |  | 0.20 | 11.38 / 7.24 | 12.01 / 7.96 | 10.47 / 6.14 |
+/// |  | 0.30 | 11.25 / 9.83 | 12.47 / 9.99 | 10.35 / 8.74 |
+/// |  | 0.40 | 11.71 / 12.76 | 12.29 / 13.07 | 10.22 / 11.37 |
+/// |  | 0.50 | 11.96 / 15.27 | 12.13 / 15.46 | 10.95 / 13.99 |
+/// |  | 0.70 | 11.49 / 20.17 | 12.21 / 19.89 | 10.07 / 19.08 |
+/// | 784 → 100, 500 (MNIST) | 0.19 | 0.98 / 0.46 | 0.86 / 0.66 |  |
+/// | 100 → 100, 500 | 0.10 | 0.16 / 0.09 | 0.14 / 0.10 | 0.14 / 0.08 |
+/// |  | 0.20 | 0.19 / 0.12 | 0.14 / 0.13 | 0.14 / 0.10 |
+/// |  | 0.30 | 0.15 / 0.14 | 0.14 / 0.16 | 0.17 / 0.13 |
+/// |  | 0.50 | 0.20 / 0.18 | 0.18 / 0.22 | 0.15 / 0.17 |
+/// | 3072 → 200, 200 | 1.00 | 3.08 / 8.77 | 4.65 / 7.81 | 2.79 / 7.24 |
+/// | 200 → 200, 200 | 0.20 | 0.23 / 0.15 | 0.21 / 0.17 | 0.20 / 0.13 |
+/// |  | 0.50 | 0.21 / 0.26 | 0.21 / 0.29 | 0.19 / 0.24 |
+/// | 500 → 500, 500 | 0.10 | 2.55 / 0.98 | 2.70 / 1.02 | 2.40 / 0.86 |
+/// |  | 0.20 | 2.68 / 1.58 | 3.00 / 1.69 | 2.44 / 1.45 |
+/// |  | 0.30 | 2.62 / 2.20 | 2.76 / 2.29 | 2.56 / 2.03 |
+/// |  | 0.50 | 2.73 / 3.47 | 2.99 / 3.59 | 2.71 / 3.18 |
 ///
-/// A second run of the 100- to 1000-unit rows put each crossover within 0.05 of the same
-/// place: the forward pass about 0.35 (0.3-0.4 on 1000 units, above 0.5 on 100), the
-/// parameter gradients 0.3-0.4, the input gradient 0.2-0.25. The dense forward pass of
-/// 1000 → 1000 is 11.2 ms against 9.3 ms for its two products alone. MNIST's pixels (17-21%
-/// of a batch nonzero) stay on the kernels; hidden ReLU outputs (22-64% in a
-/// 784-1000-1000-10 network's first two epochs, 38-77% in the paper's) mostly take the dense
-/// products.
+/// An earlier run of the 100- to 1000-unit rows put the forward pass's and the parameter
+/// gradients' crossovers within 0.05 of the same places: the forward pass about 0.35
+/// (0.3-0.4 on 1000 units, about 0.5 on 100), the parameter gradients 0.3-0.4. The input
+/// gradient's two sparse operands have their zeros in the same places (`dL/dDelta` is
+/// `dL/dh` times the slope, `dL/dG` is `dL/dh` scaled), and its crossover is 0.3-0.4. The
+/// dense forward pass of 1000 → 1000 is 11.4 ms against 9.2 ms for its two products
+/// alone. MNIST's pixels (17-21% of a batch nonzero) stay on the kernels; hidden ReLU
+/// outputs (22-64% in a 784-1000-1000-10 network's first two epochs, 38-77% in the paper's)
+/// mostly take the dense products, and so does the softmax gradient into a 10-class layer.
 const FORWARD_DENSE_FROM: f64 = 0.35;
 
 /// See [`FORWARD_DENSE_FROM`].
 const PARAM_GRADS_DENSE_FROM: f64 = 0.33;
 
 /// See [`FORWARD_DENSE_FROM`].
-const INPUT_GRAD_DENSE_FROM: f64 = 0.2;
+const INPUT_GRAD_DENSE_FROM: f64 = 0.35;
 
 /// How an operation of a layer runs on flex.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,28 +295,30 @@ enum Route {
     /// The dense products (`dense.rs`).
     Dense,
     /// The composed reference operations: rows narrower than a vector ([`is_wide`]), as
-    /// before there were dense products, so that a 10-class output layer computes what it
-    /// always did.
+    /// before there were dense products, so that the forward pass and the parameter
+    /// gradients of a 10-class output layer compute what they always did.
     Composed,
 }
 
-/// How the forward pass or the parameter gradients of the layer with parameters `m`
-/// (`[d_output, d_input]`) run on `input`: the kernels that skip zeros where the rows they
-/// accumulate (the outputs) fill a vector ([`is_wide`]) and the input has fewer than
-/// `dense_from` nonzeros, the composed reference for outputs narrower than a vector, the
-/// dense products for the rest.
+/// How an operation whose sparse operand is `sparse` (`[batch, inner]`: the input of the
+/// forward pass and of the parameter gradients, `dL/dG` of the input gradient) and whose
+/// accumulated rows are `width` long (the outputs; the inputs, for the input gradient) runs:
+/// the kernels that skip zeros where the rows fill a vector ([`is_wide`]) and `sparse` has
+/// fewer than `dense_from` nonzeros, the composed reference for rows narrower than a
+/// vector, the dense products for the rest ([`forced_route`] overrides the choice between
+/// the last two).
 ///
 /// The dense products run two at a time on one thread each (`product_pair`); before they
 /// did, the kernels were as fast on the hidden layers of 784-1000-1000-10 too, and run on
 /// blocks of outputs whose moments fit in 1 MiB they were no faster.
-fn route(input: &FlexTensor, m: &FlexTensor, dense_from: f64) -> Route {
-    if !is_wide(outputs(m)) {
+fn route(sparse: &FlexTensor, width: usize, dense_from: f64) -> Route {
+    if !is_wide(width) {
         return Route::Composed;
     }
     if let Some(forced) = forced_route() {
         return forced;
     }
-    match density(input) {
+    match density(sparse) {
         Some(f) if f < dense_from => Route::Sparse,
         _ => Route::Dense,
     }
@@ -340,12 +337,12 @@ fn forced_route() -> Option<Route> {
     })
 }
 
-/// The fraction of nonzero values of `input` (`[batch, d_input]`), judged from at most
+/// The fraction of nonzero values of `input` (`[batch, width]`), judged from at most
 /// [`DENSITY_PROBES`] evenly spaced values (`None` for element types the kernels do not
-/// take). Near the crossovers ([`FORWARD_DENSE_FROM`]) the estimate is within about 1.3 points (the standard error
-/// of 1,024 probes at 20%) and decides only which of two exact computations runs, for the
-/// same batch always the same one; a pass over the whole batch cost a tenth of an
-/// evaluation.
+/// take). Near the crossovers ([`FORWARD_DENSE_FROM`]) the estimate is within about 1.5
+/// points (the standard error of 1,024 probes at 35%) and decides only which of two exact
+/// computations runs, for the same batch always the same one; a pass over the whole batch
+/// cost a tenth of an evaluation.
 fn density(input: &FlexTensor) -> Option<f64> {
     match input.dtype() {
         DType::F32 => {

@@ -528,8 +528,13 @@ fn avx512_gather_and_scatter_equal_the_portable_loops_bit_for_bit() {
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let mut v = Values(33);
     let (rows, inner, width) = (150, 70, 130);
-    let s = cast::<f32>(&v.sparse(rows * inner));
-    let t = cast::<f32>(&v.sparse(rows * inner));
+    let mut s = cast::<f32>(&v.sparse(rows * inner));
+    let mut t = cast::<f32>(&v.sparse(rows * inner));
+    // Rows without a nonzero at the ends of the gather's blocks of 64.
+    for r in [0, 63, 64, 149] {
+        s[r * inner..(r + 1) * inner].fill(0.0);
+        t[r * inner..(r + 1) * inner].fill(0.0);
+    }
     let (p, q) = (
         cast::<f32>(&v.sparse(inner * width)),
         cast::<f32>(&v.sparse(inner * width)),
@@ -553,7 +558,7 @@ fn avx512_gather_and_scatter_equal_the_portable_loops_bit_for_bit() {
         cast::<f32>(&v.sparse(rows * width)),
         cast::<f32>(&v.sparse(rows * width)),
     );
-    for block in [0..inner, 20..47] {
+    for block in [0..inner, 20..47, 5..5] {
         let initial = cast::<f32>(&v.sparse(block.len() * width));
         let run = |avx512: bool| {
             let columns = Columns::new(&s, inner, block.clone());
