@@ -1,7 +1,8 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::layout::{Coefficients, Columns, LANES, Nonzeros, Params, Shape};
+use super::blocks::{BlockKernels, Found, Lists, in_tiles};
+use super::layout::{LANES, Nonzeros, Params};
 use crate::equations::DeltaFloor;
 
 pub(super) fn available() -> bool {
@@ -231,142 +232,63 @@ const TILE: usize = 7;
 /// How many nonzeros ahead [`gather_tile`] prefetches rows.
 const PREFETCH_DISTANCE: usize = 4;
 
-/// Runs `$tile::<V>($args..., first)` over the column tiles of a `$width`-wide row.
-macro_rules! in_tiles {
-    ($width:expr, $tile:ident($($arg:expr),*)) => {{
-        let vectors = $width.div_ceil(LANES);
-        let mut first = 0;
-        while first < vectors {
-            let tile = (vectors - first).min(TILE);
-            match tile {
-                1 => $tile::<1>($($arg),*, first),
-                2 => $tile::<2>($($arg),*, first),
-                3 => $tile::<3>($($arg),*, first),
-                4 => $tile::<4>($($arg),*, first),
-                5 => $tile::<5>($($arg),*, first),
-                6 => $tile::<6>($($arg),*, first),
-                _ => $tile::<TILE>($($arg),*, first),
-            }
-            first += tile;
-        }
-    }};
-}
+/// The AVX-512 loops of the blocked gather and scatter (`blocks.rs`).
+pub(super) struct Avx512;
 
-/// The nonzeros found in one row: positions and the two coefficients.
-#[derive(Clone, Copy)]
-struct Found<'a> {
-    indices: &'a [u32],
-    first: &'a [f32],
-    second: &'a [f32],
-}
+impl BlockKernels for Avx512 {
+    unsafe fn collect(
+        row: &[f32],
+        second: Option<&[f32]>,
+        found: &mut Nonzeros<f32>,
+        at: usize,
+    ) -> usize {
+        // SAFETY: as this function's.
+        unsafe { collect_nonzeros(row, second, found, at) }
+    }
 
-/// Rows whose nonzeros [`gather_rows`] collects before it accumulates them, tile by tile:
-/// a tile's columns of `p` and `q` (`inner · 7 · 16` floats each, 700 kB together for
-/// 784 inputs),
-/// once in a core's L2 cache, serve all of these rows, where row by row every nonzero read
-/// its rows of `p` and `q` from L3 (6.3 MB for a 784 → 1000 layer).
-const ROW_BLOCK: usize = 64;
-
-/// See `KernelFloat::gather_rows`: blocks of [`ROW_BLOCK`] rows, their nonzeros collected
-/// first, then each tile of columns over all the rows of the block.
-///
-/// # Safety
-/// AVX-512F must be available, and the lengths those of `shape` (`Shape::gather`).
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn gather_rows(
-    shape: Shape,
-    c: Coefficients<f32>,
-    p: &[f32],
-    q: &[f32],
-    sp: &mut [f32],
-    sq: &mut [f32],
-) {
-    SCRATCH.with_borrow_mut(|scratch| {
-        scratch.rows.make_room(ROW_BLOCK * shape.inner);
-        // SAFETY: as this function's, with room for the nonzeros of `ROW_BLOCK` rows.
-        unsafe { gather_blocks(shape, c, p, q, sp, sq, &mut scratch.rows) }
-    });
-}
-
-/// Each thread's lists of nonzeros, kept from call to call: new ones would be zeroed for
-/// every call (600 kB for 64 rows of 784 inputs), which cost the paper's net 4% of its
-/// training time.
-struct Scratch {
-    rows: Nonzeros<f32>,
-    columns: Nonzeros<f32>,
-}
-
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
-        rows: Nonzeros::new(0),
-        columns: Nonzeros::new(0),
-    });
-}
-
-/// [`gather_rows`] with `nonzeros` holding `ROW_BLOCK · inner + 16` entries.
-///
-/// # Safety
-/// As [`gather_rows`].
-#[target_feature(enable = "avx512f")]
-unsafe fn gather_blocks(
-    shape: Shape,
-    c: Coefficients<f32>,
-    p: &[f32],
-    q: &[f32],
-    sp: &mut [f32],
-    sq: &mut [f32],
-    nonzeros: &mut Nonzeros<f32>,
-) {
-    let (inner, width) = (shape.inner, shape.width);
-    let mut ends = [0usize; ROW_BLOCK];
-    let block = ROW_BLOCK * width;
-    let blocks = sp.chunks_mut(block).zip(sq.chunks_mut(block));
-    for (b, (sp, sq)) in blocks.enumerate() {
-        let rows = sp.len() / width;
-        let mut at = 0;
-        for (r, end) in ends.iter_mut().enumerate().take(rows) {
-            let (row, second) = c.row(b * ROW_BLOCK + r, inner);
-            // SAFETY: `nonzeros` holds `ROW_BLOCK · inner + 16` entries and `at` is at most
-            // `r · inner`.
-            at += unsafe { collect_nonzeros(row, second, nonzeros, at) };
-            *end = at;
-        }
-        let lists = Lists {
-            found: nonzeros,
-            ends: &ends[..rows],
-        };
-        // SAFETY: the indices found are below `inner`, the rows of `p` and `q`, which are
-        // `width` long like the rows of `sp` and `sq`.
-        unsafe { in_tiles!(width, gather_block_tile(sp, sq, p, q, lists, false)) };
+    unsafe fn tiles(
+        sp: &mut [f32],
+        sq: &mut [f32],
+        p: &[f32],
+        q: &[f32],
+        lists: Lists,
+        accumulate: bool,
+    ) {
+        // SAFETY: as this function's.
+        unsafe { block_tiles(sp, sq, p, q, lists, accumulate) }
     }
 }
 
-/// The nonzeros of a block of rows, one after the other in `found`: row `r`'s end at
-/// `ends[r]`, its start at the previous row's end.
-#[derive(Clone, Copy)]
-struct Lists<'a> {
-    found: &'a Nonzeros<f32>,
-    ends: &'a [usize],
+/// [`BlockKernels::tiles`] in tiles of at most [`TILE`] vectors.
+///
+/// # Safety
+/// As [`BlockKernels::tiles`], with AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn block_tiles(
+    sp: &mut [f32],
+    sq: &mut [f32],
+    p: &[f32],
+    q: &[f32],
+    lists: Lists,
+    accumulate: bool,
+) {
+    let width = sp.len().checked_div(lists.ends.len()).unwrap_or(0);
+    // SAFETY: as this function's, each tile's first column below `width`.
+    unsafe {
+        in_tiles!(
+            LANES,
+            TILE,
+            width,
+            gather_block_tile(sp, sq, p, q, lists, accumulate)
+        )
+    };
 }
 
-impl<'a> Lists<'a> {
-    /// Row `r`'s nonzeros.
-    fn row(&self, r: usize) -> Found<'a> {
-        let start = if r == 0 { 0 } else { self.ends[r - 1] };
-        let range = start..self.ends[r];
-        Found {
-            indices: &self.found.indices[range.clone()],
-            first: &self.found.first[range.clone()],
-            second: &self.found.second[range],
-        }
-    }
-}
-
-/// Columns `16 · first` onwards (`V` vectors) of every row of a block of [`gather_rows`]
+/// Columns `16 · first` onwards (`V` vectors) of every row of a block of [`BlockKernels::tiles`]
 /// (`sp`, `sq` `[rows, width]`).
 ///
 /// # Safety
-/// As [`gather_rows`], with `16 · first` below `width`.
+/// As [`BlockKernels::tiles`], with `16 · first` below `width`.
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_block_tile<const V: usize>(
     sp: &mut [f32],
@@ -388,10 +310,10 @@ unsafe fn gather_block_tile<const V: usize>(
 }
 
 /// `sp`, `sq` columns `16 · first` onwards (`V` vectors) of one row of
-/// [`gather_rows`], added to their values if `accumulate`.
+/// [`BlockKernels::tiles`], added to their values if `accumulate`.
 ///
 /// # Safety
-/// As [`gather_rows`], for one row, with `16 · first` below `width = sp.len()`.
+/// As [`BlockKernels::tiles`], for one row, with `16 · first` below `width = sp.len()`.
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_tile<const V: usize>(
     sp: &mut [f32],
@@ -451,101 +373,6 @@ unsafe fn gather_tile<const V: usize>(
             _mm512_mask_storeu_ps(sq.as_mut_ptr().add(column), masks[v], acc_q[v]);
         }
     }
-}
-
-/// See `KernelFloat::scatter_rows`, computed as a gather: each output row `k` (an input
-/// column) accumulates `Σ_r s[r,k] · p_rows[r]` in registers over the rows where column `k`
-/// is nonzero, one tile of columns at a time over all the block's `k`. A tile of the rows
-/// `p_rows`, `q_rows` (`rows · 7 · 16` floats each, 450 kB together at a batch of 500), once in L2,
-/// serves every `k`, and no output is stored more than once per tile; scattering each row's
-/// products into the outputs instead stored every output vector once per nonzero, and read
-/// the outputs from L3 where they outgrew L2. Each output's terms are added in increasing
-/// `r`, as a row-by-row scatter adds them.
-///
-/// # Safety
-/// AVX-512F must be available, and the lengths those of `shape` (`Shape::scatter`).
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn scatter_rows(
-    shape: Shape,
-    s: Columns<f32>,
-    p_rows: &[f32],
-    q_rows: &[f32],
-    p_out: &mut [f32],
-    q_out: &mut [f32],
-) {
-    SCRATCH.with_borrow_mut(|scratch| {
-        let Scratch { rows, columns } = scratch;
-        rows.make_room(s.row_count() * shape.inner);
-        // SAFETY: as this function's, with room for the nonzeros of every row.
-        unsafe { scatter_as_gather(shape, s, p_rows, q_rows, p_out, q_out, rows, columns) }
-    });
-}
-
-/// [`scatter_rows`] with `by_row` holding `rows · inner + 16` entries, and `by_column` for
-/// its lists by column.
-///
-/// # Safety
-/// As [`scatter_rows`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-unsafe fn scatter_as_gather(
-    shape: Shape,
-    s: Columns<f32>,
-    p_rows: &[f32],
-    q_rows: &[f32],
-    p_out: &mut [f32],
-    q_out: &mut [f32],
-    by_row: &mut Nonzeros<f32>,
-    by_column: &mut Nonzeros<f32>,
-) {
-    let (inner, width) = (shape.inner, shape.width);
-    let rows = s.row_count();
-    // Each row's nonzeros, then the same entries sorted by column (stably, so in increasing
-    // row within a column), with the row as the index.
-    let mut row_ends = vec![0usize; rows];
-    let mut ends = vec![0usize; inner];
-    let mut at = 0;
-    for (row, end) in s.rows().zip(&mut row_ends) {
-        // SAFETY: `by_row` holds `rows · inner + 16` entries and `at` is at most
-        // `r · inner` for row `r`.
-        at += unsafe { collect_nonzeros(row, None, by_row, at) };
-        *end = at;
-    }
-    for &k in &by_row.indices[..at] {
-        ends[k as usize] += 1;
-    }
-    let mut next = vec![0usize; inner];
-    let mut total = 0;
-    for (end, next) in ends.iter_mut().zip(&mut next) {
-        *next = total;
-        total += *end;
-        *end = total;
-    }
-    by_column.make_room(at);
-    let mut start = 0;
-    for (r, &end) in row_ends.iter().enumerate() {
-        for j in start..end {
-            let k = by_row.indices[j] as usize;
-            let to = next[k];
-            next[k] += 1;
-            by_column.indices[to] = r as u32;
-            by_column.first[to] = by_row.first[j];
-            by_column.second[to] = by_row.second[j];
-        }
-        start = end;
-    }
-    let lists = Lists {
-        found: by_column,
-        ends: &ends,
-    };
-    // SAFETY: the indices are rows of `p_rows` and `q_rows`, `width` long like the rows of
-    // `p_out` and `q_out`, which hold `inner` of them.
-    unsafe {
-        in_tiles!(
-            width,
-            gather_block_tile(p_out, q_out, p_rows, q_rows, lists, true)
-        )
-    };
 }
 
 #[cfg(test)]

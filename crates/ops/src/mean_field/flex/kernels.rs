@@ -1,15 +1,16 @@
 //! The element types the kernels run on, with their inner loops: portable loops for any CPU
-//! and `f64`, AVX-512 for `f32` where the CPU has it.
+//! and `f64`, AVX-512 for `f32` where the CPU has it, and for `f32`'s gather and scatter
+//! AVX2 with FMA where it has those but not AVX-512.
 
 use std::ops::Range;
 
 use burn::tensor::Element;
 use num_traits::Float;
 
-#[cfg(target_arch = "x86_64")]
-use super::avx512;
 use super::layout::{Coefficients, Columns, Params, Shape};
 use super::portable;
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512, blocks};
 use crate::equations::DeltaFloor;
 
 /// Element types the kernels run on (the others go through the composed operations), with
@@ -96,7 +97,12 @@ impl KernelFloat for f32 {
         #[cfg(target_arch = "x86_64")]
         if avx512::available() {
             // SAFETY: AVX-512F is available; `Shape::gather` checked the lengths.
-            return unsafe { avx512::gather_rows(shape, c, p, q, sp, sq) };
+            return unsafe { blocks::gather_rows::<avx512::Avx512>(shape, c, p, q, sp, sq) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            // SAFETY: AVX2 and FMA are available; `Shape::gather` checked the lengths.
+            return unsafe { blocks::gather_rows::<avx2::Avx2>(shape, c, p, q, sp, sq) };
         }
         portable::best::gather_rows(shape, c, p, q, sp, sq)
     }
@@ -112,7 +118,16 @@ impl KernelFloat for f32 {
         #[cfg(target_arch = "x86_64")]
         if avx512::available() {
             // SAFETY: AVX-512F is available; `Shape::scatter` checked the lengths.
-            return unsafe { avx512::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out) };
+            return unsafe {
+                blocks::scatter_rows::<avx512::Avx512>(shape, s, p_rows, q_rows, p_out, q_out)
+            };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            // SAFETY: AVX2 and FMA are available; `Shape::scatter` checked the lengths.
+            return unsafe {
+                blocks::scatter_rows::<avx2::Avx2>(shape, s, p_rows, q_rows, p_out, q_out)
+            };
         }
         portable::best::scatter_rows(shape, s, p_rows, q_rows, p_out, q_out)
     }

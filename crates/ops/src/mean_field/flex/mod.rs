@@ -37,7 +37,11 @@
 //! `portable.rs` and `avx512.rs` (the inner loops), `tests.rs` (every inner loop against
 //! `crate::equations` and plain sums).
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod blocks;
 mod dense;
 mod kernels;
 mod layout;

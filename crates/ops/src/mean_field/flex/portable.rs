@@ -14,12 +14,32 @@ fn collect_nonzeros<T: KernelFloat>(
     second: Option<&[T]>,
     found: &mut Nonzeros<T>,
 ) -> usize {
+    collect_nonzeros_at(row, second, found, 0)
+}
+
+/// [`collect_nonzeros`] written to `found` from entry `at` on.
+///
+/// # Panics
+/// If `found` holds fewer than `at + row.len()` entries.
+#[inline(always)]
+pub(super) fn collect_nonzeros_at<T: KernelFloat>(
+    row: &[T],
+    second: Option<&[T]>,
+    found: &mut Nonzeros<T>,
+    at: usize,
+) -> usize {
+    let end = at + row.len();
+    let (indices, first, second_found) = (
+        &mut found.indices[at..end],
+        &mut found.first[at..end],
+        &mut found.second[at..end],
+    );
     let mut count = 0;
     for (k, &x) in row.iter().enumerate() {
         let y = second.map_or(x * x, |t| t[k]);
-        found.indices[count] = k as u32;
-        found.first[count] = x;
-        found.second[count] = y;
+        indices[count] = k as u32;
+        first[count] = x;
+        second_found[count] = y;
         count += usize::from(x != T::zero() || y != T::zero());
     }
     count

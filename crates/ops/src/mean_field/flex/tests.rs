@@ -1,10 +1,13 @@
 //! Every inner loop of the flex kernels against the scalar equations of
 //! [`crate::equations`] (moments, chain rule, noisy pre-activation) or a plain sum in `f64`
 //! (the sparse products): the portable loops in `f32` and `f64`, the `f32` dispatch (the
-//! AVX-512 loops on a CPU that has them), and the AVX-512 loops directly where available.
+//! AVX-512 loops on a CPU that has them, AVX2 ones on one that has only those), and the
+//! AVX-512 and AVX2 loops directly where available.
 //! Shapes are not multiples of the 16-lane tiles, and the data hold the zeros, spikes
 //! (`pi` in {0, 1}) and vanishing `Delta` that the kernels treat specially.
 
+#[cfg(target_arch = "x86_64")]
+use super::blocks;
 use super::kernels::KernelFloat;
 use super::layout::{Coefficients, Columns, Params, Shape};
 use super::portable;
@@ -106,6 +109,9 @@ enum Loops {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// The AVX2 gather and scatter (the other loops have no AVX2 version of their own).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
 }
 
 fn loops_f32() -> Vec<Loops> {
@@ -113,6 +119,10 @@ fn loops_f32() -> Vec<Loops> {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
         loops.push(Loops::Avx512);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        loops.push(Loops::Avx2);
     }
     loops
 }
@@ -145,6 +155,9 @@ fn moments_loops_match_the_equations() {
     for loops in loops_f32() {
         moments_case::<f32>(2e-7, |p, i, a, b| match loops {
             Loops::Dispatch => f32::transposed_moments_rows(p, i, a, b),
+            // No AVX2 loop of its own: the dispatched one.
+            #[cfg(target_arch = "x86_64")]
+            Loops::Avx2 => f32::transposed_moments_rows(p, i, a, b),
             Loops::Portable => portable::transposed_moments_rows(p, i, a, b),
             #[cfg(target_arch = "x86_64")]
             Loops::Avx512 => {
@@ -206,6 +219,8 @@ fn chain_rule_loops_match_the_equations() {
     for loops in loops_f32() {
         chain_rule_case::<f32>(1e-6, |p, a, b, o, g| match loops {
             Loops::Dispatch => f32::chain_rule_rows(p, a, b, o, g),
+            #[cfg(target_arch = "x86_64")]
+            Loops::Avx2 => f32::chain_rule_rows(p, a, b, o, g),
             Loops::Portable => portable::chain_rule_rows(p, a, b, o, g),
             #[cfg(target_arch = "x86_64")]
             Loops::Avx512 => {
@@ -260,6 +275,8 @@ fn noise_loops_match_the_equations() {
     for loops in loops_f32() {
         noise_case::<f32>(0.0, |h, s, e, scale, floor| match loops {
             Loops::Dispatch => f32::add_noise(h, s, e, scale, floor),
+            #[cfg(target_arch = "x86_64")]
+            Loops::Avx2 => f32::add_noise(h, s, e, scale, floor),
             Loops::Portable => portable::add_noise(h, s, e, scale, floor),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512F is available (checked by `loops_f32`).
@@ -341,7 +358,14 @@ fn gather_loops_match_plain_sums() {
                 Loops::Portable => portable::gather_rows(shape, c, p, q, sp, sq),
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F is available (checked by `loops_f32`); sizes checked.
-                Loops::Avx512 => unsafe { super::avx512::gather_rows(shape, c, p, q, sp, sq) },
+                Loops::Avx512 => unsafe {
+                    blocks::gather_rows::<super::avx512::Avx512>(shape, c, p, q, sp, sq)
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2 and FMA are available (checked by `loops_f32`); sizes checked.
+                Loops::Avx2 => unsafe {
+                    blocks::gather_rows::<super::avx2::Avx2>(shape, c, p, q, sp, sq)
+                },
             }
         });
     }
@@ -408,7 +432,14 @@ fn scatter_loops_match_plain_sums() {
                 Loops::Portable => portable::scatter_rows(shape, s, p, q, po, qo),
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F is available (checked by `loops_f32`); sizes checked.
-                Loops::Avx512 => unsafe { super::avx512::scatter_rows(shape, s, p, q, po, qo) },
+                Loops::Avx512 => unsafe {
+                    blocks::scatter_rows::<super::avx512::Avx512>(shape, s, p, q, po, qo)
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2 and FMA are available (checked by `loops_f32`); sizes checked.
+                Loops::Avx2 => unsafe {
+                    blocks::scatter_rows::<super::avx2::Avx2>(shape, s, p, q, po, qo)
+                },
             }
         });
     }
@@ -516,64 +547,134 @@ fn fma_compiled_loops_equal_the_plain_ones_bit_for_bit() {
     check::<f64>();
 }
 
-/// The AVX-512 gather and scatter add each output's terms in the order the portable loops
-/// do, fused as theirs are, so that the results are the same bit for bit (a change of
-/// blocking or tiling must keep the order).
+/// The AVX-512 and AVX2 gather and scatter add each output's terms in the order the
+/// portable loops do, fused as theirs are, so that the results are the same bit for bit (a
+/// change of blocking or tiling must keep the order).
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx512_gather_and_scatter_equal_the_portable_loops_bit_for_bit() {
-    if !super::avx512::available() {
-        return;
+fn vector_gather_and_scatter_equal_the_portable_loops_bit_for_bit() {
+    if super::avx512::available() {
+        block_kernels_equal_the_portable_loops::<super::avx512::Avx512>();
     }
+    if super::avx2::available() {
+        block_kernels_equal_the_portable_loops::<super::avx2::Avx2>();
+    }
+}
+
+/// The gather and scatter of the kernel set `K`, whose CPU features the caller checked,
+/// against the portable loops, bit for bit, on rows 130 wide (8 whole AVX-512 vectors and
+/// one of 2 lanes; 16 whole AVX2 vectors and one of 2) and 128 wide (whole vectors only).
+#[cfg(target_arch = "x86_64")]
+fn block_kernels_equal_the_portable_loops<K: blocks::BlockKernels>() {
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let mut v = Values(33);
-    let (rows, inner, width) = (150, 70, 130);
-    let mut s = cast::<f32>(&v.sparse(rows * inner));
-    let mut t = cast::<f32>(&v.sparse(rows * inner));
-    // Rows without a nonzero at the ends of the gather's blocks of 64.
-    for r in [0, 63, 64, 149] {
-        s[r * inner..(r + 1) * inner].fill(0.0);
-        t[r * inner..(r + 1) * inner].fill(0.0);
-    }
-    let (p, q) = (
-        cast::<f32>(&v.sparse(inner * width)),
-        cast::<f32>(&v.sparse(inner * width)),
-    );
-    for second in [None, Some(&t[..])] {
-        let c = Coefficients { first: &s, second };
-        let run = |avx512: bool| {
-            let (mut sp, mut sq) = (vec![0.0; rows * width], vec![0.0; rows * width]);
-            let shape = Shape::gather(c, inner, &p, &q, &sp, &sq);
-            if avx512 {
-                // SAFETY: AVX-512F is available (checked above); sizes checked.
-                unsafe { super::avx512::gather_rows(shape, c, &p, &q, &mut sp, &mut sq) }
-            } else {
-                portable::gather_rows(shape, c, &p, &q, &mut sp, &mut sq)
-            }
-            (bits(&sp), bits(&sq))
-        };
-        assert_eq!(run(true), run(false), "gather_rows");
-    }
-    let (p_rows, q_rows) = (
-        cast::<f32>(&v.sparse(rows * width)),
-        cast::<f32>(&v.sparse(rows * width)),
-    );
-    for block in [0..inner, 20..47, 5..5] {
-        let initial = cast::<f32>(&v.sparse(block.len() * width));
-        let run = |avx512: bool| {
-            let columns = Columns::new(&s, inner, block.clone());
-            let (mut po, mut qo) = (initial.clone(), initial.clone());
-            let shape = Shape::scatter(columns, &p_rows, &q_rows, &po, &qo);
-            if avx512 {
-                // SAFETY: AVX-512F is available (checked above); sizes checked.
-                unsafe {
-                    super::avx512::scatter_rows(shape, columns, &p_rows, &q_rows, &mut po, &mut qo)
+    for width in [130, 128] {
+        let (rows, inner) = (150, 70);
+        let mut s = cast::<f32>(&v.sparse(rows * inner));
+        let mut t = cast::<f32>(&v.sparse(rows * inner));
+        // Rows without a nonzero at the ends of the gather's blocks of 64.
+        for r in [0, 63, 64, 149] {
+            s[r * inner..(r + 1) * inner].fill(0.0);
+            t[r * inner..(r + 1) * inner].fill(0.0);
+        }
+        let (p, q) = (
+            cast::<f32>(&v.sparse(inner * width)),
+            cast::<f32>(&v.sparse(inner * width)),
+        );
+        for second in [None, Some(&t[..])] {
+            let c = Coefficients { first: &s, second };
+            let run = |vector: bool| {
+                let (mut sp, mut sq) = (vec![0.0; rows * width], vec![0.0; rows * width]);
+                let shape = Shape::gather(c, inner, &p, &q, &sp, &sq);
+                if vector {
+                    // SAFETY: the caller checked `K`'s CPU features; sizes checked.
+                    unsafe { blocks::gather_rows::<K>(shape, c, &p, &q, &mut sp, &mut sq) }
+                } else {
+                    portable::gather_rows(shape, c, &p, &q, &mut sp, &mut sq)
                 }
-            } else {
-                portable::scatter_rows(shape, columns, &p_rows, &q_rows, &mut po, &mut qo)
+                (bits(&sp), bits(&sq))
+            };
+            assert_eq!(run(true), run(false), "gather_rows, width {width}");
+        }
+        let (p_rows, q_rows) = (
+            cast::<f32>(&v.sparse(rows * width)),
+            cast::<f32>(&v.sparse(rows * width)),
+        );
+        for block in [0..inner, 20..47, 5..5] {
+            let initial = cast::<f32>(&v.sparse(block.len() * width));
+            let run = |vector: bool| {
+                let columns = Columns::new(&s, inner, block.clone());
+                let (mut po, mut qo) = (initial.clone(), initial.clone());
+                let shape = Shape::scatter(columns, &p_rows, &q_rows, &po, &qo);
+                if vector {
+                    // SAFETY: the caller checked `K`'s CPU features; sizes checked.
+                    unsafe {
+                        blocks::scatter_rows::<K>(
+                            shape, columns, &p_rows, &q_rows, &mut po, &mut qo,
+                        )
+                    }
+                } else {
+                    portable::scatter_rows(shape, columns, &p_rows, &q_rows, &mut po, &mut qo)
+                }
+                (bits(&po), bits(&qo))
+            };
+            assert_eq!(run(true), run(false), "scatter_rows, width {width}");
+        }
+    }
+}
+
+/// The vector collections of nonzeros list what the portable one lists, in the same order,
+/// with NaN counted as nonzero and -0 as zero, from any starting entry and for rows whose
+/// length is not a multiple of a vector.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn vector_collections_of_nonzeros_equal_the_portable_one() {
+    use super::layout::Nonzeros;
+    fn check<K: blocks::BlockKernels>() {
+        let mut v = Values(5);
+        for len in [0, 7, 8, 37, 784] {
+            let mut row = cast::<f32>(&v.sparse(len));
+            let mut second = cast::<f32>(&v.sparse(len));
+            for (k, x) in row.iter_mut().enumerate() {
+                match k % 11 {
+                    3 => *x = f32::NAN,
+                    5 => *x = -0.0,
+                    _ => {}
+                }
             }
-            (bits(&po), bits(&qo))
-        };
-        assert_eq!(run(true), run(false), "scatter_rows");
+            if len > 2 {
+                second[1] = f32::NAN;
+            }
+            for t in [None, Some(&second[..])] {
+                let at = 5;
+                let mut expected = Nonzeros::<f32>::new(at + len);
+                let n = portable::collect_nonzeros_at(&row, t, &mut expected, at);
+                let mut found = Nonzeros::<f32>::new(at + len);
+                // SAFETY: the caller checked `K`'s CPU features; `found` holds
+                // `at + len + 16` entries.
+                let count = unsafe { K::collect(&row, t, &mut found, at) };
+                assert_eq!(count, n, "count, length {len}");
+                let range = at..at + n;
+                assert_eq!(
+                    found.indices[range.clone()],
+                    expected.indices[range.clone()]
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&found.first[range.clone()]),
+                    bits(&expected.first[range.clone()])
+                );
+                assert_eq!(
+                    bits(&found.second[range.clone()]),
+                    bits(&expected.second[range])
+                );
+            }
+        }
+    }
+    if super::avx512::available() {
+        check::<super::avx512::Avx512>();
+    }
+    if super::avx2::available() {
+        check::<super::avx2::Avx2>();
     }
 }
