@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::blocks::{BlockKernels, Found, Lists, in_tiles};
+use super::blocks::{BlockKernels, Found};
 use super::layout::Nonzeros;
 use super::portable;
 
@@ -32,6 +32,9 @@ pub(super) fn available() -> bool {
 pub(super) struct Avx2;
 
 impl BlockKernels for Avx2 {
+    const LANES: usize = LANES;
+    const TILE: usize = TILE;
+
     unsafe fn collect(
         row: &[f32],
         second: Option<&[f32]>,
@@ -42,16 +45,17 @@ impl BlockKernels for Avx2 {
         unsafe { collect_nonzeros(row, second, found, at) }
     }
 
-    unsafe fn tiles(
+    unsafe fn tile<const V: usize>(
         sp: &mut [f32],
         sq: &mut [f32],
         p: &[f32],
         q: &[f32],
-        lists: Lists,
+        found: Found,
         accumulate: bool,
+        first: usize,
     ) {
         // SAFETY: as this function's.
-        unsafe { block_tiles(sp, sq, p, q, lists, accumulate) }
+        unsafe { gather_tile::<V>(sp, sq, p, q, found, accumulate, first) }
     }
 }
 
@@ -139,56 +143,6 @@ unsafe fn collect_nonzeros(
     count + rest
 }
 
-/// [`BlockKernels::tiles`] in tiles of at most [`TILE`] vectors.
-///
-/// # Safety
-/// As [`BlockKernels::tiles`], with AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block_tiles(
-    sp: &mut [f32],
-    sq: &mut [f32],
-    p: &[f32],
-    q: &[f32],
-    lists: Lists,
-    accumulate: bool,
-) {
-    let width = sp.len().checked_div(lists.ends.len()).unwrap_or(0);
-    // SAFETY: as this function's, each tile's first column below `width`.
-    unsafe {
-        in_tiles!(
-            LANES,
-            TILE,
-            width,
-            gather_block_tile(sp, sq, p, q, lists, accumulate)
-        )
-    };
-}
-
-/// Columns `8 · first` onwards (`V` vectors) of every row of a block of
-/// [`BlockKernels::tiles`] (`sp`, `sq` `[rows, width]`).
-///
-/// # Safety
-/// As [`BlockKernels::tiles`], with `8 · first` below `width`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gather_block_tile<const V: usize>(
-    sp: &mut [f32],
-    sq: &mut [f32],
-    p: &[f32],
-    q: &[f32],
-    lists: Lists,
-    accumulate: bool,
-    first: usize,
-) {
-    let Some(width) = sp.len().checked_div(lists.ends.len()) else {
-        return;
-    };
-    let rows = sp.chunks_exact_mut(width).zip(sq.chunks_exact_mut(width));
-    for (r, (sp, sq)) in rows.enumerate() {
-        // SAFETY: as this function's, for one row.
-        unsafe { gather_tile::<V>(sp, sq, p, q, lists.row(r), accumulate, first) };
-    }
-}
-
 /// The mask of the first `n` (at most 8) lanes, for `_mm256_maskload_ps`.
 #[target_feature(enable = "avx2")]
 fn first_lanes(n: usize) -> __m256i {
@@ -196,13 +150,11 @@ fn first_lanes(n: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes)
 }
 
-/// `sp`, `sq` columns `8 · first` onwards (`V` vectors) of one row of
-/// [`BlockKernels::tiles`], added to their values if `accumulate`. The tile's last vector
-/// is masked where the row ends inside it; the others are whole.
+/// See [`BlockKernels::tile`]: columns `8 · first` onwards (`V` vectors) of one row. The
+/// tile's last vector is masked where the row ends inside it; the others are whole.
 ///
 /// # Safety
-/// As [`BlockKernels::tiles`], for one row, with `8 · first` below `width = sp.len()` and
-/// the tile's last vector starting below `width`.
+/// As [`BlockKernels::tile`], with AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gather_tile<const V: usize>(
     sp: &mut [f32],

@@ -1,7 +1,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::blocks::{BlockKernels, Found, Lists, in_tiles};
+use super::blocks::{BlockKernels, Found};
 use super::layout::{LANES, Nonzeros, Params};
 use crate::equations::DeltaFloor;
 
@@ -236,6 +236,9 @@ const PREFETCH_DISTANCE: usize = 4;
 pub(super) struct Avx512;
 
 impl BlockKernels for Avx512 {
+    const LANES: usize = LANES;
+    const TILE: usize = TILE;
+
     unsafe fn collect(
         row: &[f32],
         second: Option<&[f32]>,
@@ -246,74 +249,25 @@ impl BlockKernels for Avx512 {
         unsafe { collect_nonzeros(row, second, found, at) }
     }
 
-    unsafe fn tiles(
+    unsafe fn tile<const V: usize>(
         sp: &mut [f32],
         sq: &mut [f32],
         p: &[f32],
         q: &[f32],
-        lists: Lists,
+        found: Found,
         accumulate: bool,
+        first: usize,
     ) {
         // SAFETY: as this function's.
-        unsafe { block_tiles(sp, sq, p, q, lists, accumulate) }
+        unsafe { gather_tile::<V>(sp, sq, p, q, found, accumulate, first) }
     }
 }
 
-/// [`BlockKernels::tiles`] in tiles of at most [`TILE`] vectors.
+/// See [`BlockKernels::tile`]: columns `16 · first` onwards (`V` vectors) of one row, the
+/// vectors masked where the row ends.
 ///
 /// # Safety
-/// As [`BlockKernels::tiles`], with AVX-512F.
-#[target_feature(enable = "avx512f")]
-unsafe fn block_tiles(
-    sp: &mut [f32],
-    sq: &mut [f32],
-    p: &[f32],
-    q: &[f32],
-    lists: Lists,
-    accumulate: bool,
-) {
-    let width = sp.len().checked_div(lists.ends.len()).unwrap_or(0);
-    // SAFETY: as this function's, each tile's first column below `width`.
-    unsafe {
-        in_tiles!(
-            LANES,
-            TILE,
-            width,
-            gather_block_tile(sp, sq, p, q, lists, accumulate)
-        )
-    };
-}
-
-/// Columns `16 · first` onwards (`V` vectors) of every row of a block of [`BlockKernels::tiles`]
-/// (`sp`, `sq` `[rows, width]`).
-///
-/// # Safety
-/// As [`BlockKernels::tiles`], with `16 · first` below `width`.
-#[target_feature(enable = "avx512f")]
-unsafe fn gather_block_tile<const V: usize>(
-    sp: &mut [f32],
-    sq: &mut [f32],
-    p: &[f32],
-    q: &[f32],
-    lists: Lists,
-    accumulate: bool,
-    first: usize,
-) {
-    let Some(width) = sp.len().checked_div(lists.ends.len()) else {
-        return;
-    };
-    let rows = sp.chunks_exact_mut(width).zip(sq.chunks_exact_mut(width));
-    for (r, (sp, sq)) in rows.enumerate() {
-        // SAFETY: as this function's, for one row.
-        unsafe { gather_tile::<V>(sp, sq, p, q, lists.row(r), accumulate, first) };
-    }
-}
-
-/// `sp`, `sq` columns `16 · first` onwards (`V` vectors) of one row of
-/// [`BlockKernels::tiles`], added to their values if `accumulate`.
-///
-/// # Safety
-/// As [`BlockKernels::tiles`], for one row, with `16 · first` below `width = sp.len()`.
+/// As [`BlockKernels::tile`], with AVX-512F.
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_tile<const V: usize>(
     sp: &mut [f32],

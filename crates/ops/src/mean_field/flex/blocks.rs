@@ -36,8 +36,13 @@ impl<'a> Lists<'a> {
     }
 }
 
-/// The two vector loops of a kernel set.
+/// The two vector loops of a kernel set, with its vectors' lanes and its widest tile.
 pub(super) trait BlockKernels {
+    /// `f32` lanes of a vector.
+    const LANES: usize;
+    /// Output vectors kept in registers per pass, for each of the pair (at most 7).
+    const TILE: usize;
+
     /// The positions `k` where `row[k]` or `second[k]` (default `row[k]²`) is nonzero (or
     /// NaN), with both values, written to `found` from entry `at` on; returns how many.
     ///
@@ -51,21 +56,84 @@ pub(super) trait BlockKernels {
         at: usize,
     ) -> usize;
 
-    /// Row `r` of `sp`, `sq` (`[rows, width]`, `rows = lists.ends.len()`) set to, or if
-    /// `accumulate` increased by, `Σ_j first_j · p[k_j]` and `Σ_j second_j · q[k_j]` over
-    /// row `r`'s nonzeros in `lists`, in their order, each term one fused multiply-add.
+    /// Columns `LANES · first` onwards (`V` vectors, the last of them possibly past the
+    /// row's end) of one row of `sp`, `sq`, set to, or if `accumulate` increased by,
+    /// `Σ_j first_j · p[k_j]` and `Σ_j second_j · q[k_j]` over `found`, in its order, each
+    /// term one fused multiply-add.
     ///
     /// # Safety
-    /// The kernel set's CPU features must be available; the indices in `lists` are rows
-    /// of `p` and `q`, which are `width` long like the rows of `sp` and `sq`.
-    unsafe fn tiles(
+    /// The kernel set's CPU features must be available; the indices in `found` are rows
+    /// of `p` and `q`, which are `width = sp.len() = sq.len()` long; `LANES · first` is
+    /// below `width` and `LANES · (first + V - 1)` too.
+    unsafe fn tile<const V: usize>(
         sp: &mut [f32],
         sq: &mut [f32],
         p: &[f32],
         q: &[f32],
-        lists: Lists,
+        found: Found,
         accumulate: bool,
+        first: usize,
     );
+}
+
+/// Row `r` of `sp`, `sq` (`[rows, width]`, `rows = lists.ends.len()`) set to, or if
+/// `accumulate` increased by, `Σ_j first_j · p[k_j]` and `Σ_j second_j · q[k_j]` over row
+/// `r`'s nonzeros in `lists`, tile by tile of at most `K::TILE` vectors, each tile over all
+/// the rows.
+///
+/// # Safety
+/// `K`'s CPU features must be available; the indices in `lists` are rows of `p` and `q`,
+/// which are `width` long like the rows of `sp` and `sq`.
+unsafe fn tiles<K: BlockKernels>(
+    sp: &mut [f32],
+    sq: &mut [f32],
+    p: &[f32],
+    q: &[f32],
+    lists: Lists,
+    accumulate: bool,
+) {
+    let width = sp.len().checked_div(lists.ends.len()).unwrap_or(0);
+    let vectors = width.div_ceil(K::LANES);
+    let mut first = 0;
+    while first < vectors {
+        let tile = (vectors - first).min(K::TILE);
+        // SAFETY: as this function's; the tile's vectors start below `width`.
+        unsafe {
+            match tile {
+                1 => tile_rows::<K, 1>(sp, sq, p, q, lists, accumulate, first),
+                2 => tile_rows::<K, 2>(sp, sq, p, q, lists, accumulate, first),
+                3 => tile_rows::<K, 3>(sp, sq, p, q, lists, accumulate, first),
+                4 => tile_rows::<K, 4>(sp, sq, p, q, lists, accumulate, first),
+                5 => tile_rows::<K, 5>(sp, sq, p, q, lists, accumulate, first),
+                6 => tile_rows::<K, 6>(sp, sq, p, q, lists, accumulate, first),
+                _ => tile_rows::<K, 7>(sp, sq, p, q, lists, accumulate, first),
+            }
+        }
+        first += tile;
+    }
+}
+
+/// One tile (`V` vectors from column `K::LANES · first`) of every row of [`tiles`].
+///
+/// # Safety
+/// As [`tiles`], with the tile's vectors starting below `width`.
+unsafe fn tile_rows<K: BlockKernels, const V: usize>(
+    sp: &mut [f32],
+    sq: &mut [f32],
+    p: &[f32],
+    q: &[f32],
+    lists: Lists,
+    accumulate: bool,
+    first: usize,
+) {
+    let Some(width) = sp.len().checked_div(lists.ends.len()) else {
+        return;
+    };
+    let rows = sp.chunks_exact_mut(width).zip(sq.chunks_exact_mut(width));
+    for (r, (sp, sq)) in rows.enumerate() {
+        // SAFETY: as this function's, for one row.
+        unsafe { K::tile::<V>(sp, sq, p, q, lists.row(r), accumulate, first) };
+    }
 }
 
 /// Each thread's lists of nonzeros, kept from call to call: new ones would be zeroed for
@@ -126,7 +194,7 @@ pub(super) unsafe fn gather_rows<K: BlockKernels>(
             };
             // SAFETY: the indices found are below `inner`, the rows of `p` and `q`, which
             // are `width` long like the rows of `sp` and `sq`.
-            unsafe { K::tiles(sp, sq, p, q, lists, false) };
+            unsafe { tiles::<K>(sp, sq, p, q, lists, false) };
         }
     });
 }
@@ -199,29 +267,6 @@ pub(super) unsafe fn scatter_rows<K: BlockKernels>(
         };
         // SAFETY: the indices are rows of `p_rows` and `q_rows`, `width` long like the rows
         // of `p_out` and `q_out`, which hold `inner` of them.
-        unsafe { K::tiles(p_out, q_out, p_rows, q_rows, lists, true) };
+        unsafe { tiles::<K>(p_out, q_out, p_rows, q_rows, lists, true) };
     });
 }
-
-/// Runs `$tile::<V>($args..., first)` over the column tiles of a `$width`-wide row, tiles
-/// of at most `$most` (2 to 7) vectors of `$lanes` lanes.
-macro_rules! in_tiles {
-    ($lanes:expr, $most:expr, $width:expr, $tile:ident($($arg:expr),*)) => {{
-        let vectors = $width.div_ceil($lanes);
-        let mut first = 0;
-        while first < vectors {
-            let tile = (vectors - first).min($most);
-            match tile {
-                1 => $tile::<1>($($arg),*, first),
-                2 => $tile::<2>($($arg),*, first),
-                3 => $tile::<3>($($arg),*, first),
-                4 => $tile::<4>($($arg),*, first),
-                5 => $tile::<5>($($arg),*, first),
-                6 => $tile::<6>($($arg),*, first),
-                _ => $tile::<7>($($arg),*, first),
-            }
-            first += tile;
-        }
-    }};
-}
-pub(super) use in_tiles;
