@@ -92,6 +92,7 @@ unsafe fn tiles<K: BlockKernels>(
     lists: Lists,
     accumulate: bool,
 ) {
+    const { assert!(K::TILE >= 1 && K::TILE <= 7, "tiles of 1 to 7 vectors") };
     let width = sp.len().checked_div(lists.ends.len()).unwrap_or(0);
     let vectors = width.div_ceil(K::LANES);
     let mut first = 0;
